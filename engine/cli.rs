@@ -1,0 +1,417 @@
+//! Command-line interface: argument parsing, the commands, and the single
+//! place where errors become text and exit codes.
+//!
+//! Exit codes: 0 success, 1 a stage or the environment failed, 2 the spec or
+//! the command line is wrong. Data goes to stdout, progress and logs to stderr.
+
+use crate::inspect::{self, ExportFormat};
+use crate::plan::{self, Facts, Selection};
+use crate::run::{self, RunOptions};
+use crate::spec;
+use crate::store::Store;
+use clap::{Args, Parser, Subcommand};
+use std::collections::BTreeSet;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tw",
+    version,
+    about = "Declarative, content-hashed pipelines for execution-trace experiments on code LLMs"
+)]
+pub struct Cli {
+    /// Cache directory (artifacts, manifests, locks).
+    #[arg(long, global = true, env = "TW_CACHE_DIR", default_value = "cache")]
+    pub cache_dir: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check specs and report every problem at once.
+    Validate { specs: Vec<PathBuf> },
+    /// Say what `tw run` would run, and why.
+    Plan {
+        spec: PathBuf,
+        #[command(flatten)]
+        select: SelectArgs,
+        /// Print a stable JSON plan instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a spec: only what is not cached runs.
+    Run {
+        spec: PathBuf,
+        #[command(flatten)]
+        select: SelectArgs,
+        /// Stages run in parallel at most (default: number of cores).
+        #[arg(short, long)]
+        jobs: Option<usize>,
+        /// Keep running independent stages after one fails.
+        #[arg(long)]
+        keep_going: bool,
+        /// Never draw progress bars.
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Print the schema and first rows of a cached stage output.
+    Show {
+        spec: PathBuf,
+        /// `stage`, `stage.output` or `stage[axis=value].output`.
+        target: String,
+        #[arg(long, default_value_t = 10)]
+        head: usize,
+    },
+    /// Write a cached stage output as JSONL, CSV or Parquet.
+    Export {
+        spec: PathBuf,
+        target: String,
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+        /// Output file (default: stdout; required for parquet).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Remove cached artifacts that none of the given specs uses.
+    Gc {
+        #[arg(required = true)]
+        specs: Vec<PathBuf>,
+        /// Only report what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Cache maintenance.
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
+    /// List stage kinds, or print one kind's documentation.
+    Stages {
+        #[command(subcommand)]
+        command: Option<StagesCommand>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Re-hash every artifact and report corruption.
+    Verify {
+        /// Remove corrupt artifacts so the next run recomputes them.
+        #[arg(long)]
+        delete_corrupt: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StagesCommand {
+    List,
+    Describe { kind: String },
+}
+
+#[derive(Debug, Args, Default)]
+pub struct SelectArgs {
+    /// Run only these stages (their upstream must be cached).
+    #[arg(long, value_name = "STAGE")]
+    pub only: Vec<String>,
+    /// Run these stages and everything downstream of them.
+    #[arg(long, value_name = "STAGE")]
+    pub from: Vec<String>,
+    /// Run these stages and everything upstream of them.
+    #[arg(long, value_name = "STAGE")]
+    pub to: Vec<String>,
+    /// Rerun these stages even if cached.
+    #[arg(long, value_name = "STAGE")]
+    pub force: Vec<String>,
+}
+
+impl From<SelectArgs> for Selection {
+    fn from(a: SelectArgs) -> Self {
+        Selection {
+            only: a.only,
+            from: a.from,
+            to: a.to,
+            force: a.force,
+        }
+    }
+}
+
+/// An error on its way to the user, with its exit code.
+pub struct Failure {
+    pub code: i32,
+    pub message: String,
+}
+
+impl Failure {
+    fn usage(message: impl Into<String>) -> Self {
+        Failure {
+            code: 2,
+            message: message.into(),
+        }
+    }
+
+    fn runtime(message: impl Into<String>) -> Self {
+        Failure {
+            code: 1,
+            message: message.into(),
+        }
+    }
+}
+
+fn load_spec(path: &Path) -> Result<spec::Spec, Failure> {
+    spec::load(path).map_err(|e| Failure::usage(e.render()))
+}
+
+fn open_store(dir: &Path) -> Result<Store, Failure> {
+    Store::open(dir).map_err(|e| {
+        Failure::runtime(format!(
+            "error: cannot open the cache at {}: {e}",
+            dir.display()
+        ))
+    })
+}
+
+fn make_plan(
+    spec: &spec::Spec,
+    store: &Store,
+    selection: &Selection,
+    facts: &Facts,
+) -> Result<plan::Plan, Failure> {
+    plan::build(spec, store, selection, facts).map_err(|e| match e {
+        plan::PlanError::Spec(diagnostics) => {
+            Failure::usage(crate::diag::render_all(&diagnostics, &spec.sources))
+        }
+        plan::PlanError::Store(e) => Failure::runtime(format!("error: cache: {e}")),
+    })
+}
+
+/// Run a parsed command line; stdout gets data, stderr gets logs.
+pub fn execute(cli: Cli, stdout: &mut dyn Write) -> Result<(), Failure> {
+    let io = |e: std::io::Error| Failure::runtime(format!("error: {e}"));
+    match cli.command {
+        Command::Validate { specs } => {
+            if specs.is_empty() {
+                return Err(Failure::usage("error: name at least one spec file"));
+            }
+            let mut failed = Vec::new();
+            for path in &specs {
+                match spec::load(path) {
+                    Ok(s) => {
+                        let missing = plan::missing_files(&s);
+                        if missing.is_empty() {
+                            writeln!(
+                                stdout,
+                                "{}: ok ({} stages)",
+                                path.display(),
+                                s.nodes().len()
+                            )
+                            .map_err(io)?;
+                        } else {
+                            failed.push(crate::diag::render_all(&missing, &s.sources));
+                        }
+                    }
+                    Err(e) => failed.push(e.render()),
+                }
+            }
+            if failed.is_empty() {
+                Ok(())
+            } else {
+                Err(Failure::usage(failed.join("\n")))
+            }
+        }
+        Command::Plan { spec, select, json } => {
+            let spec = load_spec(&spec)?;
+            let store = open_store(&cli.cache_dir)?;
+            let facts = Facts::default();
+            let plan = make_plan(&spec, &store, &select.into(), &facts)?;
+            let text = if json {
+                plan::render_json(&spec, &plan) + "\n"
+            } else {
+                plan::render_text(&spec, &plan)
+            };
+            stdout.write_all(text.as_bytes()).map_err(io)
+        }
+        Command::Run {
+            spec,
+            select,
+            jobs,
+            keep_going,
+            no_progress,
+        } => {
+            let spec = load_spec(&spec)?;
+            let store = open_store(&cli.cache_dir)?;
+            let facts = Facts::default();
+            let plan = make_plan(&spec, &store, &select.into(), &facts)?;
+            eprintln!(
+                "tw: {}: {} stages, {} to run",
+                spec.experiment(),
+                spec.nodes().len(),
+                plan.to_run()
+            );
+            let options = RunOptions {
+                jobs: jobs.unwrap_or_else(|| {
+                    std::thread::available_parallelism()
+                        .map(|n| n.get())
+                        .unwrap_or(1)
+                }),
+                keep_going,
+                progress: !no_progress && std::io::stderr().is_terminal(),
+            };
+            let report = run::execute(&spec, &store, &plan, &facts, &options).map_err(|e| match e {
+                run::RunError::MissingUpstream { .. } => Failure::usage(format!(
+                    "error: {e}\n  = help: run without --only, or add the upstream stage to the selection"
+                )),
+                other => Failure::runtime(format!("error: {other}")),
+            })?;
+            let lock = crate::lockfile::write(&spec, &report).map_err(io)?;
+            eprintln!("tw: {}", report.summary_line());
+            eprintln!("tw: wrote {}", lock.display());
+            if report.failures.is_empty() {
+                Ok(())
+            } else {
+                let mut message = String::new();
+                for f in &report.failures {
+                    message.push_str(&format!(
+                        "error: stage `{}` ({}) failed: {}\n",
+                        f.node, f.kind, f.error
+                    ));
+                }
+                message.push_str(
+                    "  = note: results that finished are cached; the next run continues from them",
+                );
+                Err(Failure::runtime(message))
+            }
+        }
+        Command::Show { spec, target, head } => {
+            let spec = load_spec(&spec)?;
+            let store = open_store(&cli.cache_dir)?;
+            let plan = make_plan(&spec, &store, &Selection::default(), &Facts::default())?;
+            let path = inspect::locate(&spec, &plan, &store, &target)
+                .map_err(|e| Failure::usage(format!("error: {e}")))?;
+            inspect::show(&path, head, stdout).map_err(|e| Failure::runtime(format!("error: {e}")))
+        }
+        Command::Export {
+            spec,
+            target,
+            format,
+            output,
+        } => {
+            if format == ExportFormat::Parquet
+                && output.is_none()
+                && std::io::stdout().is_terminal()
+            {
+                return Err(Failure::usage(
+                    "error: parquet is binary: write it to a file with `-o FILE`",
+                ));
+            }
+            let spec = load_spec(&spec)?;
+            let store = open_store(&cli.cache_dir)?;
+            let plan = make_plan(&spec, &store, &Selection::default(), &Facts::default())?;
+            let path = inspect::locate(&spec, &plan, &store, &target)
+                .map_err(|e| Failure::usage(format!("error: {e}")))?;
+            match output {
+                Some(file) => {
+                    let mut buffer = Vec::new();
+                    inspect::export(&path, format, &mut buffer)
+                        .map_err(|e| Failure::runtime(format!("error: {e}")))?;
+                    crate::store::write_atomic(&file, &buffer).map_err(io)
+                }
+                None => inspect::export(&path, format, stdout)
+                    .map_err(|e| Failure::runtime(format!("error: {e}"))),
+            }
+        }
+        Command::Gc { specs, dry_run } => {
+            let store = open_store(&cli.cache_dir)?;
+            let mut keep = BTreeSet::new();
+            for path in &specs {
+                let spec = load_spec(path)?;
+                let plan = make_plan(&spec, &store, &Selection::default(), &Facts::default())?;
+                keep.extend(
+                    plan.nodes
+                        .iter()
+                        .filter(|n| n.manifest.is_some())
+                        .filter_map(|n| n.key.clone()),
+                );
+            }
+            let report = store
+                .gc(&keep, dry_run)
+                .map_err(|e| Failure::runtime(format!("error: {e}")))?;
+            writeln!(
+                stdout,
+                "{} {} artifact{} ({:.1} MiB), kept {}{}",
+                if dry_run { "would remove" } else { "removed" },
+                report.removed,
+                if report.removed == 1 { "" } else { "s" },
+                report.bytes as f64 / (1024.0 * 1024.0),
+                report.kept,
+                if report.stale_staging > 0 {
+                    format!(
+                        ", cleaned {} interrupted staging dirs",
+                        report.stale_staging
+                    )
+                } else {
+                    String::new()
+                }
+            )
+            .map_err(io)
+        }
+        Command::Cache {
+            command: CacheCommand::Verify { delete_corrupt },
+        } => {
+            let store = open_store(&cli.cache_dir)?;
+            let report = store
+                .verify()
+                .map_err(|e| Failure::runtime(format!("error: {e}")))?;
+            for (key, problem) in &report.corrupt {
+                writeln!(stdout, "corrupt {}: {problem}", &key[..key.len().min(12)]).map_err(io)?;
+                if delete_corrupt {
+                    store
+                        .remove_object(key)
+                        .map_err(|e| Failure::runtime(format!("error: {e}")))?;
+                }
+            }
+            writeln!(
+                stdout,
+                "{} artifacts ok, {} corrupt{}",
+                report.ok,
+                report.corrupt.len(),
+                if delete_corrupt && !report.corrupt.is_empty() {
+                    " (removed)"
+                } else {
+                    ""
+                }
+            )
+            .map_err(io)?;
+            if report.corrupt.is_empty() || delete_corrupt {
+                Ok(())
+            } else {
+                Err(Failure::runtime(
+                    "error: the cache has corrupt artifacts; `tw cache verify --delete-corrupt` removes them",
+                ))
+            }
+        }
+        Command::Stages { command } => {
+            let registry = spec::registry();
+            match command {
+                None | Some(StagesCommand::List) => {
+                    for stage in registry.kinds() {
+                        let doc = stage.doc();
+                        let summary = doc.lines().next().unwrap_or_default();
+                        writeln!(stdout, "{summary}").map_err(io)?;
+                    }
+                    Ok(())
+                }
+                Some(StagesCommand::Describe { kind }) => match registry.get(&kind) {
+                    Some(stage) => stdout.write_all(stage.doc().as_bytes()).map_err(io),
+                    None => Err(Failure::usage(format!(
+                        "error: unknown stage kind `{kind}`{}",
+                        crate::diag::did_you_mean(&kind, registry.names())
+                            .map(|h| format!("\n  = help: {h}"))
+                            .unwrap_or_default()
+                    ))),
+                },
+            }
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! Cache keys: blake3 over a canonical record of everything a stage's output
+//! may depend on.
+//!
+//! The pre-image holds the stage kind and its implementation version, the
+//! typed params after defaults, the content hashes of input artifacts and of
+//! files read, and declared environment facts. It deliberately leaves out the
+//! stage id, the spec path, comments, key order and secrets, so renaming a
+//! stage, moving the spec or reformatting it never reruns anything.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Bump when the recipe below changes; every key moves with it.
+pub const KEY_RECIPE: u32 = 1;
+const DERIVE_CONTEXT: &str = "tw stage key v1";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PreImage {
+    pub recipe: u32,
+    pub artifact_format: u32,
+    pub kind: String,
+    pub kind_version: u32,
+    pub params: serde_json::Value,
+    /// slot -> content hashes of the bound artifacts, in spec order.
+    pub inputs: BTreeMap<String, Vec<String>>,
+    /// path as written in params -> content hash.
+    pub files: BTreeMap<String, String>,
+    /// fact name -> value.
+    pub env: BTreeMap<String, String>,
+}
+
+impl PreImage {
+    pub fn key(&self) -> String {
+        let json = serde_json::to_value(self).expect("pre-image is plain data");
+        let mut hasher = blake3::Hasher::new_derive_key(DERIVE_CONTEXT);
+        hasher.update(canonical_json(&json).as_bytes());
+        hasher.finalize().to_hex().to_string()
+    }
+}
+
+/// JSON with object keys sorted at every level and no whitespace. Written by
+/// hand so no crate feature (`preserve_order`) can change the bytes.
+pub fn canonical_json(value: &serde_json::Value) -> String {
+    let mut out = String::new();
+    write_canonical(value, &mut out);
+    out
+}
+
+fn write_canonical(value: &serde_json::Value, out: &mut String) {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            out.push('{');
+            for (i, (k, v)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::Value::String(k.clone()).to_string());
+                out.push(':');
+                write_canonical(v, out);
+            }
+            out.push('}');
+        }
+        serde_json::Value::Array(items) => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(v, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+/// Field-by-field differences between an old and a new pre-image, as reasons
+/// a user can act on (`params.temperature: 0.2 -> 0.8`).
+pub fn diff(old: &PreImage, new: &PreImage) -> Vec<String> {
+    let mut reasons = Vec::new();
+    if old.recipe != new.recipe || old.artifact_format != new.artifact_format {
+        reasons.push(format!(
+            "tw cache format changed (key recipe {} -> {}, artifact format {} -> {})",
+            old.recipe, new.recipe, old.artifact_format, new.artifact_format
+        ));
+    }
+    if old.kind != new.kind {
+        reasons.push(format!("kind: {} -> {}", old.kind, new.kind));
+    } else if old.kind_version != new.kind_version {
+        reasons.push(format!(
+            "`{}` version {} -> {}",
+            new.kind, old.kind_version, new.kind_version
+        ));
+    }
+    diff_json("params", &old.params, &new.params, &mut reasons);
+    for slot in union(old.inputs.keys(), new.inputs.keys()) {
+        match (old.inputs.get(slot), new.inputs.get(slot)) {
+            (Some(a), Some(b)) if a != b => reasons.push(format!("input `{slot}` changed")),
+            (None, Some(_)) => reasons.push(format!("input `{slot}` added")),
+            (Some(_), None) => reasons.push(format!("input `{slot}` removed")),
+            _ => {}
+        }
+    }
+    for path in union(old.files.keys(), new.files.keys()) {
+        match (old.files.get(path), new.files.get(path)) {
+            (Some(a), Some(b)) if a != b => reasons.push(format!("file {path} changed")),
+            (None, Some(_)) => reasons.push(format!("file {path} added")),
+            (Some(_), None) => reasons.push(format!("file {path} no longer read")),
+            _ => {}
+        }
+    }
+    for fact in union(old.env.keys(), new.env.keys()) {
+        let a = old.env.get(fact).map(String::as_str).unwrap_or("(none)");
+        let b = new.env.get(fact).map(String::as_str).unwrap_or("(none)");
+        if a != b {
+            reasons.push(format!("env {fact}: {a} -> {b}"));
+        }
+    }
+    reasons
+}
+
+fn union<'a>(
+    a: impl Iterator<Item = &'a String>,
+    b: impl Iterator<Item = &'a String>,
+) -> std::collections::BTreeSet<&'a String> {
+    a.chain(b).collect()
+}
+
+fn short(v: &serde_json::Value) -> String {
+    let text = canonical_json(v);
+    if text.chars().count() > 60 {
+        let cut: String = text.chars().take(57).collect();
+        format!("{cut}...")
+    } else {
+        text
+    }
+}
+
+fn diff_json(path: &str, old: &serde_json::Value, new: &serde_json::Value, out: &mut Vec<String>) {
+    use serde_json::Value as J;
+    match (old, new) {
+        (J::Object(a), J::Object(b)) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for k in keys {
+                let sub = format!("{path}.{k}");
+                match (a.get(k), b.get(k)) {
+                    (Some(x), Some(y)) => diff_json(&sub, x, y, out),
+                    (None, Some(y)) => out.push(format!("{sub}: (unset) -> {}", short(y))),
+                    (Some(x), None) => out.push(format!("{sub}: {} -> (unset)", short(x))),
+                    (None, None) => {}
+                }
+            }
+        }
+        (a, b) if a != b => out.push(format!("{path}: {} -> {}", short(a), short(b))),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pre(params: serde_json::Value) -> PreImage {
+        PreImage {
+            recipe: KEY_RECIPE,
+            artifact_format: 1,
+            kind: "load".into(),
+            kind_version: 1,
+            params,
+            inputs: BTreeMap::new(),
+            files: BTreeMap::from([("a.jsonl".to_string(), "h1".to_string())]),
+            env: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys_at_every_level() {
+        let a = json!({"b": 1, "a": {"d": [1, {"z": 1, "y": 2}], "c": "x"}});
+        assert_eq!(
+            canonical_json(&a),
+            r#"{"a":{"c":"x","d":[1,{"y":2,"z":1}]},"b":1}"#
+        );
+    }
+
+    #[test]
+    fn key_is_stable_and_sensitive() {
+        let a = pre(json!({"path": "a.jsonl", "limit": 3}));
+        let b = pre(json!({"limit": 3, "path": "a.jsonl"}));
+        assert_eq!(a.key(), b.key());
+        let c = pre(json!({"limit": 4, "path": "a.jsonl"}));
+        assert_ne!(a.key(), c.key());
+        assert_eq!(a.key().len(), 64);
+    }
+
+    #[test]
+    fn diff_names_the_exact_field() {
+        let a = pre(json!({"temperature": 0.2, "n": 1}));
+        let mut b = pre(json!({"temperature": 0.8, "n": 1, "seed": 3}));
+        b.files.insert("a.jsonl".into(), "h2".into());
+        b.kind_version = 2;
+        assert_eq!(
+            diff(&a, &b),
+            vec![
+                "`load` version 1 -> 2",
+                "params.seed: (unset) -> 3",
+                "params.temperature: 0.2 -> 0.8",
+                "file a.jsonl changed",
+            ]
+        );
+    }
+}

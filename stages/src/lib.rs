@@ -1,0 +1,31 @@
+//! Stage kinds of `tw`: the [`Stage`] trait, the [`Registry`] of kinds, and one
+//! file per kind. The engine depends on this crate, never the reverse.
+//!
+//! Adding a kind: see "Adding a stage kind" in the README.
+
+pub mod api;
+pub mod artifact;
+pub mod registry;
+pub mod value;
+
+mod load;
+mod render;
+
+#[cfg(feature = "polars")]
+mod concat;
+#[cfg(feature = "polars")]
+mod filter;
+#[cfg(feature = "polars")]
+mod join;
+#[cfg(feature = "polars")]
+mod relational;
+#[cfg(feature = "polars")]
+mod sample;
+#[cfg(feature = "polars")]
+mod select;
+
+pub use api::{
+    Arity, CachePolicy, DynStage, EnvFact, FileDep, InputSlot, NoProgress, ParsedParams, PlanEnv,
+    Problem, Progress, RunCtx, Stage, StageError,
+};
+pub use registry::Registry;

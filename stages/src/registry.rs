@@ -1,0 +1,109 @@
+//! The one explicit list of stage kinds.
+//!
+//! No `inventory`/`ctor` magic (buck2 found it unreliable): adding a kind is
+//! one line in [`Registry::builtin`]. Kinds that need a cargo feature that is
+//! off are still known by name, so a spec using them gets "rebuild with
+//! feature X" instead of "unknown kind".
+
+use crate::api::{DynStage, Erased, Stage};
+use std::collections::BTreeMap;
+
+pub struct Registry {
+    kinds: BTreeMap<&'static str, Box<dyn DynStage>>,
+    /// kind -> cargo feature it needs, for kinds compiled out of this build.
+    unavailable: BTreeMap<&'static str, &'static str>,
+}
+
+impl Registry {
+    /// Every stage kind this build of `tw` knows.
+    pub fn builtin() -> Self {
+        let mut r = Registry {
+            kinds: BTreeMap::new(),
+            unavailable: BTreeMap::new(),
+        };
+        r.add::<crate::load::Load>();
+        r.add::<crate::render::Render>();
+        #[cfg(feature = "polars")]
+        {
+            r.add::<crate::filter::Filter>();
+            r.add::<crate::select::Select>();
+            r.add::<crate::sample::Sample>();
+            r.add::<crate::join::Join>();
+            r.add::<crate::concat::Concat>();
+        }
+        #[cfg(not(feature = "polars"))]
+        for kind in ["filter", "select", "sample", "join", "concat"] {
+            r.unavailable.insert(kind, "polars");
+        }
+        r
+    }
+
+    /// Register a kind. Panics on a duplicate name: that is a programming error.
+    pub fn add<S: Stage>(&mut self) {
+        assert!(
+            !self.kinds.contains_key(S::KIND),
+            "stage kind `{}` registered twice",
+            S::KIND
+        );
+        self.kinds.insert(S::KIND, Box::new(Erased::<S>::new()));
+    }
+
+    pub fn get(&self, kind: &str) -> Option<&dyn DynStage> {
+        self.kinds.get(kind).map(|b| b.as_ref())
+    }
+
+    /// The cargo feature a known-but-compiled-out kind needs.
+    pub fn needs_feature(&self, kind: &str) -> Option<&'static str> {
+        self.unavailable.get(kind).copied()
+    }
+
+    pub fn kinds(&self) -> impl Iterator<Item = &dyn DynStage> {
+        self.kinds.values().map(|b| b.as_ref())
+    }
+
+    pub fn names(&self) -> Vec<&'static str> {
+        self.kinds.keys().copied().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_names_are_unique_snake_case_and_documented() {
+        let r = Registry::builtin();
+        assert!(!r.names().is_empty());
+        for stage in r.kinds() {
+            let kind = stage.kind();
+            assert!(
+                kind.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                    && kind.starts_with(|c: char| c.is_ascii_lowercase()),
+                "`{kind}` is not snake_case"
+            );
+            let doc = stage.doc();
+            for section in [
+                "# Params",
+                "# Inputs",
+                "# Outputs",
+                "# Caching",
+                "# Example",
+            ] {
+                assert!(doc.contains(section), "`{kind}` doc lacks `{section}`");
+            }
+            assert!(
+                doc.starts_with(&format!("`{kind}`: ")),
+                "`{kind}` doc must start with its name"
+            );
+            assert!(stage.version() >= 1);
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "registered twice")]
+    fn duplicate_kind_panics() {
+        let mut r = Registry::builtin();
+        r.add::<crate::load::Load>();
+    }
+}

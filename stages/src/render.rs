@@ -1,0 +1,284 @@
+//! `render`: render a minijinja template once per row into a new text column.
+//!
+//! # What it does
+//! For each row of `rows`, renders `template` with the row's columns as
+//! variables (also available together as `row`) plus the constant `vars`, and
+//! stores the result in column `column`. Undefined variables are errors (strict
+//! mode), so a misspelled column fails loudly instead of rendering blank.
+//! Templates may `include`, `import` or `extend` other templates by literal
+//! name, relative to the main template's directory.
+//!
+//! # Params
+//! - `template` (string, required): template file, relative to the spec's directory.
+//! - `column` (string, default `text`): name of the output column (replaced if present).
+//! - `vars` (map, default empty): constants visible to the template as `vars`.
+//! - `trim` (bool, default `true`): strip leading and trailing whitespace of each result.
+//!
+//! # Inputs
+//! - `rows`: any table.
+//!
+//! # Outputs
+//! - `rows`: the input table plus `column`.
+//!
+//! # Caching
+//! The bytes of the template and of every template it references by literal
+//! name are hashed into the key: editing any of them reruns exactly the stages
+//! that read them. A reference built at render time (`include name ~ ".j2"`)
+//! cannot be seen at plan time and is therefore an error.
+//!
+//! # Example
+//! ```yaml
+//! prompts:
+//!   kind: render
+//!   inputs: { rows: problems.rows }
+//!   params: { template: ../templates/prompts/repair.j2, column: prompt }
+//! ```
+
+use crate::api::{FileDep, InputSlot, PlanEnv, Problem, RunCtx, Stage, StageError, module_doc};
+use crate::artifact;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub struct Render;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenderParams {
+    pub template: String,
+    #[serde(default = "default_column")]
+    pub column: String,
+    #[serde(default)]
+    pub vars: BTreeMap<String, serde_json::Value>,
+    #[serde(default = "default_true")]
+    pub trim: bool,
+}
+
+fn default_column() -> String {
+    "text".into()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Stage for Render {
+    const KIND: &'static str = "render";
+    const VERSION: u32 = 1;
+    type Params = RenderParams;
+
+    fn doc() -> String {
+        module_doc(include_str!("render.rs"))
+    }
+
+    fn inputs(_p: &RenderParams) -> Vec<InputSlot> {
+        vec![InputSlot::one("rows")]
+    }
+
+    fn outputs(_p: &RenderParams) -> Vec<String> {
+        vec!["rows".into()]
+    }
+
+    fn validate(p: &RenderParams) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        if p.column.trim().is_empty() {
+            problems.push(Problem::at("column", "`column` is empty"));
+        }
+        if p.template.trim().is_empty() {
+            problems.push(Problem::at("template", "`template` is empty"));
+        }
+        problems
+    }
+
+    fn file_deps(p: &RenderParams, env: &PlanEnv) -> Vec<FileDep> {
+        let main = env.resolve(&p.template);
+        let dir = main.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut deps = vec![FileDep {
+            param: "template".into(),
+            path: p.template.clone(),
+        }];
+        // Referenced templates: named relative to the main template's directory,
+        // recorded relative to the spec like the main one.
+        let prefix = Path::new(&p.template)
+            .parent()
+            .map(|d| d.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if let Ok(names) = referenced_templates(&main, &dir) {
+            for name in names {
+                let path = if prefix.is_empty() {
+                    name
+                } else {
+                    format!("{prefix}/{name}")
+                };
+                deps.push(FileDep {
+                    param: "template".into(),
+                    path,
+                });
+            }
+        }
+        deps
+    }
+
+    fn run(p: &RenderParams, ctx: &mut RunCtx<'_>) -> Result<(), StageError> {
+        let main = ctx.resolve(&p.template);
+        let dir = main.parent().map(Path::to_path_buf).unwrap_or_default();
+        let main_name = main
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let template_error = |e: minijinja::Error| StageError::Template {
+            path: main.clone(),
+            message: describe(&e),
+        };
+        let mut env = minijinja::Environment::new();
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        let mut syntax = minijinja::syntax::SyntaxConfig::builder();
+        syntax.keep_trailing_newline(true);
+        env.set_syntax(syntax.build().map_err(template_error)?);
+        let source = fs_err::read_to_string(&main)?;
+        env.add_template_owned(main_name.clone(), source)
+            .map_err(template_error)?;
+        for name in referenced_templates(&main, &dir)? {
+            let text = fs_err::read_to_string(dir.join(&name))?;
+            env.add_template_owned(name, text).map_err(template_error)?;
+        }
+        let template = env.get_template(&main_name).map_err(template_error)?;
+        let table = ctx.input("rows")?;
+        let rows = artifact::table_to_json_rows(&table)?;
+        ctx.progress().set_total(rows.len() as u64);
+        let mut out = Vec::with_capacity(rows.len());
+        for (i, row) in rows.into_iter().enumerate() {
+            let mut context = row.clone();
+            context.insert("row".into(), serde_json::Value::Object(row));
+            context.insert(
+                "vars".into(),
+                serde_json::to_value(&p.vars).map_err(|e| StageError::failed(e.to_string()))?,
+            );
+            let rendered = template
+                .render(minijinja::Value::from(minijinja::value::Serde(&context)))
+                .map_err(|e| StageError::Template {
+                    path: main.clone(),
+                    message: format!("row {i}: {}", describe(&e)),
+                })?;
+            out.push(Some(if p.trim {
+                rendered.trim().to_string()
+            } else {
+                rendered
+            }));
+            ctx.progress().inc(1);
+        }
+        let result = artifact::with_string_column(&table, &p.column, out)?;
+        ctx.write_output("rows", &result)
+    }
+}
+
+fn describe(e: &minijinja::Error) -> String {
+    let mut message = e.to_string();
+    if let Some(line) = e.line() {
+        message = format!("line {line}: {message}");
+    }
+    message
+}
+
+/// Names of templates referenced by literal string, transitively, sorted.
+fn referenced_templates(main: &Path, dir: &Path) -> Result<Vec<String>, StageError> {
+    let pattern = regex::Regex::new(
+        r#"\{%-?\s*(?:include|extends|import|from)\s+(?:\[\s*)?["']([^"']+)["']"#,
+    )
+    .map_err(|e| StageError::failed(e.to_string()))?;
+    let mut seen = std::collections::BTreeSet::new();
+    let mut queue = vec![fs_err::read_to_string(main)?];
+    while let Some(text) = queue.pop() {
+        for capture in pattern.captures_iter(&text) {
+            let name = capture[1].to_string();
+            if seen.insert(name.clone()) {
+                queue.push(fs_err::read_to_string(dir.join(&name))?);
+            }
+        }
+    }
+    Ok(seen.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::NoProgress;
+
+    fn params(template: &str) -> RenderParams {
+        RenderParams {
+            template: template.into(),
+            column: "prompt".into(),
+            vars: BTreeMap::from([("lang".to_string(), serde_json::json!("Python"))]),
+            trim: true,
+        }
+    }
+
+    fn write_input(dir: &Path) -> std::path::PathBuf {
+        let rows: Vec<serde_json::Map<String, serde_json::Value>> = vec![
+            serde_json::json!({"name": "add", "code": "def add(a, b): return a + b"}),
+            serde_json::json!({"name": "sub", "code": "def sub(a, b): return a - b"}),
+        ]
+        .into_iter()
+        .map(|v| v.as_object().unwrap().clone())
+        .collect();
+        let (t, _) = artifact::json_rows_to_table(&rows).unwrap();
+        let path = dir.join("in.parquet");
+        artifact::write_table(&path, &t).unwrap();
+        path
+    }
+
+    fn run(
+        dir: &Path,
+        p: &RenderParams,
+    ) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, StageError> {
+        let input = write_input(dir);
+        let out = dir.join("out");
+        fs_err::create_dir_all(&out).unwrap();
+        let inputs = BTreeMap::from([("rows".to_string(), vec![input])]);
+        let mut ctx = RunCtx::new("t", dir, inputs, &out, &NoProgress);
+        Render::run(p, &mut ctx)?;
+        let (written, _) = ctx.into_parts();
+        artifact::table_to_json_rows(&artifact::read_table(&written["rows"].path).unwrap())
+    }
+
+    #[test]
+    fn renders_each_row_with_includes() {
+        let dir = tempfile::tempdir().unwrap();
+        fs_err::create_dir_all(dir.path().join("t")).unwrap();
+        fs_err::write(
+            dir.path().join("t/main.j2"),
+            "{% include 'header.j2' %}\n{{ name }}: {{ row.code }}\n",
+        )
+        .unwrap();
+        fs_err::write(dir.path().join("t/header.j2"), "# {{ vars.lang }}").unwrap();
+        let rows = run(dir.path(), &params("t/main.j2")).unwrap();
+        assert_eq!(
+            rows[0]["prompt"],
+            "# Python\nadd: def add(a, b): return a + b"
+        );
+        assert_eq!(
+            rows[1]["prompt"],
+            "# Python\nsub: def sub(a, b): return a - b"
+        );
+        let deps = Render::file_deps(
+            &params("t/main.j2"),
+            &PlanEnv {
+                base_dir: dir.path().into(),
+            },
+        );
+        let paths: Vec<_> = deps.iter().map(|d| d.path.as_str()).collect();
+        assert_eq!(paths, ["t/main.j2", "t/header.j2"]);
+    }
+
+    #[test]
+    fn undefined_variable_is_an_error_with_row_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        fs_err::write(dir.path().join("m.j2"), "ok\n{{ nmae }}").unwrap();
+        let err = run(dir.path(), &params("m.j2")).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("m.j2") && msg.contains("row 0") && msg.contains("line 2"),
+            "{msg}"
+        );
+    }
+}

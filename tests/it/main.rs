@@ -1,0 +1,11 @@
+//! The one integration test binary (ripgrep/uv style): `tw` is run as a user
+//! runs it, on specs written into temp dirs.
+
+// Test helpers panic on unexpected failures by design.
+#![allow(clippy::unwrap_used)]
+mod cache;
+mod errors;
+mod harness;
+mod keys;
+mod matrix;
+mod plans;

@@ -1,0 +1,39 @@
+//! `tw plan` output snapshots, and every spec shipped in `specs/` validates.
+
+use crate::harness::pipeline_project;
+
+const SPEC: &str = "specs/pipeline.yaml";
+
+#[test]
+fn plan_text_fresh_then_after_a_change() {
+    let p = pipeline_project();
+    let fresh = p.tw(&["plan", SPEC]);
+    insta::assert_snapshot!("plan_fresh", fresh.normalized(&p));
+    p.run_ok(SPEC);
+    p.write(
+        SPEC,
+        &p.read(SPEC)
+            .replace("columns: [task_id, prompt_text]", "columns: [prompt_text]"),
+    );
+    p.write("specs/templates/note.j2", "{{ task_id }}!");
+    let changed = p.tw(&["plan", SPEC]);
+    insta::assert_snapshot!("plan_after_change", changed.normalized(&p));
+}
+
+#[test]
+fn every_shipped_spec_validates() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut specs: Vec<_> = fs_err::read_dir(root.join("specs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "toml"))
+        .collect();
+    specs.sort();
+    assert!(!specs.is_empty());
+    let p = pipeline_project();
+    for spec in specs {
+        let ran = p.tw(&["validate", spec.to_str().unwrap()]);
+        assert_eq!(ran.code, 0, "{}: {}", spec.display(), ran.stderr);
+    }
+}
