@@ -377,8 +377,9 @@ pub fn build(
                     }
                     let mut unique = ups.clone();
                     unique.dedup();
+                    let verb = if unique.len() == 1 { "reruns" } else { "rerun" };
                     Some(format!(
-                        "input `{}` changes ({} reruns)",
+                        "input `{}` changes ({} {verb})",
                         input.slot,
                         unique.join(", ")
                     ))
@@ -556,4 +557,35 @@ pub fn render_json(spec: &Spec, plan: &Plan) -> String {
         stages,
     };
     serde_json::to_string_pretty(&plan).expect("plan is plain data")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_facts_are_computed_once_and_failures_are_recorded() {
+        let facts = Facts::default();
+        let fact = EnvFact::Command {
+            name: "python".into(),
+            argv: vec!["sh".into(), "-c".into(), "echo Python 3.11.7".into()],
+        };
+        assert_eq!(facts.env_value(&fact), "Python 3.11.7");
+        assert_eq!(fact_name(&fact), "python");
+        let missing = EnvFact::Command {
+            name: "nope".into(),
+            argv: vec!["/nonexistent/tw-test-binary".into()],
+        };
+        assert!(facts.env_value(&missing).starts_with("unavailable ("));
+        let failing = EnvFact::Command {
+            name: "fails".into(),
+            argv: vec!["sh".into(), "-c".into(), "exit 3".into()],
+        };
+        assert!(facts.env_value(&failing).starts_with("unavailable (exit"));
+        let var = EnvFact::Var {
+            name: "TW_TEST_SURELY_UNSET_VAR".into(),
+        };
+        assert_eq!(facts.env_value(&var), "");
+        assert_eq!(fact_name(&var), "var:TW_TEST_SURELY_UNSET_VAR");
+    }
 }

@@ -188,6 +188,7 @@ pub fn execute(
         }
     };
     let id_w = nodes.iter().map(|n| n.id.len()).max().unwrap_or(0);
+    let kind_w = nodes.iter().map(|n| n.kind().len()).max().unwrap_or(0);
 
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(options.jobs.max(1))
@@ -254,7 +255,7 @@ pub fn execute(
                     {
                         let outcome = if plan.nodes[i].status == Status::After {
                             log(format!(
-                                "  cut off {:<id_w$}  {}  (upstream output unchanged)",
+                                "  cut off {:<id_w$}  {:<kind_w$}  (upstream output unchanged)",
                                 node.id,
                                 node.kind()
                             ));
@@ -324,7 +325,7 @@ pub fn execute(
                 } => {
                     let rows: usize = outputs.values().map(|o| o.rows).sum();
                     log(format!(
-                        "  ran     {:<id_w$}  {}  {seconds:.2}s  {rows} rows",
+                        "  ran     {:<id_w$}  {:<kind_w$}  {seconds:.2}s  {rows} rows",
                         node.id,
                         node.kind()
                     ));
@@ -337,7 +338,7 @@ pub fn execute(
                 }
                 Done::Failed(error) => {
                     log(format!(
-                        "  FAILED  {:<id_w$}  {}  {error}",
+                        "  FAILED  {:<id_w$}  {:<kind_w$}  {error}",
                         node.id,
                         node.kind()
                     ));

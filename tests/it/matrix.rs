@@ -94,7 +94,7 @@ fn adding_an_axis_value_runs_only_the_new_instances_and_the_gather() {
     assert_eq!(
         by["all"],
         vec![
-            "input `tables` changes (draw[seed=2,level=easy], draw[seed=2,level=hard] reruns)"
+            "input `tables` changes (draw[seed=2,level=easy], draw[seed=2,level=hard] rerun)"
                 .to_string()
         ]
     );
