@@ -6,6 +6,7 @@
 pub mod api;
 pub mod artifact;
 pub mod registry;
+pub mod sandbox;
 pub mod value;
 
 mod load;
