@@ -87,11 +87,44 @@ pub enum Command {
         #[command(subcommand)]
         command: CacheCommand,
     },
+    /// Score a generations file against a benchmark, like `evalplus.evaluate`.
+    Score(ScoreArgs),
     /// List stage kinds, or print one kind's documentation.
     Stages {
         #[command(subcommand)]
         command: Option<StagesCommand>,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct ScoreArgs {
+    /// humaneval, humaneval-plus, mbpp, cruxeval-i, cruxeval-o
+    #[arg(long)]
+    pub benchmark: String,
+    /// The benchmark's problems file (JSONL, `.gz` too).
+    #[arg(long)]
+    pub problems: PathBuf,
+    /// Generations: `{task_id, completion|solution}` JSONL, or CRUXEval's generations.json.
+    #[arg(long, required_unless_present = "reference")]
+    pub samples: Option<PathBuf>,
+    /// Score the benchmark's own reference solutions (a harness self-check).
+    #[arg(long, conflicts_with = "samples")]
+    pub reference: bool,
+    /// pass@k values, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,10,100")]
+    pub k: Vec<u32>,
+    /// Seconds per test (default: the benchmark's harness default).
+    #[arg(long)]
+    pub timeout: Option<f64>,
+    /// Parallel sandbox workers (default: cores).
+    #[arg(short, long)]
+    pub jobs: Option<usize>,
+    /// Write one JSON line per sample with its verdict.
+    #[arg(long, value_name = "FILE")]
+    pub details: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -391,6 +424,7 @@ pub fn execute(cli: Cli, stdout: &mut dyn Write) -> Result<(), Failure> {
                 ))
             }
         }
+        Command::Score(args) => crate::score_cmd::run(args, stdout),
         Command::Stages { command } => {
             let registry = spec::registry();
             match command {

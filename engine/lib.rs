@@ -17,6 +17,7 @@ pub mod key;
 pub mod lockfile;
 pub mod plan;
 pub mod run;
+pub mod score_cmd;
 pub mod source;
 pub mod spec;
 pub mod store;

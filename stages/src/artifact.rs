@@ -101,6 +101,8 @@ fn observe(current: ColumnType, value: &serde_json::Value) -> ColumnType {
         J::Null => return current,
         J::Bool(_) => ColumnType::Bool,
         J::Number(n) if n.is_i64() => ColumnType::Int,
+        // An integer beyond 64 bits would lose digits as a float: keep its text.
+        J::Number(n) if !n.to_string().contains(['.', 'e', 'E']) => ColumnType::Json,
         J::Number(_) => ColumnType::Float,
         J::String(_) => ColumnType::Str,
         J::Array(_) | J::Object(_) => ColumnType::Json,
@@ -353,6 +355,16 @@ mod tests {
         let back = table_to_json_rows(&t).unwrap();
         assert_eq!(back[0]["input"], json!("[[1,\"a\"]]"));
         assert_eq!(back[1]["name"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn integers_beyond_64_bits_keep_every_digit() {
+        let rows: Vec<serde_json::Map<String, serde_json::Value>> =
+            vec![serde_json::from_str(r#"{"n": 100000000000000000000000, "m": 1}"#).unwrap()];
+        let (t, json_cols) = json_rows_to_table(&rows).unwrap();
+        assert_eq!(json_cols, vec!["n".to_string()]);
+        let back = table_to_json_rows(&t).unwrap();
+        assert_eq!(back[0]["n"], json!("100000000000000000000000"));
     }
 
     #[test]

@@ -7,10 +7,12 @@ pub mod api;
 pub mod artifact;
 pub mod registry;
 pub mod sandbox;
+pub mod scoring;
 pub mod value;
 
 mod load;
 mod render;
+pub mod score;
 
 #[cfg(feature = "polars")]
 mod concat;

@@ -23,6 +23,7 @@ impl Registry {
         };
         r.add::<crate::load::Load>();
         r.add::<crate::render::Render>();
+        r.add::<crate::score::Score>();
         #[cfg(feature = "polars")]
         {
             r.add::<crate::filter::Filter>();

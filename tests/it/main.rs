@@ -9,3 +9,4 @@ mod harness;
 mod keys;
 mod matrix;
 mod plans;
+mod scoring;

@@ -77,9 +77,12 @@ pub enum Comparator {
 /// dicts with non-string keys, NaN and bytes survive exactly).
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
 pub struct TestCase {
-    /// Positional arguments (a JSON list) for `function` mode.
+    /// Positional arguments (a tagged-JSON list) for `function` mode.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub args: Option<serde_json::Value>,
+    /// Or plain JSON arguments, as benchmarks publish them (objects are dicts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub args_json: Option<serde_json::Value>,
     /// Or the arguments as a Python literal tuple/list, `ast.literal_eval`ed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub args_literal: Option<String>,
@@ -140,6 +143,11 @@ pub struct Job {
     pub dataset: Option<String>,
     pub tests: Vec<TestCase>,
     pub limits: Limits,
+    /// Stop at the first test that does not pass (EvalPlus `fast_check`); the
+    /// rest are `skipped`.
+    pub stop_at_first_failure: bool,
+    /// Return function outputs as values (needed to use them as expected outputs).
+    pub keep_output_values: bool,
 }
 
 impl Job {
@@ -153,6 +161,8 @@ impl Job {
             dataset: None,
             tests: Vec::new(),
             limits: Limits::default(),
+            stop_at_first_failure: false,
+            keep_output_values: true,
         }
     }
 
@@ -175,6 +185,8 @@ impl Job {
             "max_file_bytes": l.max_file_bytes,
             "max_open_files": l.max_open_files,
             "max_processes": l.max_processes,
+            "stop_at_first_failure": self.stop_at_first_failure,
+            "keep_output_values": self.keep_output_values,
         })
     }
 
@@ -201,6 +213,8 @@ pub enum Verdict {
     Memory,
     SyntaxError,
     OutputLimit,
+    /// Not run: an earlier test failed and the job stops at the first failure.
+    Skipped,
     /// The sandbox itself failed (worker died or stopped answering).
     SandboxError,
 }
@@ -215,6 +229,7 @@ impl Verdict {
             Verdict::Memory => "memory",
             Verdict::SyntaxError => "syntax_error",
             Verdict::OutputLimit => "output_limit",
+            Verdict::Skipped => "skipped",
             Verdict::SandboxError => "sandbox_error",
         }
     }

@@ -53,6 +53,8 @@ import textwrap  # noqa: F401
 import unicodedata  # noqa: F401
 
 REPLY = os.fdopen(os.dup(1), "w", buffering=1)
+DEFAULT_INT_DIGITS = sys.get_int_max_str_digits()
+sys.set_int_max_str_digits(0)
 DROP_UID = int(os.environ.get("TW_DROP_UID", "-1"))
 IS_PID1 = os.getpid() == 1
 MAX_REPORT = 64 * 1024 * 1024
@@ -104,7 +106,11 @@ def encode(v, depth=0):
     if v is None or isinstance(v, (bool, str)):
         return v
     if isinstance(v, int):
-        return v
+        # JSON readers without arbitrary precision stop at 64 bits.
+        if -(1 << 63) <= v < (1 << 63):
+            return v
+        # Hex, not decimal: linear time for huge values, and no digit limit.
+        return {"int": hex(v)}
     if isinstance(v, float):
         if math.isnan(v) or math.isinf(v):
             return {"float": repr(v)}
@@ -162,6 +168,8 @@ def decode(v):
             return frozenset(_hashable(decode(x)) for x in v["frozenset"])
         if "float" in v:
             return float(v["float"])
+        if "int" in v:
+            return int(v["int"], 16)
         if "bytes" in v:
             return bytes.fromhex(v["bytes"])
         if "complex" in v:
@@ -179,6 +187,9 @@ def _hashable(x):
 
 
 def short_repr(v, limit=1000):
+    if isinstance(v, int) and v.bit_length() > 4 * limit:
+        # repr of a huge int is quadratic (and may hit the digit limit): summarize.
+        return "<int of %d bits>" % v.bit_length()
     try:
         r = repr(v)
     except BaseException as e:
@@ -420,6 +431,8 @@ def child_main(job, w_fd, workdir):
         os.setpgid(0, 0)
     except OSError:
         pass
+    # Programs see Python's default int/str digit limit (the worker lifts it).
+    sys.set_int_max_str_digits(DEFAULT_INT_DIGITS)
     chan = os.fdopen(w_fd, "w", buffering=1)
 
     def emit(obj):
@@ -479,6 +492,8 @@ def child_main(job, w_fd, workdir):
             if mode == "function":
                 if "args_literal" in test:
                     args = ast.literal_eval(test["args_literal"])
+                elif "args_json" in test:
+                    args = test["args_json"]
                 else:
                     args = decode(test.get("args", []))
                 sys.stdout = out_buf
@@ -582,6 +597,35 @@ def _remove_tree(path):
         pass
 
 
+def _finish(rep, test, job):
+    """Turn a child's raw report into a verdict, comparing outputs here."""
+    if rep.get("verdict") == "ok":
+        if "expected" in test:
+            try:
+                if job["mode"] == "function":
+                    out, exp = decode(rep.get("output")), decode(test["expected"])
+                else:
+                    out, exp = rep.get("output"), test["expected"]
+                if job.get("comparator") == "evalplus":
+                    test = dict(test)
+                    test["_args"] = test["args_json"] if "args_json" in test else decode(test.get("args", []))
+                ok = compare(job.get("comparator", "exact"), out, exp, test, job)
+            except BaseException as e:
+                ok = False
+                rep["exc_type"], rep["exc_message"] = "ComparatorError", "%s: %s" % _exc(e)
+            rep["verdict"] = "pass" if ok else "wrong_answer"
+        else:
+            rep["verdict"] = "pass"
+    if job["mode"] == "function" and "output" in rep:
+        try:
+            rep["output_repr"] = short_repr(decode(rep["output"]))
+        except BaseException:
+            rep["output_repr"] = "<undecodable>"
+        if not job.get("keep_output_values", True):
+            rep.pop("output", None)
+    return rep
+
+
 def run_job(job, base):
     tests = job["tests"]
     n = len(tests)
@@ -589,6 +633,7 @@ def run_job(job, base):
     backstop = job.get("backstop")
     if backstop is None:
         backstop = sum(per_test) + job.get("setup_timeout", 10.0) + 1.0
+    stop_early = bool(job.get("stop_at_first_failure"))
     workdir = _make_workdir(base, job["id"])
     r_fd, w_fd = os.pipe()
     started = time.perf_counter()
@@ -604,12 +649,40 @@ def run_job(job, base):
         os._exit(0)
     os.close(w_fd)
     pidfd = os.pidfd_open(pid)
-    buf = bytearray()
+    pending = bytearray()
+    reports = {}
+    setup = None
+    stopped = False
     eof = False
     exited = False
     killed_by_backstop = False
     deadline = started + backstop
-    while not (eof and exited):
+
+    def take_lines():
+        nonlocal setup, stopped
+        while True:
+            nl = pending.find(b"\n")
+            if nl < 0:
+                return
+            line = bytes(pending[:nl])
+            del pending[:nl + 1]
+            try:
+                rep = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(rep, dict) or not isinstance(rep.get("test"), int):
+                continue
+            i = rep["test"]
+            if i == -1:
+                setup = rep
+                continue
+            if 0 <= i < n and i not in reports:
+                rep = _finish(rep, tests[i], job)
+                reports[i] = rep
+                if stop_early and rep["verdict"] != "pass":
+                    stopped = True
+
+    while not (eof and exited) and not stopped:
         remaining = deadline - time.perf_counter()
         if remaining <= 0:
             killed_by_backstop = True
@@ -619,10 +692,11 @@ def run_job(job, base):
         if r_fd in ready:
             data = os.read(r_fd, 1 << 16)
             if data:
-                buf += data
-                if len(buf) > MAX_REPORT:
+                pending.extend(data)
+                if len(pending) > MAX_REPORT:
                     killed_by_backstop = True
                     break
+                take_lines()
             else:
                 eof = True
         if pidfd in ready:
@@ -637,7 +711,7 @@ def run_job(job, base):
         status = 0
     _kill_strays(pid)
     os.close(pidfd)
-    if not eof:
+    if not eof and not stopped:
         try:
             while True:
                 r, _, _ = select.select([r_fd], [], [], 0)
@@ -646,26 +720,12 @@ def run_job(job, base):
                 data = os.read(r_fd, 1 << 16)
                 if not data:
                     break
-                buf += data
+                pending.extend(data)
+            take_lines()
         except OSError:
             pass
     os.close(r_fd)
     _remove_tree(workdir)
-    reports = {}
-    setup = None
-    for line in bytes(buf).split(b"\n"):
-        if not line.strip():
-            continue
-        try:
-            rep = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(rep, dict) or not isinstance(rep.get("test"), int):
-            continue
-        if rep["test"] == -1:
-            setup = rep
-        elif 0 <= rep["test"] < n and rep["test"] not in reports:
-            reports[rep["test"]] = rep
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         crash = {signal.SIGXFSZ: ("output_limit", "file size limit exceeded"),
@@ -676,41 +736,20 @@ def run_job(job, base):
     else:
         crash = ("runtime_error", "the program ended the process before reporting")
     results = []
-    comparator = job.get("comparator", "exact")
-    for i, test in enumerate(tests):
+    for i in range(n):
         if setup is not None:
             rep = dict(setup)
-            rep["test"] = i
         elif i in reports:
             rep = reports[i]
+        elif stopped:
+            rep = {"verdict": "skipped", "exc_type": None,
+                   "exc_message": "not run: an earlier test failed"}
         elif killed_by_backstop:
             rep = {"verdict": "timeout", "exc_type": "Timeout",
                    "exc_message": "whole-job time limit of %gs exceeded" % backstop}
         else:
             rep = {"verdict": crash[0], "exc_type": "Crash", "exc_message": crash[1]}
         rep["test"] = i
-        if rep.get("verdict") == "ok":
-            if "expected" in test:
-                try:
-                    out = decode(rep.get("output")) if job["mode"] == "function" else rep.get("output")
-                    exp = decode(test["expected"]) if job["mode"] == "function" else test["expected"]
-                    if comparator == "evalplus":
-                        test = dict(test)
-                        test["_args"] = decode(test.get("args", []))
-                    ok = compare(comparator, out, exp, test, job)
-                except BaseException as e:
-                    ok = False
-                    rep["exc_type"], rep["exc_message"] = "ComparatorError", "%s: %s" % _exc(e)
-                rep["verdict"] = "pass" if ok else "wrong_answer"
-            else:
-                rep["verdict"] = "pass"
-        if job["mode"] == "function" and "output" in rep:
-            try:
-                rep["output_repr"] = short_repr(decode(rep["output"]))
-            except BaseException:
-                rep["output_repr"] = "<undecodable>"
-            if not job.get("keep_output_values", True):
-                rep.pop("output", None)
         results.append(rep)
     return {"id": job["id"], "results": results,
             "wall": time.perf_counter() - started}

@@ -1,0 +1,155 @@
+//! `tw score`: score a generations file directly, like `evalplus.evaluate`.
+
+use crate::cli::{Failure, ScoreArgs};
+use std::io::Write;
+use tw_stages::sandbox::Sandbox;
+use tw_stages::scoring::{self, Benchmark, Sample, ScoreSettings};
+
+/// The benchmark's reference answers as samples (one per problem).
+fn reference_samples(bench: Benchmark, problems: &[scoring::Problem]) -> Vec<Sample> {
+    problems
+        .iter()
+        .map(|p| Sample {
+            task_id: p.task_id.clone(),
+            index: 0,
+            code: match bench {
+                Benchmark::HumanEval | Benchmark::HumanEvalPlus => {
+                    format!("{}{}", p.prompt, p.canonical_solution)
+                }
+                Benchmark::Mbpp => p.canonical_solution.clone(),
+                Benchmark::CruxevalI => p.input.clone(),
+                Benchmark::CruxevalO => p.output.clone(),
+            },
+        })
+        .collect()
+}
+
+pub fn run(args: ScoreArgs, stdout: &mut dyn Write) -> Result<(), Failure> {
+    let usage = |m: String| Failure {
+        code: 2,
+        message: m,
+    };
+    let runtime = |m: String| Failure {
+        code: 1,
+        message: m,
+    };
+    let bench = Benchmark::parse(&args.benchmark).ok_or_else(|| {
+        let names: Vec<&str> = Benchmark::ALL.iter().map(|b| b.name()).collect();
+        usage(format!(
+            "error: unknown benchmark `{}`\n  = help: one of {}{}",
+            args.benchmark,
+            names.join(", "),
+            crate::diag::did_you_mean(&args.benchmark, names.iter().copied())
+                .map(|h| format!("; {h}"))
+                .unwrap_or_default()
+        ))
+    })?;
+    if args.k.is_empty() || args.k.contains(&0) {
+        return Err(usage(
+            "error: --k takes positive integers, e.g. --k 1,10".into(),
+        ));
+    }
+    let problems = scoring::load_problems(bench, &args.problems)
+        .map_err(|e| usage(format!("error: problems: {e}")))?;
+    let samples = match &args.samples {
+        Some(path) => scoring::load_samples(bench, path, &problems)
+            .map_err(|e| usage(format!("error: samples: {e}")))?,
+        None => reference_samples(bench, &problems),
+    };
+    let settings = ScoreSettings {
+        timeout: args.timeout,
+        workers: args.jobs,
+        k: args.k.clone(),
+        ..ScoreSettings::default()
+    };
+    let sandbox = Sandbox::new(args.jobs).map_err(|e| runtime(format!("error: {e}")))?;
+    for warning in &sandbox.isolation().warnings {
+        eprintln!("tw: warning: {warning}");
+    }
+    let started = std::time::Instant::now();
+    let report = scoring::score(bench, &problems, &samples, &settings, &sandbox, &|| {})
+        .map_err(|e| runtime(format!("error: {e}")))?;
+    let wall = started.elapsed().as_secs_f64();
+    if let Some(path) = &args.details {
+        let mut text = String::new();
+        for s in &report.samples {
+            text.push_str(&serde_json::to_string(s).expect("plain data"));
+            text.push('\n');
+        }
+        crate::store::write_atomic(path, text.as_bytes())
+            .map_err(|e| runtime(format!("error: {e}")))?;
+    }
+    let io = |e: std::io::Error| runtime(format!("error: {e}"));
+    if args.json {
+        let value = serde_json::json!({
+            "benchmark": report.benchmark,
+            "problems": problems.len(),
+            "samples": report.samples.len(),
+            "passed": report.samples.iter().filter(|s| s.base_pass).count(),
+            "passed_plus": report.samples.iter().filter(|s| s.plus_pass == Some(true)).count(),
+            "pass_at_k": report.pass_at_k,
+            "skipped_k": report.skipped_k,
+            "reference_failures": report.reference_failures,
+            "sandbox": sandbox.isolation().fact(),
+            "wall_seconds": wall,
+        });
+        writeln!(
+            stdout,
+            "{}",
+            serde_json::to_string_pretty(&value).expect("plain data")
+        )
+        .map_err(io)?;
+    } else {
+        writeln!(
+            stdout,
+            "{}: {} problems, {} samples, {} pass{}",
+            report.benchmark,
+            problems.len(),
+            report.samples.len(),
+            report.samples.iter().filter(|s| s.base_pass).count(),
+            if bench.has_plus() {
+                format!(
+                    " base, {} pass base+plus",
+                    report
+                        .samples
+                        .iter()
+                        .filter(|s| s.plus_pass == Some(true))
+                        .count()
+                )
+            } else {
+                String::new()
+            }
+        )
+        .map_err(io)?;
+        for row in &report.pass_at_k {
+            writeln!(
+                stdout,
+                "  {:<4} pass@{:<3} {:>6.2}  [95% CI {:.2}, {:.2}]",
+                row.suite,
+                row.k,
+                100.0 * row.score,
+                100.0 * row.ci_low,
+                100.0 * row.ci_high
+            )
+            .map_err(io)?;
+        }
+        if !report.skipped_k.is_empty() {
+            writeln!(
+                stdout,
+                "  (pass@{:?} not reported: some problem has fewer samples)",
+                report.skipped_k
+            )
+            .map_err(io)?;
+        }
+        if !report.reference_failures.is_empty() {
+            writeln!(
+                stdout,
+                "  warning: reference solutions failed on: {}",
+                report.reference_failures.join(", ")
+            )
+            .map_err(io)?;
+        }
+        eprintln!("tw: scored in {wall:.2}s ({})", sandbox.isolation().fact());
+    }
+    Ok(())
+}

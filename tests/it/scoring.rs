@@ -1,0 +1,223 @@
+//! Scoring parity on the published benchmarks (`../shared/data/benchmarks`, or
+//! `TW_BENCHMARKS`): reference solutions pass, known-buggy ones fail.
+
+use crate::harness::Project;
+use std::path::PathBuf;
+
+fn benchmarks() -> Option<PathBuf> {
+    let dir = std::env::var_os("TW_BENCHMARKS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/benchmarks")
+        });
+    if dir.join("HumanEval.jsonl.gz").exists() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "skipping: no benchmarks at {} (set TW_BENCHMARKS)",
+            dir.display()
+        );
+        None
+    }
+}
+
+fn score_json(p: &Project, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["score", "--json", "--k", "1"];
+    all.extend_from_slice(args);
+    let ran = p.tw(&all);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    serde_json::from_str(&ran.stdout).unwrap()
+}
+
+#[test]
+fn every_humaneval_canonical_solution_passes() {
+    let Some(dir) = benchmarks() else { return };
+    let p = Project::new();
+    let problems = dir.join("HumanEval.jsonl.gz");
+    let v = score_json(
+        &p,
+        &[
+            "--benchmark",
+            "humaneval",
+            "--problems",
+            problems.to_str().unwrap(),
+            "--reference",
+        ],
+    );
+    assert_eq!(
+        (v["problems"].as_u64(), v["passed"].as_u64()),
+        (Some(164), Some(164)),
+        "{v}"
+    );
+}
+
+#[test]
+fn every_humanevalpack_buggy_solution_fails_its_test() {
+    let Some(dir) = benchmarks() else { return };
+    let p = Project::new();
+    let pack = fs_err::read_to_string(dir.join("humanevalpack_python.jsonl")).unwrap();
+    let mut samples = String::new();
+    for line in pack.lines().filter(|l| !l.trim().is_empty()) {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        let task = row["task_id"]
+            .as_str()
+            .unwrap()
+            .replace("Python/", "HumanEval/");
+        let sample = serde_json::json!({"task_id": task, "completion": row["buggy_solution"]});
+        samples.push_str(&format!("{sample}\n"));
+    }
+    p.write("buggy.jsonl", &samples);
+    let problems = dir.join("HumanEval.jsonl.gz");
+    let v = score_json(
+        &p,
+        &[
+            "--benchmark",
+            "humaneval",
+            "--problems",
+            problems.to_str().unwrap(),
+            "--samples",
+            "buggy.jsonl",
+        ],
+    );
+    assert_eq!(
+        (v["samples"].as_u64(), v["passed"].as_u64()),
+        (Some(164), Some(0)),
+        "{v}"
+    );
+}
+
+#[test]
+fn humaneval_plus_canonical_solutions_pass_base_and_plus() {
+    let Some(dir) = benchmarks() else { return };
+    let p = Project::new();
+    let problems = dir.join("HumanEvalPlus.jsonl.gz");
+    let v = score_json(
+        &p,
+        &[
+            "--benchmark",
+            "humaneval-plus",
+            "--problems",
+            problems.to_str().unwrap(),
+            "--reference",
+        ],
+    );
+    assert_eq!(v["reference_failures"], serde_json::json!([]), "{v}");
+    assert_eq!(
+        (v["passed"].as_u64(), v["passed_plus"].as_u64()),
+        (Some(164), Some(164)),
+        "{v}"
+    );
+}
+
+#[test]
+fn cruxeval_ground_truth_passes_in_both_modes() {
+    let Some(dir) = benchmarks() else { return };
+    let p = Project::new();
+    let problems = dir.join("cruxeval.jsonl");
+    for mode in ["cruxeval-i", "cruxeval-o"] {
+        let v = score_json(
+            &p,
+            &[
+                "--benchmark",
+                mode,
+                "--problems",
+                problems.to_str().unwrap(),
+                "--reference",
+            ],
+        );
+        assert_eq!(
+            (v["problems"].as_u64(), v["passed"].as_u64()),
+            (Some(800), Some(800)),
+            "{mode}: {v}"
+        );
+    }
+    // a wrong prediction fails, and an output prediction that calls f() is not counted
+    p.write(
+        "gen.json",
+        r#"{"sample_0": ["[(4, 1), (4, 1), (4, 1), (4, 1), (2, 3), (2, 3)]", "[]", "f([1, 1, 3, 1, 3, 1])"]}"#,
+    );
+    let ran = p.tw(&[
+        "score",
+        "--benchmark",
+        "cruxeval-o",
+        "--problems",
+        problems.to_str().unwrap(),
+        "--samples",
+        "gen.json",
+        "--k",
+        "1",
+        "--details",
+        "d.jsonl",
+    ]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let details: Vec<serde_json::Value> = p
+        .read("d.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let passes: Vec<bool> = details
+        .iter()
+        .map(|d| d["base_pass"].as_bool().unwrap())
+        .collect();
+    assert_eq!(passes, [true, false, false]);
+}
+
+#[test]
+fn score_stage_in_a_spec_caches_and_reports_pass_at_k() {
+    let p = Project::new();
+    p.write(
+        "problems.jsonl",
+        concat!(
+            r#"{"task_id": "T/0", "prompt": "def add(a, b):\n", "entry_point": "add", "canonical_solution": "    return a + b\n", "test": "def check(f):\n    assert f(1, 2) == 3\n"}"#,
+            "\n",
+            r#"{"task_id": "T/1", "prompt": "def neg(a):\n", "entry_point": "neg", "canonical_solution": "    return -a\n", "test": "def check(f):\n    assert f(1) == -1\n"}"#,
+            "\n"
+        ),
+    );
+    p.write(
+        "samples.jsonl",
+        concat!(
+            r#"{"task_id": "T/0", "completion": "    return a + b\n"}"#,
+            "\n",
+            r#"{"task_id": "T/0", "completion": "    return a - b\n"}"#,
+            "\n",
+            r#"{"task_id": "T/1", "completion": "    return -a\n"}"#,
+            "\n",
+            r#"{"task_id": "T/1", "completion": "    while True: pass\n"}"#,
+            "\n",
+        ),
+    );
+    p.write(
+        "s.yaml",
+        "experiment: scoring\nstages:\n  problems: { kind: load, params: { path: problems.jsonl } }\n  samples: { kind: load, params: { path: samples.jsonl } }\n  score:\n    kind: score\n    inputs: { problems: problems.rows, samples: samples.rows }\n    params: { benchmark: humaneval, k: [1, 2], timeout: 0.5, bootstrap: 0 }\n",
+    );
+    let out = p.run_ok("s.yaml");
+    assert!(out.contains("0 cached, 3 ran"), "{out}");
+    let scores = p.tw(&["export", "s.yaml", "score.scores", "--format", "jsonl"]);
+    let rows: Vec<serde_json::Value> = scores
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["k"], 1);
+    assert!((rows[0]["pass_at_k"].as_f64().unwrap() - 0.5).abs() < 1e-12);
+    assert_eq!(rows[1]["k"], 2);
+    assert!((rows[1]["pass_at_k"].as_f64().unwrap() - 1.0).abs() < 1e-12);
+    let verdicts = p.tw(&["export", "s.yaml", "score.verdicts", "--format", "jsonl"]);
+    let v: Vec<serde_json::Value> = verdicts
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<&str> = v.iter().map(|r| r["verdict"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["pass", "runtime_error", "pass", "timeout"]);
+    // scorer settings are in the key: a new timeout rescores, the same one does not
+    assert!(p.run_ok("s.yaml").contains("3 cached, 0 ran"));
+    p.write(
+        "s.yaml",
+        &p.read("s.yaml").replace("timeout: 0.5", "timeout: 0.25"),
+    );
+    let plan = p.plan("s.yaml");
+    assert_eq!(plan[2].3, vec!["params.timeout: 0.5 -> 0.25".to_string()]);
+}
