@@ -263,14 +263,7 @@ pub fn execute(
                         } else {
                             Outcome::Cached
                         };
-                        let _ = store.write_node_record(
-                            spec.experiment(),
-                            &NodeRecord {
-                                node: node.id.clone(),
-                                key: key.clone(),
-                                pre_image: pre,
-                            },
-                        );
+                        record_node(store, spec, &node.id, &key, pre);
                         results[i] = Some((key, m.outputs));
                         outcomes[i] = Some(outcome);
                         progressed = true;
@@ -465,19 +458,26 @@ fn run_node(
     if let Err(e) = store.commit(staging, &manifest) {
         return Done::Failed(format!("cannot store the result: {e}"));
     }
-    let _ = store.write_node_record(
-        spec.experiment(),
-        &NodeRecord {
-            node: node.id.clone(),
-            key: key.clone(),
-            pre_image: pre,
-        },
-    );
+    record_node(store, spec, &node.id, &key, pre);
     Done::Ran {
         key,
         outputs,
         seconds,
     }
+}
+
+/// Remember the pre-image a node last ran or hit the cache with: `tw plan`
+/// diffs against it to say why the node reruns. Best effort: a failure here
+/// only costs a less precise reason later.
+fn record_node(store: &Store, spec: &Spec, node: &str, key: &str, pre_image: crate::key::PreImage) {
+    let _ = store.write_node_record(
+        spec.experiment(),
+        &NodeRecord {
+            node: node.to_string(),
+            key: key.to_string(),
+            pre_image,
+        },
+    );
 }
 
 fn describe(e: &StageError) -> String {

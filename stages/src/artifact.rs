@@ -210,7 +210,16 @@ pub fn normalize(table: RecordBatch) -> Result<RecordBatch, StageError> {
         fields.push(Field::new(field.name(), target, field.is_nullable()));
         columns.push(column);
     }
-    let options = RecordBatchOptions::new().with_row_count(Some(table.num_rows()));
+    batch(fields, columns, table.num_rows())
+}
+
+/// A batch from fields and columns; the explicit row count keeps zero-column tables valid.
+fn batch(
+    fields: Vec<Field>,
+    columns: Vec<ArrayRef>,
+    rows: usize,
+) -> Result<RecordBatch, StageError> {
+    let options = RecordBatchOptions::new().with_row_count(Some(rows));
     Ok(RecordBatch::try_new_with_options(
         Arc::new(Schema::new(fields)),
         columns,
@@ -278,12 +287,7 @@ pub fn with_string_column(
     }
     fields.push(Field::new(name, DataType::Utf8, true));
     columns.push(Arc::new(builder.finish()));
-    let options = RecordBatchOptions::new().with_row_count(Some(table.num_rows()));
-    Ok(RecordBatch::try_new_with_options(
-        Arc::new(Schema::new(fields)),
-        columns,
-        &options,
-    )?)
+    batch(fields, columns, table.num_rows())
 }
 
 /// A column's values as strings, for stages that need one text column.
