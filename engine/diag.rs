@@ -209,10 +209,8 @@ pub fn did_you_mean<'a>(
 ) -> Option<String> {
     let mut best: Option<(f64, &str)> = None;
     for candidate in candidates {
-        let score = strsim::normalized_damerau_levenshtein(name, candidate);
-        let prefix = candidate.starts_with(name) || name.starts_with(candidate);
-        let score = if prefix { score.max(0.75) } else { score };
-        if score >= 0.6 && best.is_none_or(|(b, _)| score > b) {
+        let score = tw_stages::api::name_similarity(name, candidate);
+        if score >= tw_stages::api::LIKELY_TYPO && best.is_none_or(|(b, _)| score > b) {
             best = Some((score, candidate));
         }
     }

@@ -315,9 +315,9 @@ fn outputs_of(planned: &PlannedNode) -> Option<&BTreeMap<String, OutputRecord>> 
     }
 }
 
-pub fn input_hashes(
+pub fn input_hashes<'a>(
     node: &Node,
-    outputs: &dyn Fn(usize) -> Option<BTreeMap<String, OutputRecord>>,
+    outputs: &dyn Fn(usize) -> Option<&'a BTreeMap<String, OutputRecord>>,
 ) -> Option<BTreeMap<String, Vec<String>>> {
     let mut map = BTreeMap::new();
     for input in &node.inputs {
@@ -346,7 +346,7 @@ pub fn build(
     let mut errors = Vec::new();
     for (i, node) in spec.nodes().iter().enumerate() {
         let hashes = {
-            let lookup = |n: usize| outputs_of(&nodes[n]).cloned();
+            let lookup = |n: usize| outputs_of(&nodes[n]);
             input_hashes(node, &lookup)
         };
         let Some(hashes) = hashes else {

@@ -229,7 +229,7 @@ pub fn execute(
                         continue;
                     }
                     let node = &nodes[i];
-                    let lookup = |u: usize| results[u].as_ref().map(|(_, o)| o.clone());
+                    let lookup = |u: usize| results[u].as_ref().map(|(_, o)| o);
                     let hashes =
                         input_hashes(node, &lookup).expect("upstream results are complete");
                     let pre = match pre_image(spec, node, hashes, facts) {
@@ -249,9 +249,16 @@ pub fn execute(
                     let key = pre.key();
                     let forced = plan.forced[i];
                     let cacheable = node.cache_policy == CachePolicy::Store;
+                    // The plan already read this key's manifest when it could key the node.
+                    let planned = &plan.nodes[i];
+                    let known = planned
+                        .manifest
+                        .as_ref()
+                        .filter(|_| planned.key.as_deref() == Some(key.as_str()))
+                        .cloned();
                     if !forced
                         && cacheable
-                        && let Some(m) = store.lookup(&key)
+                        && let Some(m) = known.or_else(|| store.lookup(&key))
                     {
                         let outcome = if plan.nodes[i].status == Status::After {
                             log(format!(

@@ -25,14 +25,8 @@ fn reference_samples(bench: Benchmark, problems: &[scoring::Problem]) -> Vec<Sam
 }
 
 pub fn run(args: ScoreArgs, stdout: &mut dyn Write) -> Result<(), Failure> {
-    let usage = |m: String| Failure {
-        code: 2,
-        message: m,
-    };
-    let runtime = |m: String| Failure {
-        code: 1,
-        message: m,
-    };
+    let usage = |m: String| Failure::usage(m);
+    let runtime = |m: String| Failure::runtime(m);
     let bench = Benchmark::parse(&args.benchmark).ok_or_else(|| {
         let names: Vec<&str> = Benchmark::ALL.iter().map(|b| b.name()).collect();
         usage(format!(
@@ -57,6 +51,7 @@ pub fn run(args: ScoreArgs, stdout: &mut dyn Write) -> Result<(), Failure> {
         None => reference_samples(bench, &problems),
     };
     let settings = ScoreSettings {
+        benchmark: bench.name().to_string(),
         timeout: args.timeout,
         workers: args.jobs,
         k: args.k.clone(),

@@ -468,15 +468,24 @@ impl<S: Stage> DynStage for Erased<S> {
     }
 }
 
-/// Expected names close to a misspelled one (same rule as the engine's hints).
+/// How alike a misspelled name and a candidate are, in 0..=1; a prefix either
+/// way counts as close. The one rule behind every "did you mean" of `tw`.
+pub fn name_similarity(name: &str, candidate: &str) -> f64 {
+    let score = strsim::normalized_damerau_levenshtein(name, candidate);
+    if candidate.starts_with(name) || name.starts_with(candidate) {
+        score.max(0.75)
+    } else {
+        score
+    }
+}
+
+/// Candidates at least this similar are likely the intended name.
+pub const LIKELY_TYPO: f64 = 0.6;
+
 fn closest(field: &str, expected: &[&'static str]) -> Vec<String> {
     expected
         .iter()
-        .filter(|e| {
-            strsim::normalized_damerau_levenshtein(field, e) >= 0.6
-                || e.starts_with(field)
-                || field.starts_with(**e)
-        })
+        .filter(|e| name_similarity(field, e) >= LIKELY_TYPO)
         .map(|e| e.to_string())
         .collect()
 }

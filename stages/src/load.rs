@@ -161,7 +161,7 @@ fn detect(path: &str) -> Option<Format> {
     }
 }
 
-fn open(path: &Path) -> Result<Box<dyn Read>, StageError> {
+pub(crate) fn open(path: &Path) -> Result<Box<dyn Read>, StageError> {
     let file = fs_err::File::open(path)?;
     if path.extension().is_some_and(|e| e == "gz") {
         Ok(Box::new(flate2::read::MultiGzDecoder::new(file)))
@@ -180,7 +180,11 @@ fn bad(path: &Path, line: usize, message: impl Into<String>) -> StageError {
     }
 }
 
-fn read_jsonl(path: &Path, on_error: OnError, limit: usize) -> Result<(Vec<Row>, u64), StageError> {
+pub(crate) fn read_jsonl(
+    path: &Path,
+    on_error: OnError,
+    limit: usize,
+) -> Result<(Vec<Row>, u64), StageError> {
     let reader = BufReader::new(open(path)?);
     let mut rows = Vec::new();
     let mut skipped = 0;

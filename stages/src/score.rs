@@ -44,63 +44,9 @@ use crate::scoring::{self, Benchmark, ScoreSettings};
 use arrow::array::{ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
-use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 pub struct Score;
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ScoreParams {
-    pub benchmark: String,
-    #[serde(default = "default_k")]
-    pub k: Vec<u32>,
-    #[serde(default)]
-    pub timeout: Option<f64>,
-    #[serde(default = "default_factor")]
-    pub gt_time_factor: f64,
-    #[serde(default = "default_suite_cap")]
-    pub max_seconds_per_suite: f64,
-    #[serde(default = "default_memory")]
-    pub memory_mb: u64,
-    #[serde(default)]
-    pub workers: Option<usize>,
-    #[serde(default = "default_bootstrap")]
-    pub bootstrap: u32,
-    #[serde(default)]
-    pub seed: u64,
-}
-
-fn default_k() -> Vec<u32> {
-    vec![1, 10, 100]
-}
-fn default_factor() -> f64 {
-    4.0
-}
-fn default_suite_cap() -> f64 {
-    60.0
-}
-fn default_memory() -> u64 {
-    4096
-}
-fn default_bootstrap() -> u32 {
-    1000
-}
-
-impl ScoreParams {
-    pub fn settings(&self) -> ScoreSettings {
-        ScoreSettings {
-            timeout: self.timeout,
-            gt_time_factor: self.gt_time_factor,
-            max_seconds_per_suite: self.max_seconds_per_suite,
-            memory_mb: self.memory_mb,
-            workers: self.workers,
-            k: self.k.clone(),
-            bootstrap: self.bootstrap,
-            seed: self.seed,
-        }
-    }
-}
 
 /// The interpreter the sandbox will use, as an environment fact.
 pub fn python_fact() -> EnvFact {
@@ -117,21 +63,21 @@ pub fn python_fact() -> EnvFact {
 impl Stage for Score {
     const KIND: &'static str = "score";
     const VERSION: u32 = 1;
-    type Params = ScoreParams;
+    type Params = ScoreSettings;
 
     fn doc() -> String {
         module_doc(include_str!("score.rs"))
     }
 
-    fn inputs(_p: &ScoreParams) -> Vec<InputSlot> {
+    fn inputs(_p: &ScoreSettings) -> Vec<InputSlot> {
         vec![InputSlot::one("problems"), InputSlot::one("samples")]
     }
 
-    fn outputs(_p: &ScoreParams) -> Vec<String> {
+    fn outputs(_p: &ScoreSettings) -> Vec<String> {
         vec!["verdicts".into(), "scores".into()]
     }
 
-    fn validate(p: &ScoreParams) -> Vec<Problem> {
+    fn validate(p: &ScoreSettings) -> Vec<Problem> {
         let mut problems = Vec::new();
         if Benchmark::parse(&p.benchmark).is_none() {
             let names: Vec<&str> = Benchmark::ALL.iter().map(|b| b.name()).collect();
@@ -149,7 +95,7 @@ impl Stage for Score {
         problems
     }
 
-    fn env_facts(_p: &ScoreParams) -> Vec<EnvFact> {
+    fn env_facts(_p: &ScoreSettings) -> Vec<EnvFact> {
         vec![
             python_fact(),
             EnvFact::Var {
@@ -158,7 +104,7 @@ impl Stage for Score {
         ]
     }
 
-    fn run(p: &ScoreParams, ctx: &mut RunCtx<'_>) -> Result<(), StageError> {
+    fn run(p: &ScoreSettings, ctx: &mut RunCtx<'_>) -> Result<(), StageError> {
         let bench = Benchmark::parse(&p.benchmark)
             .ok_or_else(|| StageError::failed(format!("unknown benchmark `{}`", p.benchmark)))?;
         let origin = std::path::PathBuf::from(format!("<input problems of {}>", ctx.stage_id));
@@ -174,9 +120,7 @@ impl Stage for Score {
         ctx.note("sandbox", sandbox.isolation().fact());
         ctx.progress().set_total(samples.len() as u64);
         let progress = ctx.progress();
-        let report = scoring::score(bench, &problems, &samples, &p.settings(), &sandbox, &|| {
-            progress.inc(1)
-        })?;
+        let report = scoring::score(bench, &problems, &samples, p, &sandbox, &|| progress.inc(1))?;
         if !report.reference_failures.is_empty() {
             ctx.note("reference_failures", report.reference_failures.join(", "));
         }

@@ -17,7 +17,7 @@ use crate::api::StageError;
 use crate::sandbox::{Comparator, Job, JobReport, Mode, Sandbox, TestCase, Verdict};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::Path;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,10 +62,13 @@ impl Benchmark {
     }
 }
 
-/// Scorer settings; all of them belong in a score's cache key.
+/// Scorer settings; all of them belong in a score's cache key. They are also
+/// the params of the `score` stage.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ScoreSettings {
+    /// `humaneval`, `humaneval-plus`, `mbpp`, `cruxeval-i`, `cruxeval-o`.
+    pub benchmark: String,
     /// Per-test seconds (HumanEval, MBPP, CRUXEval); the EvalPlus minimum.
     #[serde(default)]
     pub timeout: Option<f64>,
@@ -106,6 +109,7 @@ fn default_bootstrap() -> u32 {
 impl Default for ScoreSettings {
     fn default() -> Self {
         ScoreSettings {
+            benchmark: Benchmark::HumanEval.name().to_string(),
             timeout: None,
             gt_time_factor: default_factor(),
             max_seconds_per_suite: default_task_cap(),
@@ -159,42 +163,13 @@ pub struct Sample {
 }
 
 fn read_text(path: &Path) -> Result<String, StageError> {
-    let file = fs_err::File::open(path)?;
     let mut text = String::new();
-    if path.extension().is_some_and(|e| e == "gz") {
-        flate2::read::MultiGzDecoder::new(file).read_to_string(&mut text)?;
-    } else {
-        BufReader::new(file).read_to_string(&mut text)?;
-    }
+    crate::load::open(path)?.read_to_string(&mut text)?;
     Ok(text)
 }
 
 fn json_lines(path: &Path) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, StageError> {
-    let text = read_text(path)?;
-    let mut rows = Vec::new();
-    for (i, line) in BufReader::new(text.as_bytes()).lines().enumerate() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<serde_json::Value>(&line) {
-            Ok(serde_json::Value::Object(m)) => rows.push(m),
-            Ok(_) => {
-                return Err(StageError::BadRecord {
-                    file: path.to_path_buf(),
-                    line: i + 1,
-                    message: "expected a JSON object".into(),
-                });
-            }
-            Err(e) => {
-                return Err(StageError::BadRecord {
-                    file: path.to_path_buf(),
-                    line: i + 1,
-                    message: format!("invalid JSON: {e}"),
-                });
-            }
-        }
-    }
+    let (rows, _) = crate::load::read_jsonl(path, crate::load::OnError::Fail, usize::MAX)?;
     Ok(rows)
 }
 

@@ -401,7 +401,6 @@ def _set_limits(job):
     lim(resource.RLIMIT_DATA, mem)
     lim(resource.RLIMIT_FSIZE, job.get("max_file_bytes"))
     lim(resource.RLIMIT_NOFILE, job.get("max_open_files"))
-    lim(resource.RLIMIT_CORE, 1)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     if DROP_UID >= 0:
         lim(resource.RLIMIT_NPROC, job.get("max_processes"))
@@ -552,11 +551,8 @@ def _reap_all():
             return
 
 
-def _kill_strays(pgid):
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+def _kill_strays():
+    # The job's process group is already killed and reaped by run_job.
     if IS_PID1:
         # PID 1 of its own namespace: this reaches every process the program
         # left behind, even those that escaped with setsid().
@@ -709,7 +705,7 @@ def run_job(job, base):
         _, status = os.waitpid(pid, 0)
     except ChildProcessError:
         status = 0
-    _kill_strays(pid)
+    _kill_strays()
     os.close(pidfd)
     if not eof and not stopped:
         try:
