@@ -10,9 +10,12 @@ pub mod sandbox;
 pub mod scoring;
 pub mod value;
 
+mod execute;
 mod load;
+pub mod programs;
 mod render;
 pub mod score;
+pub mod trace;
 
 #[cfg(feature = "polars")]
 mod concat;

@@ -24,6 +24,8 @@ impl Registry {
         r.add::<crate::load::Load>();
         r.add::<crate::render::Render>();
         r.add::<crate::score::Score>();
+        r.add::<crate::execute::Execute>();
+        r.add::<crate::trace::Trace>();
         #[cfg(feature = "polars")]
         {
             r.add::<crate::filter::Filter>();

@@ -60,6 +60,24 @@ pub fn python_fact() -> EnvFact {
     }
 }
 
+/// The environment facts of every stage that runs programs in the sandbox.
+pub fn sandbox_facts() -> Vec<EnvFact> {
+    vec![
+        python_fact(),
+        EnvFact::Var {
+            name: "TW_PYTHON".into(),
+        },
+    ]
+}
+
+/// Record in the manifest how isolated the runs were.
+pub fn note_isolation(ctx: &mut RunCtx<'_>, sandbox: &Sandbox) {
+    for warning in &sandbox.isolation().warnings {
+        ctx.note("sandbox_warning", warning.clone());
+    }
+    ctx.note("sandbox", sandbox.isolation().fact());
+}
+
 impl Stage for Score {
     const KIND: &'static str = "score";
     const VERSION: u32 = 1;
@@ -96,12 +114,7 @@ impl Stage for Score {
     }
 
     fn env_facts(_p: &ScoreSettings) -> Vec<EnvFact> {
-        vec![
-            python_fact(),
-            EnvFact::Var {
-                name: "TW_PYTHON".into(),
-            },
-        ]
+        sandbox_facts()
     }
 
     fn run(p: &ScoreSettings, ctx: &mut RunCtx<'_>) -> Result<(), StageError> {
@@ -114,10 +127,7 @@ impl Stage for Score {
         let origin = std::path::PathBuf::from(format!("<input samples of {}>", ctx.stage_id));
         let samples = scoring::samples_from_rows(bench, &sample_rows, &problems, &origin)?;
         let sandbox = Sandbox::new(p.workers).map_err(|e| StageError::failed(e.to_string()))?;
-        for warning in &sandbox.isolation().warnings {
-            ctx.note("sandbox_warning", warning.clone());
-        }
-        ctx.note("sandbox", sandbox.isolation().fact());
+        note_isolation(ctx, &sandbox);
         ctx.progress().set_total(samples.len() as u64);
         let progress = ctx.progress();
         let report = scoring::score(bench, &problems, &samples, p, &sandbox, &|| progress.inc(1))?;

@@ -9,4 +9,5 @@ mod harness;
 mod keys;
 mod matrix;
 mod plans;
+mod programs;
 mod scoring;

@@ -49,7 +49,11 @@ use std::sync::OnceLock;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::Duration;
 
-const WORKER: &str = include_str!("worker.py");
+/// The tracer (`tracer.py`), also usable on its own: `python3 tracer.py --help`.
+pub const TRACER: &str = include_str!("tracer.py");
+
+/// What a worker runs: the tracer's definitions, then the worker loop.
+const WORKER: &str = concat!(include_str!("tracer.py"), "\n", include_str!("worker.py"));
 /// The uid programs run as when `tw` is root (`nobody`).
 const UNPRIVILEGED_UID: u32 = 65534;
 
@@ -92,6 +96,12 @@ pub struct TestCase {
     /// Expected output; without it a test passes when it runs to completion.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expected: Option<serde_json::Value>,
+    /// Expected output as plain JSON (a JSON object is a dict), used as is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_json: Option<serde_json::Value>,
+    /// Expected output as Python literal source, evaluated by the worker (never the child).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_literal: Option<String>,
     /// Per-test time limit overriding the job's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout: Option<f64>,
@@ -148,6 +158,89 @@ pub struct Job {
     pub stop_at_first_failure: bool,
     /// Return function outputs as values (needed to use them as expected outputs).
     pub keep_output_values: bool,
+    /// Run every test under the tracer; each report then carries its trace.
+    pub trace: Option<TraceSettings>,
+}
+
+/// Tracer bounds and scope (see `tracer.py`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TraceSettings {
+    /// Events recorded before tracing switches off.
+    pub max_steps: u64,
+    /// Approximate bytes of event text recorded before tracing switches off.
+    pub max_bytes: u64,
+    /// Characters per value `repr` (middle ellipsis beyond).
+    pub max_repr: u32,
+    /// Frames traced below the entry (1: the entry function, or a stdin
+    /// program's module, only); default 1 for functions, 2 for stdin programs.
+    pub depth: Option<u32>,
+    /// Record every visible local at each step, not only the changed ones.
+    pub record_locals: bool,
+}
+
+impl Default for TraceSettings {
+    fn default() -> Self {
+        TraceSettings {
+            max_steps: 10_000,
+            max_bytes: 4 << 20,
+            max_repr: 100,
+            depth: None,
+            record_locals: true,
+        }
+    }
+}
+
+/// One traced run: the events, and why tracing stopped early (if it did).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Trace {
+    pub events: Vec<TraceEvent>,
+    /// `max_steps`, `max_bytes`, `timeout`, `memory`, `output_limit`.
+    pub truncated: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TraceEventKind {
+    Call,
+    Line,
+    Return,
+    Exception,
+}
+
+impl TraceEventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TraceEventKind::Call => "call",
+            TraceEventKind::Line => "line",
+            TraceEventKind::Return => "return",
+            TraceEventKind::Exception => "exception",
+        }
+    }
+}
+
+/// One tracer event. Values are reprs; `changed` and `locals` map names to reprs
+/// in the order the program created them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TraceEvent {
+    pub step: u64,
+    pub kind: TraceEventKind,
+    pub line: u32,
+    pub depth: u32,
+    pub func: String,
+    #[serde(default)]
+    pub changed: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default)]
+    pub locals: Option<serde_json::Map<String, serde_json::Value>>,
+    /// `return`: the returned value.
+    #[serde(default)]
+    pub value: Option<String>,
+    /// `return`: the frame was left by an exception.
+    #[serde(default)]
+    pub unwound: bool,
+    #[serde(default)]
+    pub exc_type: Option<String>,
+    #[serde(default)]
+    pub exc_message: Option<String>,
 }
 
 impl Job {
@@ -163,6 +256,7 @@ impl Job {
             limits: Limits::default(),
             stop_at_first_failure: false,
             keep_output_values: true,
+            trace: None,
         }
     }
 
@@ -187,6 +281,7 @@ impl Job {
             "max_processes": l.max_processes,
             "stop_at_first_failure": self.stop_at_first_failure,
             "keep_output_values": self.keep_output_values,
+            "trace": self.trace,
         })
     }
 
@@ -256,6 +351,23 @@ pub struct TestReport {
     /// Line of a syntax error.
     #[serde(default)]
     pub line: Option<u32>,
+    /// The trace, when the job was traced. Kept raw: the traced program shares
+    /// the child's process, so this is untrusted; [`TestReport::parsed_trace`]
+    /// checks its shape.
+    #[serde(default)]
+    pub trace: Option<serde_json::Value>,
+}
+
+impl TestReport {
+    /// The trace, typed; an error names what is malformed.
+    pub fn parsed_trace(&self) -> Result<Option<Trace>, String> {
+        match &self.trace {
+            None => Ok(None),
+            Some(raw) => serde_json::from_value::<Trace>(raw.clone())
+                .map(Some)
+                .map_err(|e| format!("malformed trace from the sandbox: {e}")),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -282,6 +394,7 @@ impl JobReport {
                     output_repr: None,
                     duration: None,
                     line: None,
+                    trace: None,
                 })
                 .collect(),
             wall: 0.0,

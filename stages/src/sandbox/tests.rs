@@ -377,3 +377,258 @@ fn many_jobs_spread_over_workers_in_order() {
     assert_eq!(count.into_inner(), 40);
     assert!(reports.iter().all(JobReport::passed));
 }
+
+// ---- the tracer -------------------------------------------------------------
+
+fn traced(
+    program: &str,
+    entry: &str,
+    args: serde_json::Value,
+    settings: TraceSettings,
+) -> (TestReport, Trace) {
+    let mut job = Job::new(Mode::Function, program);
+    job.entry_point = Some(entry.into());
+    job.tests = vec![TestCase {
+        args_json: Some(args),
+        ..TestCase::default()
+    }];
+    job.limits.timeout = 2.0;
+    job.trace = Some(settings);
+    let report = run(job).results.remove(0);
+    let trace = report.parsed_trace().expect("well-formed").expect("traced");
+    (report, trace)
+}
+
+fn steps(trace: &Trace) -> Vec<String> {
+    trace
+        .events
+        .iter()
+        .map(|e| {
+            let changed = e
+                .changed
+                .as_ref()
+                .map(|c| {
+                    c.iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("?")))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            format!(
+                "{} {}@{} d{} [{changed}]",
+                e.step,
+                e.kind.as_str(),
+                e.line,
+                e.depth
+            )
+        })
+        .collect()
+}
+
+const COUNT_ABOVE: &str = "\
+import functools
+
+def logged(f):
+    @functools.wraps(f)
+    def inner(*a):
+        return f(*a)
+    return inner
+
+@logged
+def count_above(nums, k):
+    total = 0
+    for x in nums:
+        if x > k:
+            total += 1
+    return total
+";
+
+#[test]
+fn trace_records_each_line_with_the_state_it_left_behind() {
+    let settings = TraceSettings {
+        depth: Some(2),
+        ..TraceSettings::default()
+    };
+    let (report, trace) = traced(COUNT_ABOVE, "count_above", json!([[3, 1], 2]), settings);
+    assert_eq!(report.verdict, Verdict::Pass);
+    assert_eq!(trace.truncated, None);
+    assert_eq!(
+        steps(&trace),
+        [
+            "0 call@5 d1 [a=([3, 1], 2),f=<function count_above>]",
+            "1 line@6 d1 []",
+            // The decorated function's call is on its `def` line, not the decorator's.
+            "2 call@10 d2 [nums=[3, 1],k=2]",
+            "3 line@11 d2 [total=0]",
+            "4 line@12 d2 [x=3]",
+            "5 line@13 d2 []",
+            "6 line@14 d2 [total=1]",
+            "7 line@12 d2 [x=1]",
+            "8 line@13 d2 []",
+            "9 line@12 d2 []",
+            "10 line@15 d2 []",
+            "11 return@15 d2 []",
+            "12 return@6 d1 []",
+        ]
+    );
+    let last = &trace.events[11];
+    assert_eq!(last.value.as_deref(), Some("1"));
+    let locals = last.locals.as_ref().expect("locals recorded");
+    let names: Vec<&str> = locals.keys().map(String::as_str).collect();
+    assert_eq!(names, ["nums", "k", "total", "x"]);
+}
+
+#[test]
+fn trace_is_deterministic_and_depth_limits_scope() {
+    let one = traced(
+        COUNT_ABOVE,
+        "count_above",
+        json!([[5, 6, 7], 1]),
+        TraceSettings::default(),
+    );
+    let two = traced(
+        COUNT_ABOVE,
+        "count_above",
+        json!([[5, 6, 7], 1]),
+        TraceSettings::default(),
+    );
+    assert_eq!(one.1, two.1);
+    // Depth 1: only the entry (the decorator's wrapper) is traced.
+    assert!(
+        one.1
+            .events
+            .iter()
+            .all(|e| e.depth == 1 && e.func == "logged.<locals>.inner")
+    );
+}
+
+#[test]
+fn a_crashing_program_keeps_its_partial_trace_and_the_exception() {
+    let program = "def f(xs):\n    s = 0\n    for x in xs:\n        s += 10 // x\n    return s\n";
+    let (report, trace) = traced(program, "f", json!([[5, 0]]), TraceSettings::default());
+    assert_eq!(report.verdict, Verdict::RuntimeError);
+    assert_eq!(report.exc_type.as_deref(), Some("ZeroDivisionError"));
+    let kinds: Vec<&str> = trace.events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds[kinds.len() - 2..], ["exception", "return"]);
+    let exc = &trace.events[kinds.len() - 2];
+    assert_eq!(
+        (exc.line, exc.exc_type.as_deref()),
+        (4, Some("ZeroDivisionError"))
+    );
+    assert_eq!(
+        exc.exc_message.as_deref(),
+        Some("integer division or modulo by zero")
+    );
+    assert!(trace.events.last().unwrap().unwound);
+    // The loop line before the crash shows the value that caused it.
+    let raised = &trace.events[kinds.len() - 3];
+    assert_eq!((raised.kind, raised.line), (TraceEventKind::Line, 4));
+    let looped = &trace.events[kinds.len() - 4];
+    assert_eq!(looped.line, 3);
+    assert_eq!(looped.changed.as_ref().unwrap()["x"], json!("0"));
+}
+
+#[test]
+fn trace_bounds_stop_tracing_and_say_so() {
+    let program = "def spin(n):\n    t = 0\n    for i in range(n):\n        t += i\n    return t\n";
+    let settings = TraceSettings {
+        max_steps: 50,
+        ..TraceSettings::default()
+    };
+    let (report, trace) = traced(program, "spin", json!([1_000_000]), settings);
+    // Tracing switched off: the program finished at native speed.
+    assert_eq!(report.verdict, Verdict::Pass);
+    assert_eq!(report.output_repr.as_deref(), Some("499999500000"));
+    assert_eq!(trace.events.len(), 50);
+    assert_eq!(trace.truncated.as_deref(), Some("max_steps"));
+
+    let settings = TraceSettings {
+        max_bytes: 4096,
+        max_steps: 1_000_000,
+        ..TraceSettings::default()
+    };
+    let (_, trace) = traced(program, "spin", json!([1_000_000]), settings);
+    assert_eq!(trace.truncated.as_deref(), Some("max_bytes"));
+    assert!(trace.events.len() < 100, "{} events", trace.events.len());
+}
+
+#[test]
+fn an_endless_loop_under_the_tracer_times_out_with_its_trace() {
+    let program = "def hang():\n    n = 0\n    while True:\n        n += 1\n";
+    let settings = TraceSettings {
+        max_steps: 1_000_000_000,
+        max_bytes: 1 << 30,
+        record_locals: false,
+        ..TraceSettings::default()
+    };
+    let mut job = Job::new(Mode::Function, program);
+    job.entry_point = Some("hang".into());
+    job.tests = vec![TestCase {
+        args_json: Some(json!([])),
+        ..TestCase::default()
+    }];
+    job.limits.timeout = 1.0;
+    job.trace = Some(settings);
+    let report = run(job).results.remove(0);
+    assert_eq!(report.verdict, Verdict::Timeout);
+    let trace = report.parsed_trace().unwrap().unwrap();
+    assert_eq!(trace.truncated.as_deref(), Some("timeout"));
+    assert!(trace.events.len() > 100);
+    assert!(trace.events.iter().all(|e| e.locals.is_none()));
+}
+
+#[test]
+fn reprs_are_cut_in_the_middle_and_addresses_removed() {
+    let program = "class Box:\n    pass\n\ndef f():\n    big = list(range(100000))\n    s = 'x' * 300\n    b = Box()\n    return len(big)\n";
+    let settings = TraceSettings {
+        max_repr: 20,
+        ..TraceSettings::default()
+    };
+    let (_, trace) = traced(program, "f", json!([]), settings);
+    let locals = trace
+        .events
+        .iter()
+        .rev()
+        .find_map(|e| e.locals.clone())
+        .unwrap();
+    assert_eq!(locals["big"], json!("[0, 1, 2...8, 99999]"));
+    assert_eq!(locals["s"], json!("'xxxxxxx...xxxxxxxx'"));
+    assert_eq!(locals["b"], json!("<__tw_pr...x object>"));
+    assert!(!locals["b"].as_str().unwrap().contains("0x"));
+}
+
+#[test]
+fn stdin_programs_trace_the_module_and_the_functions_it_calls() {
+    let program = "def double(v):\n    return v * 2\n\nn = int(input())\nprint(double(n))\n";
+    let mut job = Job::new(Mode::Stdio, program);
+    job.tests = vec![TestCase {
+        stdin: Some("21\n".into()),
+        expected: Some(json!("42\n")),
+        ..TestCase::default()
+    }];
+    job.comparator = Comparator::LcbStdio;
+    job.trace = Some(TraceSettings::default());
+    let report = run(job.clone()).results.remove(0);
+    assert_eq!(report.verdict, Verdict::Pass);
+    let trace = report.parsed_trace().unwrap().unwrap();
+    let funcs: Vec<(&str, u32)> = trace
+        .events
+        .iter()
+        .map(|e| (e.func.as_str(), e.depth))
+        .collect();
+    assert!(funcs.contains(&("double", 2)), "{funcs:?}");
+    assert_eq!(trace.events[0].func, "<module>");
+    let n = trace
+        .events
+        .iter()
+        .find(|e| e.line == 4 && e.kind == TraceEventKind::Line)
+        .unwrap();
+    assert_eq!(n.changed.as_ref().unwrap()["n"], json!("21"));
+
+    job.trace = Some(TraceSettings {
+        depth: Some(1),
+        ..TraceSettings::default()
+    });
+    let trace = run(job).results.remove(0).parsed_trace().unwrap().unwrap();
+    assert!(trace.events.iter().all(|e| e.func == "<module>"));
+}

@@ -70,10 +70,12 @@ builtins.exit = builtins.quit = _quit
 
 class _Timeout(BaseException):
     """Raised in the child by SIGALRM when one test runs out of time."""
+    trace_reason = "timeout"
 
 
 class _OutputLimit(BaseException):
     """Raised in the child when a program prints more than allowed."""
+    trace_reason = "output_limit"
 
 
 class _BoundedText(io.TextIOBase):
@@ -481,11 +483,15 @@ def child_main(job, w_fd, workdir):
             return
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
+    trace = job.get("trace")
     for i, test in enumerate(job["tests"]):
         timeout = test.get("timeout", job.get("timeout", 3.0))
         report = {"test": i}
         start = time.perf_counter()
         out_buf = _BoundedText(max_output)
+        # One tracer per test (tw's tracer.py is prepended to this file).
+        tracer = _new_tracer(trace, mode, program) if trace else None
+        run = tracer.run if tracer else _call
         signal.setitimer(signal.ITIMER_REAL, timeout)
         try:
             if mode == "function":
@@ -496,7 +502,7 @@ def child_main(job, w_fd, workdir):
                 else:
                     args = decode(test.get("args", []))
                 sys.stdout = out_buf
-                result = fn(*args)
+                result = run(fn, *args)
                 report["output"] = encode(result)
                 report["verdict"] = "ok"
             elif mode == "stdio":
@@ -504,7 +510,7 @@ def child_main(job, w_fd, workdir):
                 sys.stdout = out_buf
                 gl = {"__name__": "__main__", "__builtins__": builtins}
                 try:
-                    exec(code, gl)
+                    run(exec, code, gl)
                 except SystemExit as e:
                     if e.code not in (None, 0):
                         raise
@@ -513,7 +519,7 @@ def child_main(job, w_fd, workdir):
             else:  # script: passes if it runs to completion
                 sys.stdout = out_buf
                 gl = {"__name__": "__main__", "__builtins__": builtins}
-                exec(code, gl)
+                run(exec, code, gl)
                 report["verdict"] = "ok"
         except _Timeout:
             report.update(verdict="timeout", exc_type="Timeout", exc_message="test exceeded %gs" % timeout)
@@ -536,7 +542,27 @@ def child_main(job, w_fd, workdir):
         report["duration"] = time.perf_counter() - start
         if mode == "stdio" and "output" not in report:
             report["output"] = out_buf.getvalue()
+        if tracer is not None:
+            tracer.stop()
+            if tracer.truncated is None and report["verdict"] in ("timeout", "memory", "output_limit"):
+                tracer.truncated = report["verdict"]
+            report["trace"] = tracer.summary()
         emit(report)
+
+
+def _call(fn, *args):
+    return fn(*args)
+
+
+def _new_tracer(settings, mode, program):
+    depth = settings.get("depth")
+    if depth is None:
+        depth = 1 if mode == "function" else 2
+    return TwTracer(filename="<program>", max_steps=settings.get("max_steps", 10000),
+                    max_bytes=settings.get("max_bytes", 4 << 20),
+                    max_repr=settings.get("max_repr", 100), depth=depth,
+                    record_locals=settings.get("record_locals", True), source=program,
+                    abort_types=(_Timeout, _OutputLimit))
 
 
 # ---- the worker: forks, waits, cleans up, compares --------------------------
@@ -596,15 +622,24 @@ def _remove_tree(path):
 def _finish(rep, test, job):
     """Turn a child's raw report into a verdict, comparing outputs here."""
     if rep.get("verdict") == "ok":
-        if "expected" in test:
+        if "expected" in test or "expected_literal" in test or "expected_json" in test:
             try:
-                if job["mode"] == "function":
+                if "expected_literal" in test or "expected_json" in test:
+                    if "expected_literal" in test:
+                        exp = ast.literal_eval(test["expected_literal"])
+                    else:
+                        exp = test["expected_json"]
+                    out = decode(rep.get("output")) if job["mode"] == "function" else rep.get("output")
+                elif job["mode"] == "function":
                     out, exp = decode(rep.get("output")), decode(test["expected"])
                 else:
                     out, exp = rep.get("output"), test["expected"]
                 if job.get("comparator") == "evalplus":
                     test = dict(test)
-                    test["_args"] = test["args_json"] if "args_json" in test else decode(test.get("args", []))
+                    if "args_literal" in test:
+                        test["_args"] = ast.literal_eval(test["args_literal"])
+                    else:
+                        test["_args"] = test["args_json"] if "args_json" in test else decode(test.get("args", []))
                 ok = compare(job.get("comparator", "exact"), out, exp, test, job)
             except BaseException as e:
                 ok = False

@@ -1,0 +1,362 @@
+//! `execute`: run every candidate program on its problem's tests in the sandbox.
+//!
+//! # What it does
+//! Candidates and tests meet on the `problem` column: each candidate runs on
+//! every test row of its problem, in the tests table's order, in one sandbox
+//! job (module state is shared across a candidate's tests, as in EvalPlus and
+//! LiveCodeBench). Each test gets a verdict (`pass`, `wrong_answer`,
+//! `runtime_error` with the exception type and message, `timeout`, `memory`,
+//! `syntax_error`, `output_limit`, `skipped`) and the program's output. Without
+//! an expected output a test passes when it runs to completion, which is how
+//! to collect outputs (e.g. of a patched program, to find tests that separate
+//! it from a buggy one).
+//!
+//! # Params
+//! - `mode`: `function` (default) or `stdio`.
+//! - `problem` (default `task_id`): the column joining candidates to tests.
+//! - `candidate_id` (default: none, candidates are numbered by row): a column
+//!   identifying each candidate.
+//! - `program` (default `program`): the candidates' source column.
+//! - `entry_point` (default `entry_point`): function to call, read from the
+//!   candidate row, else from the test row (function mode).
+//! - `input` (default `input`), `expected` (default `expected`; `null` for
+//!   none): test columns. `input_format` / `expected_format`: `json` (default)
+//!   or `python` (literal source, e.g. CRUXEval's `[1, 2], 3`).
+//! - `comparator`: `exact` (Python `==`, the default for functions),
+//!   `evalplus`, `lcb_stdio` (the default for stdin programs), `lcb_call`,
+//!   `apps_stdio`, `apps_call` (see the sandbox docs). `atol` (EvalPlus float
+//!   tolerance, default 0).
+//! - `timeout` (seconds per test, default 3), `memory_mb` (default 4096),
+//!   `stop_at_first_failure` (default false: every test runs).
+//!
+//! # Inputs
+//! - `candidates`: one row per program to run.
+//! - `tests`: one row per test, with the problem column.
+//!
+//! # Outputs
+//! - `results`: one row per (candidate, test): `candidate`, the problem,
+//!   `test` (index within the problem), `verdict`, `output` (the return value's
+//!   repr or the printed text), `exc_type`, `exc_message`.
+//! - `summary`: one row per candidate: `candidate`, the problem, `tests`,
+//!   `passed`, `pass` (every test passed; false for a problem without tests),
+//!   `first_failure` (test index), `first_verdict`.
+//!
+//! # Caching
+//! Limits and the comparator are params, so they are in the key, as is the
+//! interpreter version. Durations are not recorded, so reruns write the same
+//! bytes; a test that times out is, by nature, the one nondeterministic verdict.
+//!
+//! # Example
+//! ```yaml
+//! verify:
+//!   kind: execute
+//!   inputs: { candidates: repairs.rows, tests: mbpp_tests.rows }
+//!   params: { candidate_id: sample_id, expected_format: python, timeout: 5 }
+//! ```
+
+use crate::api::{EnvFact, InputSlot, Problem, RunCtx, Stage, StageError, module_doc};
+use crate::artifact;
+use crate::programs::{self, At, CellFormat, ProgramMode, Row};
+use crate::sandbox::{Comparator, Job, Sandbox, TestCase, Verdict};
+use crate::trace::{
+    default_entry_point, default_id, default_input, default_memory_mb, default_program,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+pub struct Execute;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ExecuteParams {
+    #[serde(default = "function_mode")]
+    pub mode: ProgramMode,
+    #[serde(default = "default_id")]
+    pub problem: String,
+    #[serde(default)]
+    pub candidate_id: Option<String>,
+    #[serde(default = "default_program")]
+    pub program: String,
+    #[serde(default = "default_entry_point")]
+    pub entry_point: String,
+    #[serde(default = "default_input")]
+    pub input: String,
+    #[serde(default = "default_expected")]
+    pub expected: Option<String>,
+    #[serde(default)]
+    pub input_format: CellFormat,
+    #[serde(default)]
+    pub expected_format: CellFormat,
+    #[serde(default)]
+    pub comparator: Option<Comparator>,
+    #[serde(default)]
+    pub atol: f64,
+    #[serde(default = "default_timeout")]
+    pub timeout: f64,
+    #[serde(default = "default_memory_mb")]
+    pub memory_mb: u64,
+    #[serde(default)]
+    pub stop_at_first_failure: bool,
+}
+
+fn function_mode() -> ProgramMode {
+    ProgramMode::Function
+}
+fn default_expected() -> Option<String> {
+    Some("expected".into())
+}
+fn default_timeout() -> f64 {
+    3.0
+}
+
+impl ExecuteParams {
+    fn comparator(&self) -> Comparator {
+        self.comparator.unwrap_or(match self.mode {
+            ProgramMode::Function => Comparator::Exact,
+            ProgramMode::Stdio => Comparator::LcbStdio,
+        })
+    }
+}
+
+impl Stage for Execute {
+    const KIND: &'static str = "execute";
+    const VERSION: u32 = 1;
+    type Params = ExecuteParams;
+
+    fn doc() -> String {
+        module_doc(include_str!("execute.rs"))
+    }
+
+    fn inputs(_p: &ExecuteParams) -> Vec<InputSlot> {
+        vec![InputSlot::one("candidates"), InputSlot::one("tests")]
+    }
+
+    fn outputs(_p: &ExecuteParams) -> Vec<String> {
+        vec!["results".into(), "summary".into()]
+    }
+
+    fn validate(p: &ExecuteParams) -> Vec<Problem> {
+        let mut problems = programs::check_limits(p.timeout, p.memory_mb);
+        let comparator = p.comparator();
+        let stdio_comparator = matches!(comparator, Comparator::LcbStdio | Comparator::AppsStdio);
+        if stdio_comparator != (p.mode == ProgramMode::Stdio) && comparator != Comparator::Exact {
+            problems.push(
+                Problem::at(
+                    "comparator",
+                    format!("comparator `{}` does not fit `mode: {}`", comparator_name(comparator), mode_name(&p.mode)),
+                )
+                .help("stdin programs use `lcb_stdio` or `apps_stdio`; functions use `exact`, `evalplus`, `lcb_call` or `apps_call`"),
+            );
+        }
+        if p.atol < 0.0 || p.atol.is_nan() {
+            problems.push(Problem::at("atol", "`atol` must be zero or positive"));
+        }
+        problems
+    }
+
+    fn env_facts(_p: &ExecuteParams) -> Vec<EnvFact> {
+        crate::score::sandbox_facts()
+    }
+
+    fn run(p: &ExecuteParams, ctx: &mut RunCtx<'_>) -> Result<(), StageError> {
+        let candidates = artifact::table_to_json_rows(&ctx.input("candidates")?)?;
+        let tests = artifact::table_to_json_rows(&ctx.input("tests")?)?;
+        programs::require_column(&candidates, "candidates", &p.problem, "problem")?;
+        programs::require_column(&candidates, "candidates", &p.program, "program")?;
+        if let Some(id) = &p.candidate_id {
+            programs::require_column(&candidates, "candidates", id, "candidate_id")?;
+        }
+        programs::require_column(&tests, "tests", &p.problem, "problem")?;
+        programs::require_column(&tests, "tests", &p.input, "input")?;
+        if let Some(expected) = &p.expected {
+            programs::require_column(&tests, "tests", expected, "expected")?;
+        }
+
+        // Each problem's test cases, built once and shared by its candidates.
+        let mut by_problem: BTreeMap<String, Vec<(TestCase, Option<String>)>> = BTreeMap::new();
+        for (i, row) in tests.iter().enumerate() {
+            let problem = programs::text(
+                row,
+                &p.problem,
+                &At {
+                    slot: "tests",
+                    row: i,
+                    id: None,
+                },
+            )?;
+            let at = At {
+                slot: "tests",
+                row: i,
+                id: Some(&problem),
+            };
+            let mut case = programs::test_case(&p.mode, p.input_format, row, &p.input, &at)?;
+            if let Some(expected) = &p.expected {
+                programs::set_expected(&mut case, &p.mode, p.expected_format, row, expected, &at)?;
+            }
+            let entry = match row.get(&p.entry_point) {
+                Some(Value::String(s)) => Some(s.clone()),
+                _ => None,
+            };
+            by_problem.entry(problem).or_default().push((case, entry));
+        }
+
+        let mut jobs = Vec::with_capacity(candidates.len());
+        let mut keys = Vec::with_capacity(candidates.len());
+        for (i, row) in candidates.iter().enumerate() {
+            let problem = programs::text(
+                row,
+                &p.problem,
+                &At {
+                    slot: "candidates",
+                    row: i,
+                    id: None,
+                },
+            )?;
+            let candidate = match &p.candidate_id {
+                Some(column) => programs::text(
+                    row,
+                    column,
+                    &At {
+                        slot: "candidates",
+                        row: i,
+                        id: Some(&problem),
+                    },
+                )?,
+                None => i.to_string(),
+            };
+            let at = At {
+                slot: "candidates",
+                row: i,
+                id: Some(&candidate),
+            };
+            let cases = by_problem.get(&problem).map(Vec::as_slice).unwrap_or(&[]);
+            let mut job = Job::new(p.mode.sandbox_mode(), programs::text(row, &p.program, &at)?);
+            if p.mode == ProgramMode::Function {
+                let entry = match row.get(&p.entry_point) {
+                    Some(Value::String(s)) => Some(s.clone()),
+                    _ => cases.iter().find_map(|(_, e)| e.clone()),
+                };
+                job.entry_point = Some(entry.ok_or_else(|| {
+                    at.error(&p.entry_point, "no entry point: the column is missing or empty in both the candidate and its tests")
+                })?);
+            }
+            job.tests = cases.iter().map(|(c, _)| c.clone()).collect();
+            job.comparator = p.comparator();
+            job.atol = p.atol;
+            job.limits = programs::limits(p.timeout, p.memory_mb);
+            job.stop_at_first_failure = p.stop_at_first_failure;
+            job.keep_output_values = false;
+            jobs.push(job);
+            keys.push((candidate, problem));
+        }
+
+        let sandbox = Sandbox::new(None).map_err(|e| StageError::failed(e.to_string()))?;
+        crate::score::note_isolation(ctx, &sandbox);
+        ctx.progress().set_total(jobs.len() as u64);
+        let progress = ctx.progress();
+        let reports = sandbox.run_all(&jobs, &|| progress.inc(1));
+
+        let mut results: Vec<Row> = Vec::new();
+        let mut summary: Vec<Row> = Vec::with_capacity(jobs.len());
+        let mut verdict_counts: BTreeMap<&'static str, u64> = BTreeMap::new();
+        for ((candidate, problem), report) in keys.iter().zip(&reports) {
+            for r in &report.results {
+                *verdict_counts.entry(r.verdict.as_str()).or_default() += 1;
+                let output = match p.mode {
+                    ProgramMode::Function => r.output_repr.clone(),
+                    ProgramMode::Stdio => {
+                        r.output.as_ref().and_then(|o| o.as_str().map(String::from))
+                    }
+                };
+                let mut row = Map::new();
+                row.insert("candidate".into(), Value::String(candidate.clone()));
+                row.insert(p.problem.clone(), Value::String(problem.clone()));
+                row.insert("test".into(), Value::from(r.test as u64));
+                row.insert("verdict".into(), Value::String(r.verdict.as_str().into()));
+                row.insert("output".into(), text_or_null(output));
+                row.insert("exc_type".into(), text_or_null(r.exc_type.clone()));
+                row.insert("exc_message".into(), text_or_null(r.exc_message.clone()));
+                results.push(row);
+            }
+            let passed = report
+                .results
+                .iter()
+                .filter(|r| r.verdict == Verdict::Pass)
+                .count();
+            let first = report.results.iter().find(|r| r.verdict != Verdict::Pass);
+            let mut row = Map::new();
+            row.insert("candidate".into(), Value::String(candidate.clone()));
+            row.insert(p.problem.clone(), Value::String(problem.clone()));
+            row.insert("tests".into(), Value::from(report.results.len() as u64));
+            row.insert("passed".into(), Value::from(passed as u64));
+            row.insert("pass".into(), Value::Bool(report.passed()));
+            row.insert(
+                "first_failure".into(),
+                first.map_or(Value::Null, |r| Value::from(r.test as u64)),
+            );
+            row.insert(
+                "first_verdict".into(),
+                first.map_or(Value::Null, |r| Value::String(r.verdict.as_str().into())),
+            );
+            summary.push(row);
+        }
+        let without_tests = reports.iter().filter(|r| r.results.is_empty()).count();
+        if without_tests > 0 {
+            ctx.note("candidates_without_tests", without_tests);
+        }
+        ctx.note(
+            "verdicts",
+            serde_json::to_value(&verdict_counts).unwrap_or(Value::Null),
+        );
+        ctx.write_output(
+            "results",
+            &programs::table(results, empty_result(&p.problem))?,
+        )?;
+        ctx.write_output(
+            "summary",
+            &programs::table(summary, empty_summary(&p.problem))?,
+        )
+    }
+}
+
+fn text_or_null(v: Option<String>) -> Value {
+    v.map_or(Value::Null, Value::String)
+}
+
+fn comparator_name(c: Comparator) -> String {
+    serde_json::to_value(c)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
+}
+
+fn mode_name(m: &ProgramMode) -> &'static str {
+    match m {
+        ProgramMode::Function => "function",
+        ProgramMode::Stdio => "stdio",
+    }
+}
+
+fn empty_result(problem: &str) -> Row {
+    let mut r = Map::new();
+    r.insert("candidate".into(), Value::String(String::new()));
+    r.insert(problem.into(), Value::String(String::new()));
+    r.insert("test".into(), Value::from(0u64));
+    for text in ["verdict", "output", "exc_type", "exc_message"] {
+        r.insert(text.into(), Value::String(String::new()));
+    }
+    r
+}
+
+fn empty_summary(problem: &str) -> Row {
+    let mut r = Map::new();
+    r.insert("candidate".into(), Value::String(String::new()));
+    r.insert(problem.into(), Value::String(String::new()));
+    r.insert("tests".into(), Value::from(0u64));
+    r.insert("passed".into(), Value::from(0u64));
+    r.insert("pass".into(), Value::Bool(false));
+    r.insert("first_failure".into(), Value::from(0u64));
+    r.insert("first_verdict".into(), Value::String(String::new()));
+    r
+}

@@ -1,0 +1,326 @@
+//! Shared by the stages that run programs from table rows (`execute`, `trace`):
+//! reading the program, entry point and test cells of a row, and turning them
+//! into sandbox test cases with errors that name the row and column.
+
+use crate::api::{Problem, StageError};
+use crate::sandbox::{Limits, Mode, TestCase};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+pub type Row = Map<String, Value>;
+
+/// How a test input (or expected output) cell is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CellFormat {
+    /// JSON: a list of arguments (`[[3, 5], 2]`), as a list cell or JSON text.
+    #[default]
+    Json,
+    /// Python literal source: the arguments as written in a call
+    /// (`[3, 5], 2`), evaluated with `ast.literal_eval` in the sandbox.
+    Python,
+}
+
+/// Program shape and limits shared by the running stages.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum ProgramMode {
+    /// Call `entry_point(*args)`.
+    Function,
+    /// Run as `__main__` with the input on stdin.
+    Stdio,
+}
+
+impl ProgramMode {
+    pub fn sandbox_mode(&self) -> Mode {
+        match self {
+            ProgramMode::Function => Mode::Function,
+            ProgramMode::Stdio => Mode::Stdio,
+        }
+    }
+}
+
+/// Limits for a job from the common `timeout` / `memory_mb` params.
+pub fn limits(timeout: f64, memory_mb: u64) -> Limits {
+    Limits {
+        timeout,
+        memory_bytes: memory_mb << 20,
+        ..Limits::default()
+    }
+}
+
+pub fn check_limits(timeout: f64, memory_mb: u64) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    if timeout.is_nan() || timeout <= 0.0 {
+        problems.push(Problem::at(
+            "timeout",
+            "`timeout` must be a positive number of seconds",
+        ));
+    }
+    if memory_mb < 64 {
+        problems.push(
+            Problem::at(
+                "memory_mb",
+                "`memory_mb` below 64 leaves Python unable to start",
+            )
+            .help("the default is 4096"),
+        );
+    }
+    problems
+}
+
+/// Where a cell came from, for error messages.
+pub struct At<'a> {
+    pub slot: &'a str,
+    pub row: usize,
+    /// The row's id, when the stage knows one.
+    pub id: Option<&'a str>,
+}
+
+impl At<'_> {
+    pub fn error(&self, column: &str, message: impl std::fmt::Display) -> StageError {
+        let which = match self.id {
+            Some(id) => format!("row {} ({id})", self.row),
+            None => format!("row {}", self.row),
+        };
+        StageError::BadInput {
+            slot: self.slot.to_string(),
+            message: format!("{which}, column `{column}`: {message}"),
+        }
+    }
+}
+
+/// Fail early, once, when a table lacks a column the params name.
+pub fn require_column(
+    rows: &[Row],
+    slot: &str,
+    column: &str,
+    param: &str,
+) -> Result<(), StageError> {
+    match rows.first() {
+        Some(first) if !first.contains_key(column) => Err(StageError::BadInput {
+            slot: slot.into(),
+            message: format!(
+                "no column `{column}` (named by param `{param}`); columns are: {}",
+                first.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// A text cell; numbers are accepted as their JSON text (ids are often ints).
+pub fn text(row: &Row, column: &str, at: &At<'_>) -> Result<String, StageError> {
+    match row.get(column) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(Value::Number(n)) => Ok(n.to_string()),
+        Some(Value::Null) | None => Err(at.error(column, "is empty")),
+        Some(other) => Err(at.error(column, format!("expected text, found {}", kind_of(other)))),
+    }
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "text",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The test case for one input cell.
+pub fn test_case(
+    mode: &ProgramMode,
+    format: CellFormat,
+    row: &Row,
+    column: &str,
+    at: &At<'_>,
+) -> Result<TestCase, StageError> {
+    let cell = row.get(column).cloned().unwrap_or(Value::Null);
+    match mode {
+        ProgramMode::Stdio => match cell {
+            Value::String(s) => Ok(TestCase {
+                stdin: Some(s),
+                ..TestCase::default()
+            }),
+            Value::Null => Ok(TestCase {
+                stdin: Some(String::new()),
+                ..TestCase::default()
+            }),
+            other => Err(at.error(
+                column,
+                format!("a stdin input must be text, found {}", kind_of(&other)),
+            )),
+        },
+        ProgramMode::Function => match format {
+            CellFormat::Json => {
+                let args = json_cell(cell, column, at)?;
+                if !args.is_array() {
+                    return Err(at.error(
+                        column,
+                        "function arguments must be a JSON list (`[arg1, arg2]`)",
+                    ));
+                }
+                Ok(TestCase {
+                    args_json: Some(args),
+                    ..TestCase::default()
+                })
+            }
+            CellFormat::Python => {
+                let source = match cell {
+                    Value::String(s) => s,
+                    other => {
+                        return Err(at.error(
+                            column,
+                            format!("expected Python source text, found {}", kind_of(&other)),
+                        ));
+                    }
+                };
+                let trimmed = source.trim();
+                let literal = if trimmed.is_empty() {
+                    "()".to_string()
+                } else {
+                    format!("({trimmed},)")
+                };
+                Ok(TestCase {
+                    args_literal: Some(literal),
+                    ..TestCase::default()
+                })
+            }
+        },
+    }
+}
+
+/// Fill `case.expected*` from an expected-output cell.
+pub fn set_expected(
+    case: &mut TestCase,
+    mode: &ProgramMode,
+    format: CellFormat,
+    row: &Row,
+    column: &str,
+    at: &At<'_>,
+) -> Result<(), StageError> {
+    let cell = row.get(column).cloned().unwrap_or(Value::Null);
+    if matches!(mode, ProgramMode::Stdio) {
+        return match cell {
+            Value::String(s) => {
+                case.expected = Some(Value::String(s));
+                Ok(())
+            }
+            other => Err(at.error(
+                column,
+                format!("an expected stdout must be text, found {}", kind_of(&other)),
+            )),
+        };
+    }
+    match format {
+        CellFormat::Json => case.expected_json = Some(json_cell(cell, column, at)?),
+        CellFormat::Python => match cell {
+            Value::String(s) => case.expected_literal = Some(s),
+            other => {
+                return Err(at.error(
+                    column,
+                    format!("expected Python source text, found {}", kind_of(&other)),
+                ));
+            }
+        },
+    }
+    Ok(())
+}
+
+/// A JSON cell: list/number cells as they are; text is parsed as JSON.
+fn json_cell(cell: Value, column: &str, at: &At<'_>) -> Result<Value, StageError> {
+    match cell {
+        Value::String(s) => serde_json::from_str(&s)
+            .map_err(|e| at.error(column, format!("not valid JSON ({e}): {}", preview(&s)))),
+        Value::Null => Err(at.error(column, "is empty")),
+        other => Ok(other),
+    }
+}
+
+/// Rows as a table whose column types come from `template` (a row of typed
+/// placeholder values; `null` lets the data decide), so a column that happens
+/// to be all null, or a table with no rows, keeps the same schema.
+pub fn table(
+    mut rows: Vec<Row>,
+    template: Row,
+) -> Result<arrow::record_batch::RecordBatch, StageError> {
+    rows.insert(0, template);
+    let (table, _) = crate::artifact::json_rows_to_table(&rows)?;
+    Ok(table.slice(1, rows.len() - 1))
+}
+
+fn preview(s: &str) -> String {
+    let mut out: String = s.chars().take(60).collect();
+    if out.len() < s.len() {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(pairs: &[(&str, Value)]) -> Row {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn json_text_cells_become_argument_lists() {
+        let at = At {
+            slot: "programs",
+            row: 3,
+            id: Some("t/3"),
+        };
+        let r = row(&[("input", Value::String("[[1, 2], 3]".into()))]);
+        let case = test_case(&ProgramMode::Function, CellFormat::Json, &r, "input", &at).unwrap();
+        assert_eq!(case.args_json, Some(serde_json::json!([[1, 2], 3])));
+        let bad = row(&[("input", Value::String("[1, 2".into()))]);
+        let err = test_case(&ProgramMode::Function, CellFormat::Json, &bad, "input", &at)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("row 3 (t/3), column `input`: not valid JSON"),
+            "{err}"
+        );
+        let scalar = row(&[("input", serde_json::json!(5))]);
+        let err = test_case(
+            &ProgramMode::Function,
+            CellFormat::Json,
+            &scalar,
+            "input",
+            &at,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("must be a JSON list"), "{err}");
+    }
+
+    #[test]
+    fn python_cells_are_wrapped_as_a_tuple_literal() {
+        let at = At {
+            slot: "s",
+            row: 0,
+            id: None,
+        };
+        let r = row(&[("input", Value::String("[3, 5], 'a'".into()))]);
+        let case = test_case(&ProgramMode::Function, CellFormat::Python, &r, "input", &at).unwrap();
+        assert_eq!(case.args_literal.as_deref(), Some("([3, 5], 'a',)"));
+        let empty = row(&[("input", Value::String("  ".into()))]);
+        let case = test_case(
+            &ProgramMode::Function,
+            CellFormat::Python,
+            &empty,
+            "input",
+            &at,
+        )
+        .unwrap();
+        assert_eq!(case.args_literal.as_deref(), Some("()"));
+    }
+}
