@@ -98,13 +98,14 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct ScoreArgs {
-    /// humaneval, humaneval-plus, mbpp, cruxeval-i, cruxeval-o
+    /// humaneval, humaneval-plus, mbpp, cruxeval-i, cruxeval-o, livecodebench, apps
     #[arg(long)]
     pub benchmark: String,
     /// The benchmark's problems file (JSONL, `.gz` too).
     #[arg(long)]
     pub problems: PathBuf,
-    /// Generations: `{task_id, completion|solution}` JSONL, or CRUXEval's generations.json.
+    /// Generations: `{task_id, completion|solution}` JSONL; a JSON map of task id
+    /// to generations (CRUXEval, APPS); LiveCodeBench's `[{question_id, code_list}]`.
     #[arg(long, required_unless_present = "reference")]
     pub samples: Option<PathBuf>,
     /// Score the benchmark's own reference solutions (a harness self-check).
@@ -116,6 +117,12 @@ pub struct ScoreArgs {
     /// Seconds per test (default: the benchmark's harness default).
     #[arg(long)]
     pub timeout: Option<f64>,
+    /// Only problems whose `contest_date` is on or after this day (YYYY-MM-DD; LiveCodeBench).
+    #[arg(long, value_name = "DATE")]
+    pub start_date: Option<String>,
+    /// Only problems whose `contest_date` is on or before this day (YYYY-MM-DD; LiveCodeBench).
+    #[arg(long, value_name = "DATE")]
+    pub end_date: Option<String>,
     /// Parallel sandbox workers (default: cores).
     #[arg(short, long)]
     pub jobs: Option<usize>,

@@ -6,22 +6,35 @@ use tw_stages::sandbox::Sandbox;
 use tw_stages::scoring::{self, Benchmark, Sample, ScoreSettings};
 
 /// The benchmark's reference answers as samples (one per problem).
-fn reference_samples(bench: Benchmark, problems: &[scoring::Problem]) -> Vec<Sample> {
-    problems
-        .iter()
-        .map(|p| Sample {
+fn reference_samples(
+    bench: Benchmark,
+    problems: &[scoring::Problem],
+) -> Result<Vec<Sample>, String> {
+    if bench == Benchmark::LiveCodeBench {
+        return Err("LiveCodeBench ships no reference solutions; pass --samples".into());
+    }
+    let mut samples = Vec::with_capacity(problems.len());
+    for p in problems {
+        let code = match bench {
+            Benchmark::HumanEval | Benchmark::HumanEvalPlus => {
+                format!("{}{}", p.prompt, p.canonical_solution)
+            }
+            Benchmark::Mbpp | Benchmark::Apps => p.canonical_solution.clone(),
+            Benchmark::CruxevalI => p.input.clone(),
+            Benchmark::CruxevalO => p.output.clone(),
+            Benchmark::LiveCodeBench => unreachable!("handled above"),
+        };
+        if bench == Benchmark::Apps && code.is_empty() {
+            // Some APPS problems have no solutions; they cannot self-check.
+            continue;
+        }
+        samples.push(Sample {
             task_id: p.task_id.clone(),
             index: 0,
-            code: match bench {
-                Benchmark::HumanEval | Benchmark::HumanEvalPlus => {
-                    format!("{}{}", p.prompt, p.canonical_solution)
-                }
-                Benchmark::Mbpp => p.canonical_solution.clone(),
-                Benchmark::CruxevalI => p.input.clone(),
-                Benchmark::CruxevalO => p.output.clone(),
-            },
-        })
-        .collect()
+            code,
+        });
+    }
+    Ok(samples)
 }
 
 pub fn run(args: ScoreArgs, stdout: &mut dyn Write) -> Result<(), Failure> {
@@ -48,13 +61,25 @@ pub fn run(args: ScoreArgs, stdout: &mut dyn Write) -> Result<(), Failure> {
     let samples = match &args.samples {
         Some(path) => scoring::load_samples(bench, path, &problems)
             .map_err(|e| usage(format!("error: samples: {e}")))?,
-        None => reference_samples(bench, &problems),
+        None => reference_samples(bench, &problems).map_err(|e| usage(format!("error: {e}")))?,
     };
+    for (flag, date) in [
+        ("--start-date", &args.start_date),
+        ("--end-date", &args.end_date),
+    ] {
+        if let Some(d) = date.as_deref().filter(|d| !scoring::is_iso_day(d)) {
+            return Err(usage(format!(
+                "error: {flag} `{d}` is not a date\n  = help: write it as YYYY-MM-DD"
+            )));
+        }
+    }
     let settings = ScoreSettings {
         benchmark: bench.name().to_string(),
         timeout: args.timeout,
         workers: args.jobs,
         k: args.k.clone(),
+        start_date: args.start_date.clone(),
+        end_date: args.end_date.clone(),
         ..ScoreSettings::default()
     };
     let sandbox = Sandbox::new(args.jobs).map_err(|e| runtime(format!("error: {e}")))?;
@@ -78,7 +103,7 @@ pub fn run(args: ScoreArgs, stdout: &mut dyn Write) -> Result<(), Failure> {
     if args.json {
         let value = serde_json::json!({
             "benchmark": report.benchmark,
-            "problems": problems.len(),
+            "problems": report.problems,
             "samples": report.samples.len(),
             "passed": report.samples.iter().filter(|s| s.base_pass).count(),
             "passed_plus": report.samples.iter().filter(|s| s.plus_pass == Some(true)).count(),
@@ -99,7 +124,7 @@ pub fn run(args: ScoreArgs, stdout: &mut dyn Write) -> Result<(), Failure> {
             stdout,
             "{}: {} problems, {} samples, {} pass{}",
             report.benchmark,
-            problems.len(),
+            report.problems,
             report.samples.len(),
             report.samples.iter().filter(|s| s.base_pass).count(),
             if bench.has_plus() {
@@ -116,10 +141,16 @@ pub fn run(args: ScoreArgs, stdout: &mut dyn Write) -> Result<(), Failure> {
             }
         )
         .map_err(io)?;
+        let width = report
+            .pass_at_k
+            .iter()
+            .map(|r| r.suite.len())
+            .max()
+            .unwrap_or(4);
         for row in &report.pass_at_k {
             writeln!(
                 stdout,
-                "  {:<4} pass@{:<3} {:>6.2}  [95% CI {:.2}, {:.2}]",
+                "  {:<width$} pass@{:<3} {:>6.2}  [95% CI {:.2}, {:.2}]",
                 row.suite,
                 row.k,
                 100.0 * row.score,

@@ -9,20 +9,25 @@
 //! only where every problem has at least k samples.
 //!
 //! # Params
-//! - `benchmark` (required): `humaneval`, `humaneval-plus`, `mbpp`, `cruxeval-i`, `cruxeval-o`.
+//! - `benchmark` (required): `humaneval`, `humaneval-plus`, `mbpp`, `cruxeval-i`,
+//!   `cruxeval-o`, `livecodebench`, `apps`.
 //! - `k` (list, default `[1, 10, 100]`).
 //! - `timeout` (seconds per test; default 3, EvalPlus minimum 4).
 //! - `gt_time_factor` (default 4), `max_seconds_per_suite` (default 60): EvalPlus limits.
 //! - `memory_mb` (default 4096), `workers` (default: cores), `bootstrap` (default 1000), `seed` (default 0).
+//! - `start_date`, `end_date` (`YYYY-MM-DD`): LiveCodeBench's contest-date window.
 //!
 //! # Inputs
 //! - `problems`: benchmark rows as published (`load` them from the JSONL).
-//! - `samples`: `{task_id, completion | solution}` rows (EvalPlus style), or
-//!   `{task_id, generation}` for CRUXEval.
+//! - `samples`: `{task_id, completion | solution}` rows (EvalPlus style),
+//!   `{task_id, generation}` for CRUXEval, `{question_id, code_list}` for
+//!   LiveCodeBench, `{problem_id, solution}` for APPS.
 //!
 //! # Outputs
 //! - `verdicts`: one row per sample: `task_id`, `sample`, `base_pass`, `plus_pass`, `verdict`, `detail`.
 //! - `scores`: one row per (suite, k): `suite`, `k`, `pass_at_k`, `ci_low`, `ci_high`, `problems`.
+//!   Suites are `base` (and `plus` for EvalPlus), then, when problems carry a
+//!   `difficulty`, one per level (`base/easy`, `base/medium`, ...).
 //!
 //! # Caching
 //! Every scorer setting is a param, so it is in the key; both inputs are keyed
@@ -109,6 +114,14 @@ impl Stage for Score {
         }
         if p.timeout.is_some_and(|t| t <= 0.0) {
             problems.push(Problem::at("timeout", "`timeout` must be positive"));
+        }
+        for (param, date) in [("start_date", &p.start_date), ("end_date", &p.end_date)] {
+            if let Some(d) = date.as_deref().filter(|d| !scoring::is_iso_day(d)) {
+                problems.push(
+                    Problem::at(param, format!("`{d}` is not a date"))
+                        .help("write it as YYYY-MM-DD"),
+                );
+            }
         }
         problems
     }

@@ -7,6 +7,12 @@
 //! | `mbpp` | `code + test_setup_code + test_list` as a script, 3 s | runs without an exception |
 //! | `cruxeval-i` | `code` + `assert f(<generation>) == <output>` | runs without an exception |
 //! | `cruxeval-o` | `code` + `assert f(<input>) == <generation>` | as above; a generation that calls `f(` is a failure |
+//! | `livecodebench` | stdin programs on `input`, or `Solution().<func_name>(*json_lines(input))`; public then private tests (private ones may be base64+zlib+pickle); 6 s per test, `(6 + 1) x n + 5` s per sample; stops at the first failure | lcb_runner: stdout lines stripped, equal count, each equal or equal as `Decimal`s; calls: top-level tuple -> list, `==` |
+//! | `apps` | stdin programs, or `fn_name` called with each input list; 4 s per test | APPS `testing_util`: its lenient stdout fallbacks; calls: tuple -> list, wrapped expected values |
+//!
+//! LiveCodeBench problems can be windowed by `contest_date` (`start_date`,
+//! `end_date`), and problems with a `difficulty` get a pass@k per difficulty
+//! (suite `base/easy`, ...) beside the overall one.
 //!
 //! pass@k uses the unbiased estimator `1 - prod(1 - k / arange(n - c + 1, n + 1))`
 //! (1.0 when `n - c < k`), averaged over problems, and is reported only for the
@@ -32,15 +38,21 @@ pub enum Benchmark {
     CruxevalI,
     #[serde(rename = "cruxeval-o")]
     CruxevalO,
+    #[serde(rename = "livecodebench")]
+    LiveCodeBench,
+    #[serde(rename = "apps")]
+    Apps,
 }
 
 impl Benchmark {
-    pub const ALL: [Benchmark; 5] = [
+    pub const ALL: [Benchmark; 7] = [
         Benchmark::HumanEval,
         Benchmark::HumanEvalPlus,
         Benchmark::Mbpp,
         Benchmark::CruxevalI,
         Benchmark::CruxevalO,
+        Benchmark::LiveCodeBench,
+        Benchmark::Apps,
     ];
 
     pub fn name(self) -> &'static str {
@@ -50,6 +62,8 @@ impl Benchmark {
             Benchmark::Mbpp => "mbpp",
             Benchmark::CruxevalI => "cruxeval-i",
             Benchmark::CruxevalO => "cruxeval-o",
+            Benchmark::LiveCodeBench => "livecodebench",
+            Benchmark::Apps => "apps",
         }
     }
 
@@ -67,7 +81,7 @@ impl Benchmark {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ScoreSettings {
-    /// `humaneval`, `humaneval-plus`, `mbpp`, `cruxeval-i`, `cruxeval-o`.
+    /// `humaneval`, `humaneval-plus`, `mbpp`, `cruxeval-i`, `cruxeval-o`, `livecodebench`, `apps`.
     pub benchmark: String,
     /// Per-test seconds (HumanEval, MBPP, CRUXEval); the EvalPlus minimum.
     #[serde(default)]
@@ -88,6 +102,12 @@ pub struct ScoreSettings {
     pub bootstrap: u32,
     #[serde(default)]
     pub seed: u64,
+    /// LiveCodeBench: only problems with `contest_date` on or after this day (`YYYY-MM-DD`).
+    #[serde(default)]
+    pub start_date: Option<String>,
+    /// LiveCodeBench: only problems with `contest_date` on or before this day.
+    #[serde(default)]
+    pub end_date: Option<String>,
 }
 
 fn default_factor() -> f64 {
@@ -118,6 +138,8 @@ impl Default for ScoreSettings {
             k: default_k(),
             bootstrap: default_bootstrap(),
             seed: 0,
+            start_date: None,
+            end_date: None,
         }
     }
 }
@@ -125,10 +147,33 @@ impl Default for ScoreSettings {
 impl ScoreSettings {
     fn timeout_for(&self, bench: Benchmark) -> f64 {
         self.timeout.unwrap_or(match bench {
-            Benchmark::HumanEvalPlus => 4.0,
+            Benchmark::HumanEvalPlus | Benchmark::Apps => 4.0,
+            Benchmark::LiveCodeBench => 6.0,
             _ => 3.0,
         })
     }
+
+    /// Whether a problem falls in the `start_date`..=`end_date` window.
+    fn in_window(&self, problem: &Problem) -> bool {
+        let Some(date) = problem.contest_date.as_deref() else {
+            return self.start_date.is_none() && self.end_date.is_none();
+        };
+        let day = date.get(..10).unwrap_or(date);
+        self.start_date.as_deref().is_none_or(|s| day >= s)
+            && self.end_date.as_deref().is_none_or(|e| day <= e)
+    }
+}
+
+/// Whether `day` is written `YYYY-MM-DD` (the form date windows compare).
+pub fn is_iso_day(day: &str) -> bool {
+    day.len() == 10
+        && day.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        })
 }
 
 /// A benchmark problem, with what every benchmark needs (unused fields empty).
@@ -150,6 +195,12 @@ pub struct Problem {
     pub test_setup_code: String,
     pub test_list: Vec<String>,
     pub difficulty: Option<String>,
+    /// LiveCodeBench / APPS: input/output tests, public ones first.
+    pub io_tests: Vec<TestCase>,
+    /// LiveCodeBench / APPS: the function to call; none for stdin programs.
+    pub fn_name: Option<String>,
+    /// LiveCodeBench: `contest_date`.
+    pub contest_date: Option<String>,
 }
 
 /// One generated program for a problem.
@@ -263,6 +314,74 @@ pub fn problems_from_rows(
                     return Err(bad(format!("MBPP task {} has no `test_list`", p.task_id)));
                 }
             }
+            Benchmark::LiveCodeBench => {
+                p.task_id = text_field(row, "question_id");
+                p.contest_date = row
+                    .get("contest_date")
+                    .and_then(|d| d.as_str())
+                    .map(String::from);
+                p.fn_name = json_text_field(row, "metadata")
+                    .map_err(bad)?
+                    .and_then(|m| {
+                        m.get("func_name")
+                            .and_then(|f| f.as_str())
+                            .map(String::from)
+                    });
+                let public = json_text_field(row, "public_test_cases").map_err(bad)?;
+                let private = lcb_private_tests(row).map_err(bad)?;
+                for (kind, tests) in [("public", public), ("private", private)] {
+                    let Some(tests) = tests else { continue };
+                    let serde_json::Value::Array(tests) = tests else {
+                        return Err(bad(format!("{}: {kind} tests are not a list", p.task_id)));
+                    };
+                    for (n, t) in tests.iter().enumerate() {
+                        let case = lcb_test(t, p.fn_name.is_some())
+                            .map_err(|e| bad(format!("{}: {kind} test {n}: {e}", p.task_id)))?;
+                        p.io_tests.push(case);
+                    }
+                }
+                if p.task_id.is_empty() || p.io_tests.is_empty() {
+                    return Err(bad(
+                        "a LiveCodeBench row needs `question_id` and test cases".into(),
+                    ));
+                }
+            }
+            Benchmark::Apps => {
+                p.task_id = match row.get("problem_id") {
+                    Some(serde_json::Value::Number(n)) => n.to_string(),
+                    Some(serde_json::Value::String(s)) => s.clone(),
+                    _ => p.task_id,
+                };
+                let io = json_text_field(row, "input_output")
+                    .map_err(bad)?
+                    .unwrap_or(serde_json::Value::Null);
+                p.fn_name = io.get("fn_name").and_then(|f| f.as_str()).map(String::from);
+                let inputs = io.get("inputs").and_then(|v| v.as_array());
+                let outputs = io.get("outputs").and_then(|v| v.as_array());
+                let (Some(inputs), Some(outputs)) = (inputs, outputs) else {
+                    return Err(bad(format!(
+                        "APPS problem {}: `input_output` needs `inputs` and `outputs` lists",
+                        p.task_id
+                    )));
+                };
+                if inputs.len() != outputs.len() || inputs.is_empty() {
+                    return Err(bad(format!(
+                        "APPS problem {}: {} inputs but {} outputs",
+                        p.task_id,
+                        inputs.len(),
+                        outputs.len()
+                    )));
+                }
+                for (input, output) in inputs.iter().zip(outputs) {
+                    p.io_tests
+                        .push(apps_test(input, output, p.fn_name.is_some()));
+                }
+                p.canonical_solution = json_text_field(row, "solutions")
+                    .ok()
+                    .flatten()
+                    .and_then(|s| s.get(0).and_then(|c| c.as_str()).map(String::from))
+                    .unwrap_or_default();
+            }
             Benchmark::CruxevalI | Benchmark::CruxevalO => {
                 p.task_id = text_field(row, "id");
                 p.code = text_field(row, "code");
@@ -276,6 +395,181 @@ pub fn problems_from_rows(
         problems.push(p);
     }
     Ok(problems)
+}
+
+/// A field holding JSON, either as a value or as JSON text (how the
+/// LiveCodeBench and APPS datasets ship it).
+fn json_text_field(
+    row: &serde_json::Map<String, serde_json::Value>,
+    key: &str,
+) -> Result<Option<serde_json::Value>, String> {
+    match row.get(key) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(serde_json::Value::String(s)) => serde_json::from_str(s)
+            .map(Some)
+            .map_err(|e| format!("`{key}` is not valid JSON: {e}")),
+        Some(other) => Ok(Some(other.clone())),
+    }
+}
+
+/// LiveCodeBench's `private_test_cases`: JSON text, or (code_generation_lite)
+/// base64 of zlib of a pickled JSON string. The pickle is read by a decoder
+/// that accepts only a single string, never by unpickling.
+fn lcb_private_tests(
+    row: &serde_json::Map<String, serde_json::Value>,
+) -> Result<Option<serde_json::Value>, String> {
+    let Some(serde_json::Value::String(text)) = row.get("private_test_cases") else {
+        return json_text_field(row, "private_test_cases");
+    };
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    if let Ok(value) = serde_json::from_str(text) {
+        return Ok(Some(value));
+    }
+    use base64::Engine;
+    let packed = base64::engine::general_purpose::STANDARD
+        .decode(text.trim().as_bytes())
+        .map_err(|e| format!("`private_test_cases` is neither JSON nor base64: {e}"))?;
+    let mut pickled = Vec::new();
+    flate2::read::ZlibDecoder::new(packed.as_slice())
+        .read_to_end(&mut pickled)
+        .map_err(|e| format!("`private_test_cases` is not zlib data: {e}"))?;
+    let json = pickled_string(&pickled)?;
+    serde_json::from_str(&json)
+        .map(Some)
+        .map_err(|e| format!("`private_test_cases` decodes to invalid JSON: {e}"))
+}
+
+/// The string inside a pickle that holds exactly one `str` (protocols 2-5).
+pub fn pickled_string(bytes: &[u8]) -> Result<String, String> {
+    let refuse = |what: &str| Err(format!("refusing to unpickle `private_test_cases`: {what}"));
+    let mut at = 0usize;
+    let mut found: Option<String> = None;
+    let take = |at: &mut usize, n: usize| -> Result<&[u8], String> {
+        let end = at.checked_add(n).filter(|e| *e <= bytes.len());
+        match end {
+            Some(end) => {
+                let slice = &bytes[*at..end];
+                *at = end;
+                Ok(slice)
+            }
+            None => Err("refusing to unpickle `private_test_cases`: truncated pickle".to_string()),
+        }
+    };
+    let le = |b: &[u8]| {
+        b.iter()
+            .rev()
+            .fold(0u64, |acc, x| (acc << 8) | u64::from(*x))
+    };
+    loop {
+        let op = take(&mut at, 1)?[0];
+        match op {
+            0x80 => {
+                take(&mut at, 1)?;
+            }
+            0x95 => {
+                take(&mut at, 8)?;
+            }
+            0x8c | b'X' | 0x8d => {
+                let width = match op {
+                    0x8c => 1,
+                    b'X' => 4,
+                    _ => 8,
+                };
+                let len = usize::try_from(le(take(&mut at, width)?)).map_err(|_| {
+                    "refusing to unpickle `private_test_cases`: huge string".to_string()
+                })?;
+                if found.is_some() {
+                    return refuse("more than one object");
+                }
+                let text = std::str::from_utf8(take(&mut at, len)?).map_err(|_| {
+                    "refusing to unpickle `private_test_cases`: bad UTF-8".to_string()
+                })?;
+                found = Some(text.to_string());
+            }
+            0x94 => {}
+            b'q' => {
+                take(&mut at, 1)?;
+            }
+            b'r' => {
+                take(&mut at, 4)?;
+            }
+            b'.' => {
+                return match found {
+                    Some(text) => Ok(text),
+                    None => refuse("no string in it"),
+                };
+            }
+            other => {
+                return refuse(&format!(
+                    "opcode 0x{other:02x} is not part of a pickled string"
+                ));
+            }
+        }
+    }
+}
+
+/// One LiveCodeBench test: `{input, output, testtype}`.
+fn lcb_test(test: &serde_json::Value, functional: bool) -> Result<TestCase, String> {
+    let input = test
+        .get("input")
+        .and_then(|v| v.as_str())
+        .ok_or("no `input` text")?;
+    let output = test
+        .get("output")
+        .and_then(|v| v.as_str())
+        .ok_or("no `output` text")?;
+    let kind = test.get("testtype").and_then(|v| v.as_str());
+    if functional || kind == Some("functional") {
+        // lcb_runner: one JSON value per input line; the output is JSON.
+        let args: Result<Vec<serde_json::Value>, _> =
+            input.split('\n').map(serde_json::from_str).collect();
+        let args = args.map_err(|e| format!("an input line is not JSON: {e}"))?;
+        let expected: serde_json::Value =
+            serde_json::from_str(output).map_err(|e| format!("the output is not JSON: {e}"))?;
+        Ok(TestCase {
+            args_json: Some(serde_json::Value::Array(args)),
+            expected_json: Some(expected),
+            ..TestCase::default()
+        })
+    } else {
+        Ok(TestCase {
+            stdin: Some(input.to_string()),
+            expected: Some(serde_json::Value::String(output.to_string())),
+            ..TestCase::default()
+        })
+    }
+}
+
+/// One APPS test: stdin text (or lines) and expected text, or call arguments.
+fn apps_test(input: &serde_json::Value, output: &serde_json::Value, call: bool) -> TestCase {
+    if call {
+        let args = match input {
+            serde_json::Value::Array(_) => input.clone(),
+            other => serde_json::Value::Array(vec![other.clone()]),
+        };
+        return TestCase {
+            args_json: Some(args),
+            expected_json: Some(output.clone()),
+            ..TestCase::default()
+        };
+    }
+    let lines = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .map(|i| i.as_str().map_or_else(|| i.to_string(), String::from))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        other => other.to_string(),
+    };
+    TestCase {
+        stdin: Some(lines(input)),
+        expected: Some(serde_json::Value::String(lines(output))),
+        ..TestCase::default()
+    }
 }
 
 pub fn load_problems(bench: Benchmark, path: &Path) -> Result<Vec<Problem>, StageError> {
@@ -299,9 +593,14 @@ pub fn samples_from_rows(
             line: i + 1,
             message,
         };
-        let mut task_id = match row.get("task_id") {
+        // EvalPlus rows say `task_id`; LiveCodeBench's `question_id`; APPS's `problem_id`.
+        let id_key = ["task_id", "question_id", "problem_id"]
+            .into_iter()
+            .find(|k| row.contains_key(*k))
+            .unwrap_or("task_id");
+        let mut task_id = match row.get(id_key) {
             Some(serde_json::Value::Number(n)) => n.to_string(),
-            _ => text_field(row, "task_id"),
+            _ => text_field(row, id_key),
         };
         if bench == Benchmark::Mbpp {
             task_id = task_id.trim_start_matches("Mbpp/").to_string();
@@ -309,27 +608,37 @@ pub fn samples_from_rows(
         let Some(problem) = by_id.get(task_id.as_str()) else {
             return Err(bad(format!("sample for unknown task `{task_id}`")));
         };
-        let code = if let Some(serde_json::Value::String(s)) = row.get("solution") {
-            s.clone()
+        let codes: Vec<String> = if let Some(list) = row.get("code_list") {
+            // LiveCodeBench's generations file: every program of a question in one row.
+            let Some(list) = list.as_array() else {
+                return Err(bad("`code_list` is not a list".into()));
+            };
+            list.iter()
+                .map(|c| c.as_str().map_or_else(|| c.to_string(), String::from))
+                .collect()
+        } else if let Some(serde_json::Value::String(s)) = row.get("solution") {
+            vec![s.clone()]
         } else if let Some(serde_json::Value::String(c)) = row.get("completion") {
-            match bench {
+            vec![match bench {
                 Benchmark::HumanEval | Benchmark::HumanEvalPlus => format!("{}{c}", problem.prompt),
                 _ => c.clone(),
-            }
+            }]
         } else if let Some(serde_json::Value::String(g)) = row.get("generation") {
-            g.clone()
+            vec![g.clone()]
         } else {
             return Err(bad(
-                "a sample needs `solution`, `completion` or `generation`".into(),
+                "a sample needs `solution`, `completion`, `generation` or `code_list`".into(),
             ));
         };
-        let index = counts.entry(task_id.clone()).or_default();
-        samples.push(Sample {
-            task_id,
-            index: *index,
-            code,
-        });
-        *index += 1;
+        for code in codes {
+            let index = counts.entry(task_id.clone()).or_default();
+            samples.push(Sample {
+                task_id: task_id.clone(),
+                index: *index,
+                code,
+            });
+            *index += 1;
+        }
     }
     Ok(samples)
 }
@@ -399,6 +708,20 @@ pub struct SampleResult {
     pub detail: String,
 }
 
+impl SampleResult {
+    /// A result for a benchmark without plus tests.
+    fn without_plus(sample: &Sample, verdict: Verdict, detail: String) -> SampleResult {
+        SampleResult {
+            task_id: sample.task_id.clone(),
+            index: sample.index,
+            base_pass: verdict == Verdict::Pass,
+            plus_pass: None,
+            verdict,
+            detail,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct PassAtK {
     pub suite: String,
@@ -412,6 +735,8 @@ pub struct PassAtK {
 #[derive(Debug, Clone, Serialize)]
 pub struct ScoreReport {
     pub benchmark: String,
+    /// Problems scored (after the date window).
+    pub problems: usize,
     pub samples: Vec<SampleResult>,
     pub pass_at_k: Vec<PassAtK>,
     /// k values asked for but not reported because some problem has fewer samples.
@@ -457,7 +782,7 @@ pub fn script_program(bench: Benchmark, problem: &Problem, code: &str) -> Option
             "{}\nassert f({}) == {code}\n",
             problem.code, problem.input
         )),
-        Benchmark::HumanEvalPlus => None,
+        Benchmark::HumanEvalPlus | Benchmark::LiveCodeBench | Benchmark::Apps => None,
     }
 }
 
@@ -509,6 +834,48 @@ fn evalplus_job(
     job
 }
 
+/// A LiveCodeBench or APPS sample: its program on every test of the problem.
+fn io_job(bench: Benchmark, problem: &Problem, code: &str, settings: &ScoreSettings) -> Job {
+    let timeout = settings.timeout_for(bench);
+    let lcb = bench == Benchmark::LiveCodeBench;
+    let mut job = match &problem.fn_name {
+        Some(name) => {
+            let mut job = Job::new(Mode::Function, code);
+            // Both harnesses instantiate `Solution` when the program defines it.
+            job.entry_point = Some(if code.contains("class Solution") {
+                format!("Solution.{name}")
+            } else {
+                name.clone()
+            });
+            job.comparator = if lcb {
+                Comparator::LcbCall
+            } else {
+                Comparator::AppsCall
+            };
+            job
+        }
+        None => {
+            let mut job = Job::new(Mode::Stdio, code);
+            job.comparator = if lcb {
+                Comparator::LcbStdio
+            } else {
+                Comparator::AppsStdio
+            };
+            job
+        }
+    };
+    job.tests = problem.io_tests.clone();
+    job.limits = limits(settings, timeout);
+    if lcb {
+        // lcb_runner: the whole sample gets (timeout + 1) per test plus 5 s.
+        job.limits.backstop = Some((timeout + 1.0) * job.tests.len() as f64 + 5.0);
+    }
+    // Both harnesses count a sample as passing only if every test passes.
+    job.stop_at_first_failure = true;
+    job.keep_output_values = false;
+    job
+}
+
 fn first_failure(report: &JobReport) -> Option<(Verdict, String)> {
     report
         .results
@@ -537,6 +904,25 @@ pub fn score(
     sandbox: &Sandbox,
     progress: &(dyn Fn() + Sync),
 ) -> Result<ScoreReport, StageError> {
+    let windowed: Vec<Problem>;
+    let in_window: Vec<Sample>;
+    let (problems, samples) = if settings.start_date.is_some() || settings.end_date.is_some() {
+        windowed = problems
+            .iter()
+            .filter(|p| settings.in_window(p))
+            .cloned()
+            .collect();
+        let kept: std::collections::BTreeSet<&str> =
+            windowed.iter().map(|p| p.task_id.as_str()).collect();
+        in_window = samples
+            .iter()
+            .filter(|s| kept.contains(s.task_id.as_str()))
+            .cloned()
+            .collect();
+        (windowed.as_slice(), in_window.as_slice())
+    } else {
+        (problems, samples)
+    };
     let by_id: BTreeMap<&str, &Problem> =
         problems.iter().map(|p| (p.task_id.as_str(), p)).collect();
     let mut reference_failures = Vec::new();
@@ -609,6 +995,20 @@ pub fn score(
                 }
             })
             .collect()
+    } else if matches!(bench, Benchmark::LiveCodeBench | Benchmark::Apps) {
+        let jobs: Vec<Job> = samples
+            .iter()
+            .map(|s| io_job(bench, by_id[s.task_id.as_str()], &s.code, settings))
+            .collect();
+        let reports = sandbox.run_all(&jobs, progress);
+        samples
+            .iter()
+            .zip(&reports)
+            .map(|(s, r)| {
+                let (verdict, detail) = first_failure(r).unwrap_or((Verdict::Pass, String::new()));
+                SampleResult::without_plus(s, verdict, detail)
+            })
+            .collect()
     } else {
         let timeout = settings.timeout_for(bench);
         let mut cheats = vec![false; samples.len()];
@@ -639,20 +1039,14 @@ pub fn score(
                 } else {
                     first_failure(r).unwrap_or((Verdict::Pass, String::new()))
                 };
-                SampleResult {
-                    task_id: s.task_id.clone(),
-                    index: s.index,
-                    base_pass: verdict == Verdict::Pass,
-                    plus_pass: None,
-                    verdict,
-                    detail,
-                }
+                SampleResult::without_plus(s, verdict, detail)
             })
             .collect()
     };
     let (pass_at_k, skipped_k) = pass_at_k_table(bench, problems, &results, settings);
     Ok(ScoreReport {
         benchmark: bench.name().to_string(),
+        problems: problems.len(),
         samples: results,
         pass_at_k,
         skipped_k,
@@ -673,6 +1067,9 @@ pub fn pass_at_k(n: u64, c: u64, k: u64) -> f64 {
     1.0 - prod
 }
 
+/// Per problem: samples, base passes, plus passes, difficulty.
+type Counts<'a> = (u64, u64, u64, Option<&'a str>);
+
 fn pass_at_k_table(
     bench: Benchmark,
     problems: &[Problem],
@@ -687,14 +1084,39 @@ fn pass_at_k_table(
         e.1 += u64::from(r.base_pass);
         e.2 += u64::from(r.plus_pass.unwrap_or(false));
     }
-    let rows: Vec<(u64, u64, u64)> = problems
+    let rows: Vec<Counts<'_>> = problems
         .iter()
-        .filter_map(|p| counts.get(p.task_id.as_str()).copied())
+        .filter_map(|p| {
+            counts
+                .get(p.task_id.as_str())
+                .map(|&(n, b, c)| (n, b, c, p.difficulty.as_deref()))
+        })
         .collect();
     let min_n = rows.iter().map(|r| r.0).min().unwrap_or(0);
     let mut suites = vec![("base", 1usize)];
     if bench.has_plus() {
         suites.push(("plus", 2usize));
+    }
+    // Per-difficulty groups in the benchmarks' own order, then any others.
+    const ORDER: [&str; 6] = [
+        "easy",
+        "medium",
+        "hard",
+        "introductory",
+        "interview",
+        "competition",
+    ];
+    let mut levels: Vec<&str> = rows.iter().filter_map(|r| r.3).collect();
+    levels.sort_by_key(|l| (ORDER.iter().position(|o| o == l).unwrap_or(ORDER.len()), *l));
+    levels.dedup();
+    let mut groups: Vec<(Option<&str>, Vec<&Counts<'_>>)> = vec![(None, rows.iter().collect())];
+    if !levels.is_empty() {
+        for level in levels {
+            groups.push((
+                Some(level),
+                rows.iter().filter(|r| r.3 == Some(level)).collect(),
+            ));
+        }
     }
     let mut table = Vec::new();
     let mut skipped = Vec::new();
@@ -703,28 +1125,33 @@ fn pass_at_k_table(
             skipped.push(k);
             continue;
         }
-        for (suite, column) in &suites {
-            let per_problem: Vec<f64> = rows
-                .iter()
-                .map(|r| {
-                    let c = if *column == 1 { r.1 } else { r.2 };
-                    pass_at_k(r.0, c, u64::from(k))
-                })
-                .collect();
-            let score = mean(&per_problem);
-            let (ci_low, ci_high) = bootstrap(
-                &per_problem,
-                settings.bootstrap,
-                settings.seed ^ u64::from(k),
-            );
-            table.push(PassAtK {
-                suite: suite.to_string(),
-                k,
-                score,
-                ci_low,
-                ci_high,
-                problems: rows.len(),
-            });
+        for (level, group) in &groups {
+            for (suite, column) in &suites {
+                let per_problem: Vec<f64> = group
+                    .iter()
+                    .map(|r| {
+                        let c = if *column == 1 { r.1 } else { r.2 };
+                        pass_at_k(r.0, c, u64::from(k))
+                    })
+                    .collect();
+                let score = mean(&per_problem);
+                let (ci_low, ci_high) = bootstrap(
+                    &per_problem,
+                    settings.bootstrap,
+                    settings.seed ^ u64::from(k),
+                );
+                table.push(PassAtK {
+                    suite: match level {
+                        Some(level) => format!("{suite}/{level}"),
+                        None => suite.to_string(),
+                    },
+                    k,
+                    score,
+                    ci_low,
+                    ci_high,
+                    problems: group.len(),
+                });
+            }
         }
     }
     (table, skipped)
@@ -765,6 +1192,42 @@ fn bootstrap(values: &[f64], rounds: u32, seed: u64) -> (f64, f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pickled_strings_decode_and_anything_else_is_refused() {
+        let p2 = [
+            128, 2, 88, 10, 0, 0, 0, 91, 123, 34, 97, 34, 58, 32, 49, 125, 93, 113, 0, 46,
+        ];
+        let p4 = [
+            128, 4, 149, 14, 0, 0, 0, 0, 0, 0, 0, 140, 10, 91, 123, 34, 97, 34, 58, 32, 49, 125,
+            93, 148, 46,
+        ];
+        assert_eq!(pickled_string(&p2).unwrap(), r#"[{"a": 1}]"#);
+        assert_eq!(pickled_string(&p4).unwrap(), r#"[{"a": 1}]"#);
+        // A GLOBAL opcode (`c`), as in a pickle that would call os.system.
+        let global = b"\x80\x02cos\nsystem\nq\x00.";
+        assert!(pickled_string(global).unwrap_err().contains("opcode 0x63"));
+        assert!(pickled_string(&p4[..15]).unwrap_err().contains("truncated"));
+    }
+
+    #[test]
+    fn date_windows_compare_days() {
+        assert!(is_iso_day("2024-01-31") && !is_iso_day("2024-1-31") && !is_iso_day("yesterday"));
+        let settings = ScoreSettings {
+            start_date: Some("2023-06-01".into()),
+            end_date: Some("2023-12-31".into()),
+            ..ScoreSettings::default()
+        };
+        let at = |d: Option<&str>| Problem {
+            contest_date: d.map(String::from),
+            ..Problem::default()
+        };
+        assert!(settings.in_window(&at(Some("2023-12-31T23:59:00"))));
+        assert!(!settings.in_window(&at(Some("2024-01-01T00:00:00"))));
+        assert!(!settings.in_window(&at(Some("2023-05-31"))));
+        assert!(!settings.in_window(&at(None)));
+        assert!(ScoreSettings::default().in_window(&at(None)));
+    }
 
     #[test]
     fn pass_at_k_matches_worked_values() {

@@ -221,3 +221,146 @@ fn score_stage_in_a_spec_caches_and_reports_pass_at_k() {
     let plan = p.plan("s.yaml");
     assert_eq!(plan[2].3, vec!["params.timeout: 0.5 -> 0.25".to_string()]);
 }
+
+fn fixture(rel: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/it/fixtures")
+        .join(rel)
+        .display()
+        .to_string()
+}
+
+fn suite_scores(v: &serde_json::Value) -> Vec<(String, f64)> {
+    v["pass_at_k"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let score = (r["score"].as_f64().unwrap() * 1e4).round() / 1e4;
+            (r["suite"].as_str().unwrap().to_string(), score)
+        })
+        .collect()
+}
+
+/// Hand-written LiveCodeBench rows in the code_generation_lite layout: JSON-text
+/// public tests, base64+zlib+pickle private tests, a LeetCode-style functional
+/// problem, and a stdout that only matches as Decimals.
+#[test]
+fn livecodebench_rows_score_with_lcb_rules_per_difficulty_and_date() {
+    let p = Project::new();
+    let problems = fixture("lcb/problems.jsonl");
+    let samples = fixture("lcb/generations.json");
+    let mut args = vec![
+        "--benchmark",
+        "livecodebench",
+        "--problems",
+        &problems,
+        "--samples",
+        &samples,
+    ];
+    let v = score_json(&p, &args);
+    assert_eq!(
+        (
+            v["problems"].as_u64(),
+            v["samples"].as_u64(),
+            v["passed"].as_u64()
+        ),
+        (Some(3), Some(6), Some(4)),
+        "{v}"
+    );
+    assert_eq!(
+        suite_scores(&v),
+        [
+            ("base".to_string(), 0.6667),
+            ("base/easy".to_string(), 1.0),
+            ("base/medium".to_string(), 0.5),
+            ("base/hard".to_string(), 0.5),
+        ]
+    );
+    args.extend(["--start-date", "2023-06-01", "--end-date", "2023-12-31"]);
+    let v = score_json(&p, &args);
+    assert_eq!(
+        (v["problems"].as_u64(), v["samples"].as_u64()),
+        (Some(1), Some(2)),
+        "{v}"
+    );
+    let ran = p.tw(&[
+        "score",
+        "--benchmark",
+        "livecodebench",
+        "--problems",
+        &problems,
+        "--reference",
+    ]);
+    assert_eq!(ran.code, 2);
+    assert!(
+        ran.stderr
+            .contains("LiveCodeBench ships no reference solutions"),
+        "{}",
+        ran.stderr
+    );
+}
+
+#[test]
+fn apps_rows_score_with_its_lenient_rules() {
+    let p = Project::new();
+    let problems = fixture("apps/problems.jsonl");
+    let samples = fixture("apps/generations.json");
+    let v = score_json(
+        &p,
+        &[
+            "--benchmark",
+            "apps",
+            "--problems",
+            &problems,
+            "--samples",
+            &samples,
+        ],
+    );
+    assert_eq!(
+        suite_scores(&v),
+        [
+            ("base".to_string(), 0.5),
+            ("base/introductory".to_string(), 0.5),
+            ("base/interview".to_string(), 0.5),
+        ]
+    );
+    let v = score_json(
+        &p,
+        &[
+            "--benchmark",
+            "apps",
+            "--problems",
+            &problems,
+            "--reference",
+        ],
+    );
+    assert_eq!(
+        (v["samples"].as_u64(), v["passed"].as_u64()),
+        (Some(2), Some(2)),
+        "{v}"
+    );
+}
+
+#[test]
+fn a_tampered_pickle_is_refused_not_unpickled() {
+    let p = Project::new();
+    // base64(zlib(pickle of a tuple)): not a plain string, so it is rejected.
+    let row = r#"{"question_id": "x", "contest_date": "2024-01-01", "difficulty": "easy", "public_test_cases": "[]", "private_test_cases": "eJxrYJkqwwABPZz5xXrFlcUlqblTerhSkzPyFQrK81JTprRN0QMAy/8MYw==", "metadata": "{}"}"#;
+    p.write("lcb.jsonl", &format!("{row}\n"));
+    let ran = p.tw(&[
+        "score",
+        "--benchmark",
+        "livecodebench",
+        "--problems",
+        "lcb.jsonl",
+        "--samples",
+        "lcb.jsonl",
+    ]);
+    assert_eq!(ran.code, 2);
+    assert!(
+        ran.stderr.contains("lcb.jsonl:1") && ran.stderr.contains("refusing to unpickle"),
+        "{}",
+        ran.stderr
+    );
+}

@@ -361,12 +361,85 @@ pub struct TestReport {
 impl TestReport {
     /// The trace, typed; an error names what is malformed.
     pub fn parsed_trace(&self) -> Result<Option<Trace>, String> {
-        match &self.trace {
-            None => Ok(None),
-            Some(raw) => serde_json::from_value::<Trace>(raw.clone())
-                .map(Some)
-                .map_err(|e| format!("malformed trace from the sandbox: {e}")),
+        let Some(raw) = &self.trace else {
+            return Ok(None);
+        };
+        let bad = |e: String| format!("malformed trace from the sandbox: {e}");
+        let compact = CompactTrace::deserialize(raw).map_err(|e| bad(e.to_string()))?;
+        compact.expand().map(Some).map_err(bad)
+    }
+}
+
+type Reprs = serde_json::Map<String, serde_json::Value>;
+
+/// `[kind, line, depth, func, changed, snapshot, extra]`, see `tracer.py`.
+type CompactEvent = (u8, u32, u32, usize, Option<Reprs>, i64, serde_json::Value);
+
+/// The tracer's wire form (`tracer.py`, `summary()`): events as arrays,
+/// function names and locals snapshots stored once and referenced by index.
+#[derive(Deserialize)]
+struct CompactTrace {
+    funcs: Vec<String>,
+    snapshots: Vec<Reprs>,
+    events: Vec<CompactEvent>,
+    truncated: Option<String>,
+}
+
+impl CompactTrace {
+    fn expand(self) -> Result<Trace, String> {
+        let mut events = Vec::with_capacity(self.events.len());
+        for (step, (kind, line, depth, func, changed, snapshot, extra)) in
+            self.events.into_iter().enumerate()
+        {
+            let func = self
+                .funcs
+                .get(func)
+                .ok_or_else(|| format!("event {step} names function #{func}, which is not listed"))?
+                .clone();
+            let locals = match usize::try_from(snapshot) {
+                Ok(i) => Some(
+                    self.snapshots
+                        .get(i)
+                        .ok_or_else(|| {
+                            format!("event {step} uses snapshot #{i}, which is missing")
+                        })?
+                        .clone(),
+                ),
+                Err(_) => None,
+            };
+            let text = |v: &serde_json::Value| v.as_str().map(String::from);
+            let (kind, value, unwound, exc_type, exc_message) = match kind {
+                0 => (TraceEventKind::Call, None, false, None, None),
+                1 => (TraceEventKind::Line, None, false, None, None),
+                2 => (TraceEventKind::Return, text(&extra), false, None, None),
+                3 => (
+                    TraceEventKind::Exception,
+                    None,
+                    false,
+                    extra.get(0).and_then(text),
+                    extra.get(1).and_then(text),
+                ),
+                4 => (TraceEventKind::Return, None, true, None, None),
+                other => return Err(format!("event {step} has unknown kind {other}")),
+            };
+            events.push(TraceEvent {
+                step: step as u64,
+                kind,
+                line,
+                depth,
+                func,
+                changed,
+                locals,
+                value,
+                unwound,
+                exc_type,
+                exc_message,
+            });
         }
+        Ok(Trace {
+            events,
+            truncated: self.truncated,
+        })
     }
 }
 

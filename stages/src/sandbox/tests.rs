@@ -632,3 +632,124 @@ fn stdin_programs_trace_the_module_and_the_functions_it_calls() {
     let trace = run(job).results.remove(0).parsed_trace().unwrap().unwrap();
     assert!(trace.events.iter().all(|e| e.func == "<module>"));
 }
+
+/// The call-based rules of lcb_runner's `grade_call_based` and APPS's
+/// `testing_util.run_test`, case by case.
+#[test]
+fn lcb_and_apps_call_comparators_follow_their_harnesses() {
+    let case = |comparator: Comparator, program: &str, expected: serde_json::Value| {
+        let mut job = function_job(program, "f", vec![(json!([]), expected)]);
+        job.comparator = comparator;
+        verdicts(&run(job))[0]
+    };
+    use Comparator::{AppsCall, LcbCall};
+    // LiveCodeBench: a returned tuple becomes a list, but only at the top level.
+    assert_eq!(
+        case(LcbCall, "def f():\n    return (1, 2)\n", json!([1, 2])),
+        Verdict::Pass
+    );
+    assert_eq!(
+        case(LcbCall, "def f():\n    return [(1, 2)]\n", json!([[1, 2]])),
+        Verdict::WrongAnswer
+    );
+    assert_eq!(
+        case(LcbCall, "def f():\n    return 1.0\n", json!(1)),
+        Verdict::Pass
+    );
+    // APPS: outputs are often wrapped in a one-element list...
+    assert_eq!(
+        case(AppsCall, "def f():\n    return 5\n", json!([5])),
+        Verdict::Pass
+    );
+    assert_eq!(
+        case(AppsCall, "def f():\n    return 5\n", json!([6])),
+        Verdict::WrongAnswer
+    );
+    // ...and a list of tuples matches the wrapped list of lists.
+    assert_eq!(
+        case(
+            AppsCall,
+            "def f():\n    return [(1, 2), (3, 4)]\n",
+            json!([[[1, 2], [3, 4]]])
+        ),
+        Verdict::Pass
+    );
+    assert_eq!(
+        case(AppsCall, "def f():\n    return (1, 2)\n", json!([1, 2])),
+        Verdict::Pass
+    );
+}
+
+#[test]
+fn apps_stdio_comparator_accepts_its_lenient_forms() {
+    let check = |printed: &str, expected: &str| {
+        let mut job = Job::new(Mode::Stdio, format!("print({printed:?}, end='')\n"));
+        job.comparator = Comparator::AppsStdio;
+        job.tests = vec![TestCase {
+            stdin: Some(String::new()),
+            expected: Some(json!(expected)),
+            ..TestCase::default()
+        }];
+        verdicts(&run(job))[0]
+    };
+    assert_eq!(check("1 2\n3\n", "1 2\n3"), Verdict::Pass);
+    assert_eq!(check("  1   2 \n\n3", "1 2\n3\n"), Verdict::Pass);
+    assert_eq!(check("0.3333333", "0.33333333"), Verdict::Pass);
+    assert_eq!(check("b a", "a b"), Verdict::Pass);
+    assert_eq!(check("1 2", "1 3"), Verdict::WrongAnswer);
+}
+
+#[test]
+fn in_place_mutations_and_deletions_are_seen() {
+    let program = "\
+def f():
+    xs = [1, 2, 3]
+    xs[0] = 1.0
+    nested = [[1], 2]
+    nested[0].append(5)
+    d = {'a': 1}
+    d['a'] = True
+    del xs
+    return d
+";
+    let (_, trace) = traced(program, "f", json!([]), TraceSettings::default());
+    let changes: Vec<String> = trace
+        .events
+        .iter()
+        .filter(|e| e.kind == TraceEventKind::Line)
+        .map(|e| {
+            let c = e.changed.as_ref().unwrap();
+            c.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap()))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            "xs=[1, 2, 3]",
+            // 1 -> 1.0 compares equal but is a new object with another repr.
+            "xs=[1.0, 2, 3]",
+            "nested=[[1], 2]",
+            "nested=[[1, 5], 2]",
+            "d={'a': 1}",
+            "d={'a': True}",
+            "",
+            "",
+        ]
+    );
+    let last = trace.events.last().unwrap();
+    let names: Vec<&str> = last
+        .locals
+        .as_ref()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        names,
+        ["nested", "d"],
+        "a deleted variable leaves the locals"
+    );
+}

@@ -7,7 +7,8 @@
 #     python3 tracer.py program.py --entry f --args '[[3, 5, 1], 2]'
 #     python3 tracer.py program.py --stdin input.txt
 #
-# Events (one dict each, in execution order, `step` counting from 0):
+# Events (in execution order, `step` counting from 0; `expanded()` gives them
+# as dicts with these names, `summary()` in the compact form tw reads):
 #   call       a traced frame starts; `line` is the `def` line (decorators do
 #              not shift it), `locals` and `changed` hold the arguments.
 #   line       a line is about to run; `changed` and `locals` are filled when
@@ -32,12 +33,17 @@
 # switches off completely, the program runs on at native speed, and the trace
 # says why it stopped. Frames deeper than `depth` run without line events.
 
+import operator as _tw_operator
 import re as _tw_re
 import sys as _tw_sys
 
 _TW_ADDRESS = _tw_re.compile(r" at 0x[0-9a-fA-F]{4,}")
-_TW_SCALARS = (int, float, complex, bool, str, bytes, type(None))
+# Immutable types whose repr cannot change while the object lives.
+_TW_SCALAR_SET = frozenset((int, float, complex, bool, str, bytes, type(None)))
+# Types whose repr is plain text (no newlines, no addresses).
+_TW_PLAIN_SET = frozenset((int, float, bool, type(None)))
 _TW_EVENT_OVERHEAD = 64
+_TW_NOTHING = {}  # shared by every event that changed nothing; never mutated
 
 
 def _tw_cut(text, limit):
@@ -46,6 +52,21 @@ def _tw_cut(text, limit):
         right = limit - 3 - left
         return text[:left] + "..." + (text[-right:] if right else "")
     return text
+
+
+def _tw_long_str(value, limit):
+    # repr(value) cut to `limit`, from reprs of its two ends: a long string's
+    # quote is chosen from the whole string, escapes are per character.
+    if " at 0x" in value or "\n" in value or "\r" in value:
+        return None  # cleaning could reach across the cut: use the full repr
+    quote = '"' if ("'" in value and '"' not in value) else "'"
+    left = (limit - 3) // 2
+    right = limit - 3 - left
+    head = repr(value[:left + 1])
+    tail = repr(value[-(right + 1):])
+    if head[0] != quote or tail[0] != quote:
+        return None
+    return head[:-1][:left] + "..." + (tail[1:][-right:] if right else "")
 
 
 def _tw_clean(text):
@@ -70,20 +91,31 @@ class TwTracer:
         self.abort_types = tuple(abort_types)
         self.def_lines = _tw_def_lines(source) if source else {}
         self.events = []
+        self.funcs = []
+        self.func_index = {}
+        self.snapshots = []
         self.bytes = 0
         self.truncated = None
         self.depth_of = {}
         self.frames = {}
         self.active = False
+        self.local_trace = self._build_local_trace()
 
     # -- values ------------------------------------------------------------
 
     def repr(self, value):
+        kind = type(value)
         limit = self.max_repr
         try:
-            kind = type(value)
-            if limit and kind in (list, tuple, dict) and len(value) * 2 > limit + 8 and len(value) > 64:
+            if kind is int or kind is float or kind is bool or value is None:
+                text = repr(value)
+                return _tw_cut(text, limit) if limit and len(text) > limit else text
+            if limit and (kind is list or kind is tuple or kind is dict) and len(value) > 64:
                 return self._head_tail(value, kind, limit)
+            if limit and kind is str and len(value) > 2 * limit + 8:
+                text = _tw_long_str(value, limit)
+                if text is not None:
+                    return text
             text = repr(value)
         except BaseException as e:
             if self.abort_types and isinstance(e, self.abort_types):
@@ -92,79 +124,75 @@ class TwTracer:
         return _tw_cut(_tw_clean(text), limit)
 
     def _head_tail(self, value, kind, limit):
-        # The first and last characters of repr(value), computed from a few
-        # items at each end: identical to cutting the full repr.
+        # The first and last characters of repr(value), from the reprs of a
+        # few items at each end (C speed): identical to cutting the whole repr.
         left = (limit - 3) // 2
         right = limit - 3 - left
-        if kind is dict:
-            items = list(value.items())
-            piece = lambda kv: _tw_clean(repr(kv[0]) + ": " + repr(kv[1]))
-            opening, closing = "{", "}"
-        else:
-            items = value
-            piece = lambda v: _tw_clean(repr(v))
-            opening, closing = ("[", "]") if kind is list else ("(", ")")
-        head = opening
-        i = 0
-        while len(head) < left and i < len(items):
-            head += (", " if i else "") + piece(items[i])
-            i += 1
-        tail = closing
-        j = len(items) - 1
-        while len(tail) < right + 2 and j >= i:
-            tail = piece(items[j]) + (", " if j < len(items) - 1 else "") + tail
-            j -= 1
-        if j >= i - 1 and i > 0:
-            tail = ", " + tail
-        return head[:left] + "..." + (tail[-right:] if right else "")
+        n = len(value)
+        k = 8
+        while True:
+            if k * 2 >= n:
+                return _tw_cut(_tw_clean(repr(value)), limit)
+            if kind is dict:
+                items = list(value.items())
+                head = _tw_clean(repr(dict(items[:k])))[:-1]
+                tail = _tw_clean(repr(dict(items[-k:])))[1:]
+            else:
+                head = _tw_clean(repr(value[:k]))[:-1]
+                tail = _tw_clean(repr(value[-k:]))[1:]
+            if len(head) >= left and len(tail) >= right:
+                return head[:left] + "..." + (tail[-right:] if right else "")
+            k *= 4
 
-    def snapshot(self, frame, cache):
-        # name -> repr of every visible local; scalar values that are the very
-        # same object as at the frame's last event reuse their repr.
-        out = {}
-        for name, value in frame.f_locals.items():
-            if name[:2] == "__" and name[-2:] == "__":
-                continue
-            hit = cache.get(name)
-            if hit is not None and hit[0] is value and type(value) in _TW_SCALARS:
-                out[name] = hit[1]
-                continue
-            text = self.repr(value)
-            cache[name] = (value, text)
-            out[name] = text
-        return out
+    def _update_locals(self, frame, state, changed, seen):
+        cache = state[3]
+        deleted = False
+        if seen != len(cache):
+            # A variable was deleted: forget it.
+            skip_dunders = state[6]
+            live = {name for name in frame.f_locals
+                    if not (skip_dunders and name.startswith("__") and name.endswith("__"))}
+            for name in [n for n in cache if n not in live]:
+                del cache[name]
+            deleted = True
+        if not self.record_locals:
+            return
+        old = state[1]
+        if deleted:
+            local_reprs = {name: text for name, text in old.items() if name in cache}
+            if changed:
+                local_reprs.update(changed)
+            state[7] = sum(len(k) + len(v) for k, v in local_reprs.items())
+        else:
+            local_reprs = old.copy()
+            size = state[7]
+            for name, text in changed.items():
+                before = old.get(name)
+                size += len(text) - (len(before) if before is not None else -len(name))
+            local_reprs.update(changed)
+            state[7] = size
+        state[1] = local_reprs
+        state[8] = -1
+
+    def _snapshot(self, state):
+        # Index of the frame's current locals in `snapshots`; events share
+        # one snapshot until a variable changes.
+        if state[8] < 0:
+            state[8] = len(self.snapshots)
+            self.snapshots.append(state[1])
+            self.bytes += state[7] + 8
+        return state[8]
 
     # -- events ------------------------------------------------------------
+    # An event is a list [kind, line, depth, func, changed, snapshot, extra]
+    # (kinds: 0 call, 1 line, 2 return, 3 exception, 4 return by exception;
+    # `func` indexes `funcs`; `extra` is a return value or [type, message]),
+    # cheaper to build and to serialize than a dict; `expanded()` and tw's
+    # reader turn them into named fields.
 
-    def _record(self, event, sized):
-        if self.truncated is not None:
-            return False
-        if self.max_steps is not None and len(self.events) >= self.max_steps:
-            self.stop("max_steps")
-            return False
-        self.bytes += sized
-        if self.max_bytes is not None and self.bytes > self.max_bytes:
-            self.stop("max_bytes")
-            return False
-        event["step"] = len(self.events)
-        self.events.append(event)
-        return True
-
-    def _finish_pending(self, state, now):
-        pending = state[2]
-        if pending is None:
-            return
-        state[2] = None
-        before = state[1]
-        changed = {k: v for k, v in now.items() if before.get(k) != v}
-        pending["changed"] = changed
-        size = sum(len(k) + len(v) for k, v in changed.items())
-        if self.record_locals:
-            pending["locals"] = now
-            size += sum(len(k) + len(v) for k, v in now.items())
-        self.bytes += size
-        if self.max_bytes is not None and self.bytes > self.max_bytes:
-            self.stop("max_bytes")
+    def _full(self, reason):
+        # A bound was reached: stop tracing; None also detaches this frame.
+        self.stop(reason)
 
     def global_trace(self, frame, event, arg):
         if event != "call" or frame.f_code.co_filename != self.filename or self.truncated is not None:
@@ -179,19 +207,26 @@ class TwTracer:
             return self.untraced_frame
         code = frame.f_code
         func = getattr(code, "co_qualname", code.co_name)
-        cache = {}
-        now = self.snapshot(frame, cache)
+        func_index = self.func_index.get(func)
+        if func_index is None:
+            func_index = self.func_index[func] = len(self.funcs)
+            self.funcs.append(func)
+        # state: [depth, locals (name -> repr), pending line event, repr cache,
+        #         func index, exception seen, skip dunders, size of locals,
+        #         snapshot index (-1: not yet stored)]
+        state = [depth, {}, None, {}, func_index, False,
+                 code.co_name == "<module>" or not code.co_varnames, 0, -1]
+        changed = self._changes(frame, state) or {}
+        events = self.events
+        if self.max_steps is not None and len(events) >= self.max_steps:
+            return self._full("max_steps")
         line = self.def_lines.get(code.co_firstlineno, code.co_firstlineno)
-        event_ = {"step": None, "kind": "call", "line": line, "depth": depth, "func": func,
-                  "changed": now}
-        size = _TW_EVENT_OVERHEAD + len(func) + sum(len(k) + len(v) for k, v in now.items())
-        if self.record_locals:
-            event_["locals"] = now
-            size *= 2
-        # state: [depth, last snapshot, pending line event, repr cache, func, had exception]
-        self.frames[frame] = [depth, now, None, cache, func, False]
-        if not self._record(event_, size):
-            return None
+        self.bytes += _TW_EVENT_OVERHEAD + sum(len(k) + len(v) for k, v in changed.items())
+        snap = self._snapshot(state) if self.record_locals else -1
+        if self.max_bytes is not None and self.bytes > self.max_bytes:
+            return self._full("max_bytes")
+        events.append([0, line, depth, func_index, changed, snap, None])
+        self.frames[frame] = state
         return self.local_trace
 
     def untraced_frame(self, frame, event, arg):
@@ -199,51 +234,137 @@ class TwTracer:
             self.depth_of.pop(frame, None)
         return self.untraced_frame
 
-    def local_trace(self, frame, event, arg):
-        state = self.frames.get(frame)
-        if state is None or self.truncated is not None:
-            return None
-        now = self.snapshot(frame, state[3])
-        self._finish_pending(state, now)
-        state[1] = now
-        if self.truncated is not None:
-            return None
-        if event == "line":
-            ev = {"step": None, "kind": "line", "line": frame.f_lineno, "depth": state[0], "func": state[4]}
-            if self._record(ev, _TW_EVENT_OVERHEAD):
+    def _build_local_trace(self):
+        # The per-line hot path, as a closure over everything it touches:
+        # cell reads are cheaper than attribute reads, and it runs per line.
+        tracer = self
+        frames = self.frames
+        events = self.events
+        append = events.append
+        record_locals = self.record_locals
+        max_steps = self.max_steps if self.max_steps is not None else float("inf")
+        limit = self.max_repr
+        scalar_types = _TW_SCALAR_SET
+        plain_types = _TW_PLAIN_SET
+        repr_value = self.repr
+        update_locals = self._update_locals
+        snapshot = self._snapshot
+        full = self._full
+        nothing = _TW_NOTHING
+        overhead = _TW_EVENT_OVERHEAD
+        cut = _tw_cut
+        same = _tw_operator.is_
+
+        def changes(frame, state):
+            # Reprs of the frame's locals that are new or changed since its
+            # last event (None if none); updates the frame's state.
+            cache = state[3]
+            changed = None
+            seen = 0
+            skip_dunders = state[6]
+            for name, value in frame.f_locals.items():
+                if skip_dunders and name.startswith("__") and name.endswith("__"):
+                    continue
+                seen += 1
+                hit = cache.get(name)
+                kind = type(value)
+                if hit is not None and hit[0] is value:
+                    if kind in scalar_types:
+                        continue
+                    # A list of immutable scalars whose items are the very
+                    # same objects as before has the same repr.
+                    flat = hit[2]
+                    if flat is not None and (kind is tuple or (
+                            len(value) == len(flat[0]) and all(map(same, value, flat[0]))
+                            and (kind is list or all(map(same, value.values(), flat[1]))))):
+                        continue
+                if kind in plain_types:
+                    try:
+                        text = repr(value)
+                    except ValueError:  # an int beyond the digit limit
+                        text = "REPR FAILED"
+                    if limit and len(text) > limit:
+                        text = cut(text, limit)
+                    cache[name] = (value, text, None)
+                else:
+                    text = repr_value(value)
+                    flat = None
+                    if (kind is list or kind is tuple) and len(value) <= 100000 \
+                            and scalar_types.issuperset(map(type, value)):
+                        flat = (tuple(value),) if kind is list else ()
+                    elif kind is dict and len(value) <= 100000 \
+                            and scalar_types.issuperset(map(type, value)) \
+                            and scalar_types.issuperset(map(type, value.values())):
+                        flat = (tuple(value), tuple(value.values()))
+                    cache[name] = (value, text, flat)
+                if hit is None or hit[1] != text:
+                    if changed is None:
+                        changed = {name: text}
+                    else:
+                        changed[name] = text
+            if seen != len(cache) or (changed is not None and record_locals):
+                update_locals(frame, state, changed, seen)
+            return changed
+
+        self._changes = changes
+
+        def local_trace(frame, event, arg):
+            state = frames.get(frame)
+            if state is None or tracer.truncated is not None:
+                return None
+            changed = changes(frame, state)
+            size = overhead
+            pending = state[2]
+            if pending is not None:
+                # The state this frame's previous line left behind.
+                if changed is None:
+                    pending[4] = nothing
+                else:
+                    pending[4] = changed
+                    for k, v in changed.items():
+                        size += len(k) + len(v)
+                if record_locals:
+                    pending[5] = snapshot(state)
+                state[2] = None
+            if len(events) >= max_steps:
+                return full("max_steps")
+            if event == "line":
+                ev = [1, frame.f_lineno, state[0], state[4], None, -1, None]
                 state[2] = ev
                 state[5] = False
-            return self.local_trace
-        if event == "return":
-            self.frames.pop(frame, None)
-            self.depth_of.pop(frame, None)
-            ev = {"step": None, "kind": "return", "line": frame.f_lineno, "depth": state[0], "func": state[4]}
-            if state[5] and _tw_left_by_exception(frame):
-                ev["unwound"] = True
-                size = _TW_EVENT_OVERHEAD
+            elif event == "return":
+                del frames[frame]
+                tracer.depth_of.pop(frame, None)
+                snap = snapshot(state) if record_locals else -1
+                if state[5] and _tw_left_by_exception(frame):
+                    ev = [4, frame.f_lineno, state[0], state[4], None, snap, None]
+                else:
+                    value = repr_value(arg)
+                    size += len(value)
+                    ev = [2, frame.f_lineno, state[0], state[4], None, snap, value]
+            elif event == "exception":
+                kind, exc = arg[0], arg[1]
+                if tracer.abort_types and issubclass(kind, tracer.abort_types):
+                    return full(getattr(kind, "trace_reason", "aborted"))
+                try:
+                    message = str(exc)
+                except BaseException:
+                    message = "<unprintable>"
+                message = cut(_tw_clean(message), max(limit or 0, 200))
+                ev = [3, frame.f_lineno, state[0], state[4], None, -1, [kind.__name__, message]]
+                state[5] = True
+                size += len(message)
             else:
-                ev["value"] = value = self.repr(arg)
-                size = _TW_EVENT_OVERHEAD + len(value)
-            if self.record_locals:
-                ev["locals"] = now
-            self._record(ev, size)
-            return None
-        if event == "exception":
-            kind, exc = arg[0], arg[1]
-            if self.abort_types and issubclass(kind, self.abort_types):
-                self.stop(getattr(kind, "trace_reason", "aborted"))
-                return None
-            try:
-                message = str(exc)
-            except BaseException:
-                message = "<unprintable>"
-            message = _tw_cut(_tw_clean(message), max(self.max_repr or 0, 200))
-            ev = {"step": None, "kind": "exception", "line": frame.f_lineno, "depth": state[0],
-                  "func": state[4], "exc_type": kind.__name__, "exc_message": message}
-            state[5] = True
-            self._record(ev, _TW_EVENT_OVERHEAD + len(message))
-            return self.local_trace
-        return self.local_trace
+                return local_trace
+            tracer.bytes += size
+            if tracer.max_bytes is not None and tracer.bytes > tracer.max_bytes:
+                if state[2] is ev:
+                    state[2] = None
+                return full("max_bytes")
+            append(ev)
+            return local_trace if event != "return" else None
+
+        return local_trace
 
     # -- control -----------------------------------------------------------
 
@@ -256,22 +377,20 @@ class TwTracer:
             self.truncated = reason
         _tw_sys.settrace(None)
         for frame, state in list(self.frames.items()):
-            if state[2] is not None and reason is not None:
+            pending = state[2]
+            if pending is not None:
+                # Tracing ends mid-line: give the line the state it has now.
                 try:
-                    self._finish_pending_quietly(frame, state)
+                    pending[4] = self._changes(frame, state) or _TW_NOTHING
                 except BaseException:
-                    pass
+                    pending[4] = _TW_NOTHING
+                if self.record_locals:
+                    pending[5] = self._snapshot(state)
+                state[2] = None
             frame.f_trace = None
         self.frames.clear()
         self.depth_of.clear()
         self.active = False
-
-    def _finish_pending_quietly(self, frame, state):
-        limit, self.max_bytes = self.max_bytes, None
-        try:
-            self._finish_pending(state, self.snapshot(frame, state[3]))
-        finally:
-            self.max_bytes = limit
 
     def run(self, fn, *args):
         """Call `fn(*args)` under the tracer; returns its result or raises."""
@@ -282,8 +401,29 @@ class TwTracer:
             self.stop()
 
     def summary(self):
-        return {"events": self.events, "steps": len(self.events),
+        """The trace in its compact form (what the sandbox sends to tw)."""
+        return {"funcs": self.funcs, "snapshots": self.snapshots, "events": self.events,
                 "truncated": self.truncated}
+
+    def expanded(self):
+        """The trace with named fields, one dict per event."""
+        kinds = ("call", "line", "return", "exception", "return")
+        out = []
+        for step, (kind, line, depth, func, changed, snap, extra) in enumerate(self.events):
+            ev = {"step": step, "kind": kinds[kind], "line": line, "depth": depth,
+                  "func": self.funcs[func]}
+            if changed is not None:
+                ev["changed"] = changed
+            if snap >= 0:
+                ev["locals"] = self.snapshots[snap]
+            if kind == 2:
+                ev["value"] = extra
+            elif kind == 4:
+                ev["unwound"] = True
+            elif kind == 3:
+                ev["exc_type"], ev["exc_message"] = extra
+            out.append(ev)
+        return {"events": out, "truncated": self.truncated}
 
 
 _TW_RETURN_OPS = None
@@ -356,7 +496,7 @@ def _tw_main(argv):
         status = "%s: %s" % (type(e).__name__, e)
     finally:
         _tw_sys.stdout = saved
-    out = tracer.summary()
+    out = tracer.expanded()
     out["status"] = status
     json.dump(out, _tw_sys.stdout)
     _tw_sys.stdout.write(os.linesep)

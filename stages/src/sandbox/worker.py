@@ -358,14 +358,6 @@ def _apps_stdio(out, exp):
     return False
 
 
-def _listify(x):
-    if isinstance(x, tuple):
-        return [_listify(i) for i in x]
-    if isinstance(x, list):
-        return [_listify(i) for i in x]
-    return x
-
-
 def compare(comparator, out, exp, test, job):
     if comparator == "exact":
         return out == exp
@@ -375,12 +367,26 @@ def compare(comparator, out, exp, test, job):
     if comparator == "lcb_stdio":
         return isinstance(out, str) and _lcb_stdio(out, exp)
     if comparator == "lcb_call":
-        return _listify(out) == _listify(exp)
+        # lcb_runner grade_call_based: a returned tuple counts as a list (top level only).
+        if isinstance(out, tuple):
+            out = list(out)
+        return out == exp
     if comparator == "apps_stdio":
         return isinstance(out, str) and _apps_stdio(out, exp)
     if comparator == "apps_call":
-        out = _listify(out)
-        return out == exp or (isinstance(exp, list) and len(exp) > 0 and out == exp[0])
+        # APPS testing_util call-based: tuple -> list; a one-element wrapped
+        # expected value; a list of tuples against the wrapped lists.
+        if isinstance(out, tuple):
+            out = list(out)
+        ok = out == exp
+        if isinstance(exp, list) and exp:
+            ok = ok or out == exp[0]
+        try:
+            if isinstance(out[0], tuple):
+                ok = ok or [list(x) for x in out] == exp[0]
+        except BaseException:
+            pass
+        return ok
     raise ValueError("unknown comparator %r" % comparator)
 
 
@@ -598,6 +604,11 @@ def _make_workdir(base, job_id):
 
 
 def _remove_tree(path):
+    try:
+        os.rmdir(path)  # the common case: the program left nothing behind
+        return
+    except OSError:
+        pass
     for root, dirs, files in os.walk(path, topdown=False):
         for f in files:
             try:
@@ -792,6 +803,11 @@ def main():
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    # Forked children then leave the worker's objects alone when they collect
+    # garbage, so fewer copy-on-write page faults per fork.
+    import gc
+    gc.collect()
+    gc.freeze()
     REPLY.write(json.dumps({"ready": True, "pid1": IS_PID1, "uid": os.getuid(),
                             "drop_uid": DROP_UID, "python": sys.version.split()[0]}) + "\n")
     for line in sys.stdin.buffer:
