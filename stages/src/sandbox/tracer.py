@@ -33,6 +33,7 @@
 # switches off completely, the program runs on at native speed, and the trace
 # says why it stopped. Frames deeper than `depth` run without line events.
 
+import itertools as _tw_itertools
 import operator as _tw_operator
 import re as _tw_re
 import sys as _tw_sys
@@ -129,7 +130,7 @@ class TwTracer:
         left = (limit - 3) // 2
         right = limit - 3 - left
         n = len(value)
-        k = 8
+        k = max(8, left // 3)
         while True:
             if k * 2 >= n:
                 return _tw_cut(_tw_clean(repr(value)), limit)
@@ -254,6 +255,8 @@ class TwTracer:
         overhead = _TW_EVENT_OVERHEAD
         cut = _tw_cut
         same = _tw_operator.is_
+        not_same = _tw_operator.is_not
+        compress = _tw_itertools.compress
 
         def changes(frame, state):
             # Reprs of the frame's locals that are new or changed since its
@@ -289,7 +292,12 @@ class TwTracer:
                 else:
                     text = repr_value(value)
                     flat = None
-                    if (kind is list or kind is tuple) and len(value) <= 100000 \
+                    if kind is list and hit is not None and hit[0] is value and hit[2] is not None \
+                            and len(hit[2][0]) == len(value):
+                        # Mutated in place: only the items that were replaced need checking.
+                        if scalar_types.issuperset(map(type, compress(value, map(not_same, value, hit[2][0])))):
+                            flat = (tuple(value),)
+                    elif (kind is list or kind is tuple) and len(value) <= 100000 \
                             and scalar_types.issuperset(map(type, value)):
                         flat = (tuple(value),) if kind is list else ()
                     elif kind is dict and len(value) <= 100000 \
