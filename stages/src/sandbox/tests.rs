@@ -753,3 +753,25 @@ def f():
         "a deleted variable leaves the locals"
     );
 }
+
+/// The tracer's shortcuts (cutting reprs from the ends, skipping values that
+/// cannot have changed) must give exactly what full reprs give.
+#[test]
+fn tracer_shortcuts_match_full_reprs() {
+    let (python, _) = find_python().expect("python");
+    let dir = tempfile::tempdir().unwrap();
+    fs_err::write(dir.path().join("tracer.py"), TRACER).unwrap();
+    let check = dir.path().join("tracer_check.py");
+    fs_err::write(&check, include_str!("tracer_check.py")).unwrap();
+    let out = std::process::Command::new(python)
+        .arg(&check)
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok",
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

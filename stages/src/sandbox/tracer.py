@@ -100,11 +100,13 @@ class TwTracer:
         self.depth_of = {}
         self.frames = {}
         self.active = False
+        self.shown_ends = 0
         self.local_trace = self._build_local_trace()
 
     # -- values ------------------------------------------------------------
 
     def repr(self, value):
+        self.shown_ends = 0
         kind = type(value)
         limit = self.max_repr
         try:
@@ -142,6 +144,8 @@ class TwTracer:
                 head = _tw_clean(repr(value[:k]))[:-1]
                 tail = _tw_clean(repr(value[-k:]))[1:]
             if len(head) >= left and len(tail) >= right:
+                # The cut text depends on these k items at each end only.
+                self.shown_ends = k
                 return head[:left] + "..." + (tail[-right:] if right else "")
             k *= 4
 
@@ -277,10 +281,22 @@ class TwTracer:
                     # A list of immutable scalars whose items are the very
                     # same objects as before has the same repr.
                     flat = hit[2]
-                    if flat is not None and (kind is tuple or (
-                            len(value) == len(flat[0]) and all(map(same, value, flat[0]))
-                            and (kind is list or all(map(same, value.values(), flat[1]))))):
-                        continue
+                    if flat is not None:
+                        if kind is tuple:
+                            continue
+                        old = flat[0]
+                        if len(value) == len(old):
+                            if kind is list:
+                                ends = flat[1]
+                                if ends == 0:
+                                    if all(map(same, value, old)):
+                                        continue
+                                # A long list's cut repr shows `ends` items at each end.
+                                elif all(map(same, value[:ends], old[:ends])) and \
+                                        all(map(same, value[-ends:], old[-ends:])):
+                                    continue
+                            elif all(map(same, value, old)) and all(map(same, value.values(), flat[1])):
+                                continue
                 if kind in plain_types:
                     try:
                         text = repr(value)
@@ -296,10 +312,10 @@ class TwTracer:
                             and len(hit[2][0]) == len(value):
                         # Mutated in place: only the items that were replaced need checking.
                         if scalar_types.issuperset(map(type, compress(value, map(not_same, value, hit[2][0])))):
-                            flat = (tuple(value),)
+                            flat = (tuple(value), tracer.shown_ends)
                     elif (kind is list or kind is tuple) and len(value) <= 100000 \
                             and scalar_types.issuperset(map(type, value)):
-                        flat = (tuple(value),) if kind is list else ()
+                        flat = (tuple(value), tracer.shown_ends) if kind is list else ()
                     elif kind is dict and len(value) <= 100000 \
                             and scalar_types.issuperset(map(type, value)) \
                             and scalar_types.issuperset(map(type, value.values())):
