@@ -10,9 +10,6 @@ fn reference_samples(
     bench: Benchmark,
     problems: &[scoring::Problem],
 ) -> Result<Vec<Sample>, String> {
-    if bench == Benchmark::LiveCodeBench {
-        return Err("LiveCodeBench ships no reference solutions; pass --samples".into());
-    }
     let mut samples = Vec::with_capacity(problems.len());
     for p in problems {
         let code = match bench {
@@ -22,7 +19,9 @@ fn reference_samples(
             Benchmark::Mbpp | Benchmark::Apps => p.canonical_solution.clone(),
             Benchmark::CruxevalI => p.input.clone(),
             Benchmark::CruxevalO => p.output.clone(),
-            Benchmark::LiveCodeBench => unreachable!("handled above"),
+            Benchmark::LiveCodeBench => {
+                return Err("LiveCodeBench ships no reference solutions; pass --samples".into());
+            }
         };
         if bench == Benchmark::Apps && code.is_empty() {
             // Some APPS problems have no solutions; they cannot self-check.

@@ -182,6 +182,18 @@ pub fn json_rows_to_table(
     Ok((batch, json_columns))
 }
 
+/// Rows as a table whose column types come from `template` (a row of typed
+/// placeholder values; `null` lets the data decide), so a column that happens
+/// to be all null, or a table with no rows, keeps the same schema.
+pub fn json_rows_to_typed_table(
+    mut rows: Vec<serde_json::Map<String, serde_json::Value>>,
+    template: serde_json::Map<String, serde_json::Value>,
+) -> Result<RecordBatch, StageError> {
+    rows.insert(0, template);
+    let (table, _) = json_rows_to_table(&rows)?;
+    Ok(table.slice(1, rows.len() - 1))
+}
+
 /// Cast the wide or view string and binary types other writers (polars) use
 /// to the plain ones, so every artifact of equal content has one schema.
 pub fn normalize(table: RecordBatch) -> Result<RecordBatch, StageError> {

@@ -57,7 +57,7 @@
 use crate::api::{EnvFact, InputSlot, Problem, RunCtx, Stage, StageError, module_doc};
 use crate::artifact;
 use crate::programs::{self, At, CellFormat, ProgramMode, Row};
-use crate::sandbox::{Comparator, Job, Sandbox, TestCase, Verdict};
+use crate::sandbox::{Comparator, Job, TestCase, Verdict};
 use crate::trace::{
     default_entry_point, default_id, default_input, default_memory_mb, default_program,
 };
@@ -156,7 +156,7 @@ impl Stage for Execute {
     }
 
     fn env_facts(_p: &ExecuteParams) -> Vec<EnvFact> {
-        crate::score::sandbox_facts()
+        programs::sandbox_facts()
     }
 
     fn run(p: &ExecuteParams, ctx: &mut RunCtx<'_>) -> Result<(), StageError> {
@@ -174,7 +174,7 @@ impl Stage for Execute {
         }
 
         // Each problem's test cases, built once and shared by its candidates.
-        let mut by_problem: BTreeMap<String, Vec<(TestCase, Option<String>)>> = BTreeMap::new();
+        let mut by_problem: BTreeMap<String, Suite> = BTreeMap::new();
         for (i, row) in tests.iter().enumerate() {
             let problem = programs::text(
                 row,
@@ -194,11 +194,11 @@ impl Stage for Execute {
             if let Some(expected) = &p.expected {
                 programs::set_expected(&mut case, &p.mode, p.expected_format, row, expected, &at)?;
             }
-            let entry = match row.get(&p.entry_point) {
-                Some(Value::String(s)) => Some(s.clone()),
-                _ => None,
-            };
-            by_problem.entry(problem).or_default().push((case, entry));
+            let suite = by_problem.entry(problem).or_default();
+            suite.cases.push(case);
+            if suite.entry_point.is_none() {
+                suite.entry_point = programs::optional_text(row, &p.entry_point);
+            }
         }
 
         let mut jobs = Vec::with_capacity(candidates.len());
@@ -230,18 +230,16 @@ impl Stage for Execute {
                 row: i,
                 id: Some(&candidate),
             };
-            let cases = by_problem.get(&problem).map(Vec::as_slice).unwrap_or(&[]);
+            let suite = by_problem.get(&problem);
             let mut job = Job::new(p.mode.sandbox_mode(), programs::text(row, &p.program, &at)?);
             if p.mode == ProgramMode::Function {
-                let entry = match row.get(&p.entry_point) {
-                    Some(Value::String(s)) => Some(s.clone()),
-                    _ => cases.iter().find_map(|(_, e)| e.clone()),
-                };
+                let entry = programs::optional_text(row, &p.entry_point)
+                    .or_else(|| suite.and_then(|s| s.entry_point.clone()));
                 job.entry_point = Some(entry.ok_or_else(|| {
                     at.error(&p.entry_point, "no entry point: the column is missing or empty in both the candidate and its tests")
                 })?);
             }
-            job.tests = cases.iter().map(|(c, _)| c.clone()).collect();
+            job.tests = suite.map(|s| s.cases.clone()).unwrap_or_default();
             job.comparator = p.comparator();
             job.atol = p.atol;
             job.limits = programs::limits(p.timeout, p.memory_mb);
@@ -251,8 +249,7 @@ impl Stage for Execute {
             keys.push((candidate, problem));
         }
 
-        let sandbox = Sandbox::new(None).map_err(|e| StageError::failed(e.to_string()))?;
-        crate::score::note_isolation(ctx, &sandbox);
+        let sandbox = programs::open_sandbox(ctx, None)?;
         ctx.progress().set_total(jobs.len() as u64);
         let progress = ctx.progress();
         let reports = sandbox.run_all(&jobs, &|| progress.inc(1));
@@ -311,13 +308,20 @@ impl Stage for Execute {
         );
         ctx.write_output(
             "results",
-            &programs::table(results, empty_result(&p.problem))?,
+            &artifact::json_rows_to_typed_table(results, empty_result(&p.problem))?,
         )?;
         ctx.write_output(
             "summary",
-            &programs::table(summary, empty_summary(&p.problem))?,
+            &artifact::json_rows_to_typed_table(summary, empty_summary(&p.problem))?,
         )
     }
+}
+
+/// One problem's tests, and an entry point named by any of its test rows.
+#[derive(Default)]
+struct Suite {
+    cases: Vec<TestCase>,
+    entry_point: Option<String>,
 }
 
 fn text_or_null(v: Option<String>) -> Value {

@@ -1,13 +1,42 @@
-//! Shared by the stages that run programs from table rows (`execute`, `trace`):
-//! reading the program, entry point and test cells of a row, and turning them
-//! into sandbox test cases with errors that name the row and column.
+//! Shared by the stages that run programs (`execute`, `trace`, `score`): the
+//! sandbox's environment facts and start-up, and, for programs read from table
+//! rows, their program, entry point and test cells as sandbox test cases, with
+//! errors that name the row and column.
 
-use crate::api::{Problem, StageError};
-use crate::sandbox::{Limits, Mode, TestCase};
+use crate::api::{EnvFact, Problem, RunCtx, StageError};
+use crate::sandbox::{Limits, Mode, Sandbox, TestCase};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 pub type Row = Map<String, Value>;
+
+/// The environment facts of every stage that runs programs in the sandbox:
+/// the interpreter's version, and which interpreter was asked for.
+pub fn sandbox_facts() -> Vec<EnvFact> {
+    vec![
+        EnvFact::Command {
+            name: "sandbox_python".into(),
+            argv: vec![
+                "sh".into(),
+                "-c".into(),
+                "p=${TW_PYTHON:-/usr/bin/python3}; [ -x \"$p\" ] || p=python3; \"$p\" -VV".into(),
+            ],
+        },
+        EnvFact::Var {
+            name: "TW_PYTHON".into(),
+        },
+    ]
+}
+
+/// Start the sandbox for a stage and record in its manifest how isolated the runs are.
+pub fn open_sandbox(ctx: &mut RunCtx<'_>, workers: Option<usize>) -> Result<Sandbox, StageError> {
+    let sandbox = Sandbox::new(workers).map_err(|e| StageError::failed(e.to_string()))?;
+    for warning in &sandbox.isolation().warnings {
+        ctx.note("sandbox_warning", warning.clone());
+    }
+    ctx.note("sandbox", sandbox.isolation().fact());
+    Ok(sandbox)
+}
 
 /// How a test input (or expected output) cell is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -116,6 +145,14 @@ pub fn text(row: &Row, column: &str, at: &At<'_>) -> Result<String, StageError> 
         Some(Value::Number(n)) => Ok(n.to_string()),
         Some(Value::Null) | None => Err(at.error(column, "is empty")),
         Some(other) => Err(at.error(column, format!("expected text, found {}", kind_of(other)))),
+    }
+}
+
+/// A text cell that may be missing or empty.
+pub fn optional_text(row: &Row, column: &str) -> Option<String> {
+    match row.get(column) {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        _ => None,
     }
 }
 
@@ -238,18 +275,6 @@ fn json_cell(cell: Value, column: &str, at: &At<'_>) -> Result<Value, StageError
         Value::Null => Err(at.error(column, "is empty")),
         other => Ok(other),
     }
-}
-
-/// Rows as a table whose column types come from `template` (a row of typed
-/// placeholder values; `null` lets the data decide), so a column that happens
-/// to be all null, or a table with no rows, keeps the same schema.
-pub fn table(
-    mut rows: Vec<Row>,
-    template: Row,
-) -> Result<arrow::record_batch::RecordBatch, StageError> {
-    rows.insert(0, template);
-    let (table, _) = crate::artifact::json_rows_to_table(&rows)?;
-    Ok(table.slice(1, rows.len() - 1))
 }
 
 fn preview(s: &str) -> String {

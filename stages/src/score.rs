@@ -44,7 +44,7 @@
 
 use crate::api::{EnvFact, InputSlot, Problem, RunCtx, Stage, StageError, module_doc};
 use crate::artifact;
-use crate::sandbox::Sandbox;
+use crate::programs;
 use crate::scoring::{self, Benchmark, ScoreSettings};
 use arrow::array::{ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema};
@@ -52,36 +52,6 @@ use arrow::record_batch::RecordBatch;
 use std::sync::Arc;
 
 pub struct Score;
-
-/// The interpreter the sandbox will use, as an environment fact.
-pub fn python_fact() -> EnvFact {
-    EnvFact::Command {
-        name: "sandbox_python".into(),
-        argv: vec![
-            "sh".into(),
-            "-c".into(),
-            "p=${TW_PYTHON:-/usr/bin/python3}; [ -x \"$p\" ] || p=python3; \"$p\" -VV".into(),
-        ],
-    }
-}
-
-/// The environment facts of every stage that runs programs in the sandbox.
-pub fn sandbox_facts() -> Vec<EnvFact> {
-    vec![
-        python_fact(),
-        EnvFact::Var {
-            name: "TW_PYTHON".into(),
-        },
-    ]
-}
-
-/// Record in the manifest how isolated the runs were.
-pub fn note_isolation(ctx: &mut RunCtx<'_>, sandbox: &Sandbox) {
-    for warning in &sandbox.isolation().warnings {
-        ctx.note("sandbox_warning", warning.clone());
-    }
-    ctx.note("sandbox", sandbox.isolation().fact());
-}
 
 impl Stage for Score {
     const KIND: &'static str = "score";
@@ -127,7 +97,7 @@ impl Stage for Score {
     }
 
     fn env_facts(_p: &ScoreSettings) -> Vec<EnvFact> {
-        sandbox_facts()
+        programs::sandbox_facts()
     }
 
     fn run(p: &ScoreSettings, ctx: &mut RunCtx<'_>) -> Result<(), StageError> {
@@ -139,8 +109,7 @@ impl Stage for Score {
         let sample_rows = artifact::table_to_json_rows(&ctx.input("samples")?)?;
         let origin = std::path::PathBuf::from(format!("<input samples of {}>", ctx.stage_id));
         let samples = scoring::samples_from_rows(bench, &sample_rows, &problems, &origin)?;
-        let sandbox = Sandbox::new(p.workers).map_err(|e| StageError::failed(e.to_string()))?;
-        note_isolation(ctx, &sandbox);
+        let sandbox = programs::open_sandbox(ctx, p.workers)?;
         ctx.progress().set_total(samples.len() as u64);
         let progress = ctx.progress();
         let report = scoring::score(bench, &problems, &samples, p, &sandbox, &|| progress.inc(1))?;

@@ -55,7 +55,7 @@
 use crate::api::{EnvFact, InputSlot, Problem, RunCtx, Stage, StageError, module_doc};
 use crate::artifact;
 use crate::programs::{self, At, CellFormat, ProgramMode, Row};
-use crate::sandbox::{Job, Sandbox, TraceSettings};
+use crate::sandbox::{Job, TraceSettings};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -184,7 +184,7 @@ impl Stage for Trace {
     }
 
     fn env_facts(_p: &TraceParams) -> Vec<EnvFact> {
-        crate::score::sandbox_facts()
+        programs::sandbox_facts()
     }
 
     fn run(p: &TraceParams, ctx: &mut RunCtx<'_>) -> Result<(), StageError> {
@@ -231,8 +231,7 @@ impl Stage for Trace {
             jobs.push(job);
             ids.push(id);
         }
-        let sandbox = Sandbox::new(None).map_err(|e| StageError::failed(e.to_string()))?;
-        crate::score::note_isolation(ctx, &sandbox);
+        let sandbox = programs::open_sandbox(ctx, None)?;
         ctx.progress().set_total(jobs.len() as u64);
         let progress = ctx.progress();
         let reports = sandbox.run_all(&jobs, &|| progress.inc(1));
@@ -296,8 +295,14 @@ impl Stage for Trace {
         ctx.note("runs", runs.len());
         ctx.note("events", events.len());
         ctx.note("truncated_runs", truncated);
-        ctx.write_output("runs", &programs::table(runs, empty_run(p))?)?;
-        ctx.write_output("events", &programs::table(events, empty_event(&p.id))?)
+        ctx.write_output(
+            "runs",
+            &artifact::json_rows_to_typed_table(runs, empty_run(p))?,
+        )?;
+        ctx.write_output(
+            "events",
+            &artifact::json_rows_to_typed_table(events, empty_event(&p.id))?,
+        )
     }
 }
 
@@ -308,7 +313,7 @@ fn opt_text(v: &Option<String>) -> Value {
 /// A name -> repr map as JSON text (it keeps the program's order).
 fn map_text(v: &Option<Map<String, Value>>) -> Value {
     v.as_ref().map_or(Value::Null, |m| {
-        Value::String(Value::Object(m.clone()).to_string())
+        Value::String(serde_json::to_string(m).unwrap_or_default())
     })
 }
 

@@ -21,9 +21,19 @@ fn benchmarks() -> Option<PathBuf> {
     }
 }
 
-fn score_json(p: &Project, args: &[&str]) -> serde_json::Value {
-    let mut all = vec!["score", "--json", "--k", "1"];
-    all.extend_from_slice(args);
+/// `tw score --json --k 1 --benchmark B --problems P <rest>`, which must succeed.
+fn score_json(p: &Project, benchmark: &str, problems: &str, rest: &[&str]) -> serde_json::Value {
+    let mut all = vec![
+        "score",
+        "--json",
+        "--k",
+        "1",
+        "--benchmark",
+        benchmark,
+        "--problems",
+        problems,
+    ];
+    all.extend_from_slice(rest);
     let ran = p.tw(&all);
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     serde_json::from_str(&ran.stdout).unwrap()
@@ -36,13 +46,9 @@ fn every_humaneval_canonical_solution_passes() {
     let problems = dir.join("HumanEval.jsonl.gz");
     let v = score_json(
         &p,
-        &[
-            "--benchmark",
-            "humaneval",
-            "--problems",
-            problems.to_str().unwrap(),
-            "--reference",
-        ],
+        "humaneval",
+        problems.to_str().unwrap(),
+        &["--reference"],
     );
     assert_eq!(
         (v["problems"].as_u64(), v["passed"].as_u64()),
@@ -70,14 +76,9 @@ fn every_humanevalpack_buggy_solution_fails_its_test() {
     let problems = dir.join("HumanEval.jsonl.gz");
     let v = score_json(
         &p,
-        &[
-            "--benchmark",
-            "humaneval",
-            "--problems",
-            problems.to_str().unwrap(),
-            "--samples",
-            "buggy.jsonl",
-        ],
+        "humaneval",
+        problems.to_str().unwrap(),
+        &["--samples", "buggy.jsonl"],
     );
     assert_eq!(
         (v["samples"].as_u64(), v["passed"].as_u64()),
@@ -93,13 +94,9 @@ fn humaneval_plus_canonical_solutions_pass_base_and_plus() {
     let problems = dir.join("HumanEvalPlus.jsonl.gz");
     let v = score_json(
         &p,
-        &[
-            "--benchmark",
-            "humaneval-plus",
-            "--problems",
-            problems.to_str().unwrap(),
-            "--reference",
-        ],
+        "humaneval-plus",
+        problems.to_str().unwrap(),
+        &["--reference"],
     );
     assert_eq!(v["reference_failures"], serde_json::json!([]), "{v}");
     assert_eq!(
@@ -115,16 +112,7 @@ fn cruxeval_ground_truth_passes_in_both_modes() {
     let p = Project::new();
     let problems = dir.join("cruxeval.jsonl");
     for mode in ["cruxeval-i", "cruxeval-o"] {
-        let v = score_json(
-            &p,
-            &[
-                "--benchmark",
-                mode,
-                "--problems",
-                problems.to_str().unwrap(),
-                "--reference",
-            ],
-        );
+        let v = score_json(&p, mode, problems.to_str().unwrap(), &["--reference"]);
         assert_eq!(
             (v["problems"].as_u64(), v["passed"].as_u64()),
             (Some(800), Some(800)),
@@ -250,15 +238,8 @@ fn livecodebench_rows_score_with_lcb_rules_per_difficulty_and_date() {
     let p = Project::new();
     let problems = fixture("lcb/problems.jsonl");
     let samples = fixture("lcb/generations.json");
-    let mut args = vec![
-        "--benchmark",
-        "livecodebench",
-        "--problems",
-        &problems,
-        "--samples",
-        &samples,
-    ];
-    let v = score_json(&p, &args);
+    let mut args = vec!["--samples", samples.as_str()];
+    let v = score_json(&p, "livecodebench", &problems, &args);
     assert_eq!(
         (
             v["problems"].as_u64(),
@@ -278,7 +259,7 @@ fn livecodebench_rows_score_with_lcb_rules_per_difficulty_and_date() {
         ]
     );
     args.extend(["--start-date", "2023-06-01", "--end-date", "2023-12-31"]);
-    let v = score_json(&p, &args);
+    let v = score_json(&p, "livecodebench", &problems, &args);
     assert_eq!(
         (v["problems"].as_u64(), v["samples"].as_u64()),
         (Some(1), Some(2)),
@@ -306,17 +287,7 @@ fn apps_rows_score_with_its_lenient_rules() {
     let p = Project::new();
     let problems = fixture("apps/problems.jsonl");
     let samples = fixture("apps/generations.json");
-    let v = score_json(
-        &p,
-        &[
-            "--benchmark",
-            "apps",
-            "--problems",
-            &problems,
-            "--samples",
-            &samples,
-        ],
-    );
+    let v = score_json(&p, "apps", &problems, &["--samples", &samples]);
     assert_eq!(
         suite_scores(&v),
         [
@@ -325,16 +296,7 @@ fn apps_rows_score_with_its_lenient_rules() {
             ("base/interview".to_string(), 0.5),
         ]
     );
-    let v = score_json(
-        &p,
-        &[
-            "--benchmark",
-            "apps",
-            "--problems",
-            &problems,
-            "--reference",
-        ],
-    );
+    let v = score_json(&p, "apps", &problems, &["--reference"]);
     assert_eq!(
         (v["samples"].as_u64(), v["passed"].as_u64()),
         (Some(2), Some(2)),

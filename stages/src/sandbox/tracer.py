@@ -137,9 +137,10 @@ class TwTracer:
             if k * 2 >= n:
                 return _tw_cut(_tw_clean(repr(value)), limit)
             if kind is dict:
-                items = list(value.items())
-                head = _tw_clean(repr(dict(items[:k])))[:-1]
-                tail = _tw_clean(repr(dict(items[-k:])))[1:]
+                # Only the 2k items at the ends, not a list of all of them.
+                head = _tw_clean(repr(dict(_tw_itertools.islice(value.items(), k))))[:-1]
+                last = list(_tw_itertools.islice(reversed(value.items()), k))
+                tail = _tw_clean(repr(dict(reversed(last))))[1:]
             else:
                 head = _tw_clean(repr(value[:k]))[:-1]
                 tail = _tw_clean(repr(value[-k:]))[1:]

@@ -501,12 +501,7 @@ def child_main(job, w_fd, workdir):
         signal.setitimer(signal.ITIMER_REAL, timeout)
         try:
             if mode == "function":
-                if "args_literal" in test:
-                    args = ast.literal_eval(test["args_literal"])
-                elif "args_json" in test:
-                    args = test["args_json"]
-                else:
-                    args = decode(test.get("args", []))
+                args = _test_args(test)
                 sys.stdout = out_buf
                 result = run(fn, *args)
                 report["output"] = encode(result)
@@ -630,34 +625,45 @@ def _remove_tree(path):
         pass
 
 
+_NO_EXPECTATION = object()
+
+
+def _test_args(test):
+    """A function test's arguments, from whichever form tw sent."""
+    if "args_literal" in test:
+        return ast.literal_eval(test["args_literal"])
+    if "args_json" in test:
+        return test["args_json"]
+    return decode(test.get("args", []))
+
+
+def _expected(test):
+    """A test's expected output (tagged JSON, plain JSON or a Python literal)."""
+    if "expected" in test:
+        return decode(test["expected"])
+    if "expected_json" in test:
+        return test["expected_json"]
+    if "expected_literal" in test:
+        return ast.literal_eval(test["expected_literal"])
+    return _NO_EXPECTATION
+
+
 def _finish(rep, test, job):
     """Turn a child's raw report into a verdict, comparing outputs here."""
     if rep.get("verdict") == "ok":
-        if "expected" in test or "expected_literal" in test or "expected_json" in test:
-            try:
-                if "expected_literal" in test or "expected_json" in test:
-                    if "expected_literal" in test:
-                        exp = ast.literal_eval(test["expected_literal"])
-                    else:
-                        exp = test["expected_json"]
-                    out = decode(rep.get("output")) if job["mode"] == "function" else rep.get("output")
-                elif job["mode"] == "function":
-                    out, exp = decode(rep.get("output")), decode(test["expected"])
-                else:
-                    out, exp = rep.get("output"), test["expected"]
+        try:
+            exp = _expected(test)
+            if exp is _NO_EXPECTATION:
+                ok = True
+            else:
+                out = decode(rep.get("output")) if job["mode"] == "function" else rep.get("output")
                 if job.get("comparator") == "evalplus":
-                    test = dict(test)
-                    if "args_literal" in test:
-                        test["_args"] = ast.literal_eval(test["args_literal"])
-                    else:
-                        test["_args"] = test["args_json"] if "args_json" in test else decode(test.get("args", []))
+                    test = dict(test, _args=_test_args(test))
                 ok = compare(job.get("comparator", "exact"), out, exp, test, job)
-            except BaseException as e:
-                ok = False
-                rep["exc_type"], rep["exc_message"] = "ComparatorError", "%s: %s" % _exc(e)
-            rep["verdict"] = "pass" if ok else "wrong_answer"
-        else:
-            rep["verdict"] = "pass"
+        except BaseException as e:
+            ok = False
+            rep["exc_type"], rep["exc_message"] = "ComparatorError", "%s: %s" % _exc(e)
+        rep["verdict"] = "pass" if ok else "wrong_answer"
     if job["mode"] == "function" and "output" in rep:
         try:
             rep["output_repr"] = short_repr(decode(rep["output"]))
