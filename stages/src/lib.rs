@@ -5,15 +5,21 @@
 
 pub mod api;
 pub mod artifact;
+pub mod pyvalue;
 pub mod registry;
+pub mod reply;
 pub mod sandbox;
 pub mod scoring;
+pub mod templating;
+pub mod tokens;
+pub mod tracemodel;
 pub mod value;
 
 mod execute;
 mod load;
 pub mod programs;
 mod render;
+pub mod represent;
 pub mod score;
 pub mod trace;
 

@@ -26,6 +26,7 @@ impl Registry {
         r.add::<crate::score::Score>();
         r.add::<crate::execute::Execute>();
         r.add::<crate::trace::Trace>();
+        r.add::<crate::represent::Represent>();
         #[cfg(feature = "polars")]
         {
             r.add::<crate::filter::Filter>();

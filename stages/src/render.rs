@@ -91,32 +91,7 @@ impl Stage for Render {
     }
 
     fn file_deps(p: &RenderParams, env: &PlanEnv) -> Vec<FileDep> {
-        let main = env.resolve(&p.template);
-        let dir = main.parent().map(Path::to_path_buf).unwrap_or_default();
-        let mut deps = vec![FileDep {
-            param: "template".into(),
-            path: p.template.clone(),
-        }];
-        // Referenced templates: named relative to the main template's directory,
-        // recorded relative to the spec like the main one.
-        let prefix = Path::new(&p.template)
-            .parent()
-            .map(|d| d.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if let Ok(names) = referenced_templates(&main, &dir) {
-            for name in names {
-                let path = if prefix.is_empty() {
-                    name
-                } else {
-                    format!("{prefix}/{name}")
-                };
-                deps.push(FileDep {
-                    param: "template".into(),
-                    path,
-                });
-            }
-        }
-        deps
+        template_deps(&p.template, env)
     }
 
     fn run(p: &RenderParams, ctx: &mut RunCtx<'_>) -> Result<(), StageError> {
@@ -130,11 +105,7 @@ impl Stage for Render {
             path: main.clone(),
             message: describe(&e),
         };
-        let mut env = minijinja::Environment::new();
-        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-        let mut syntax = minijinja::syntax::SyntaxConfig::builder();
-        syntax.keep_trailing_newline(true);
-        env.set_syntax(syntax.build().map_err(template_error)?);
+        let mut env = crate::templating::environment().map_err(template_error)?;
         let source = fs_err::read_to_string(&main)?;
         env.add_template_owned(main_name.clone(), source)
             .map_err(template_error)?;
@@ -172,7 +143,36 @@ impl Stage for Render {
     }
 }
 
-fn describe(e: &minijinja::Error) -> String {
+/// A template param's file and every template it references by literal name,
+/// recorded relative to the spec like the main one.
+pub(crate) fn template_deps(template: &str, env: &PlanEnv) -> Vec<FileDep> {
+    let main = env.resolve(template);
+    let dir = main.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut deps = vec![FileDep {
+        param: "template".into(),
+        path: template.to_string(),
+    }];
+    let prefix = Path::new(template)
+        .parent()
+        .map(|d| d.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if let Ok(names) = referenced_templates(&main, &dir) {
+        for name in names {
+            let path = if prefix.is_empty() {
+                name
+            } else {
+                format!("{prefix}/{name}")
+            };
+            deps.push(FileDep {
+                param: "template".into(),
+                path,
+            });
+        }
+    }
+    deps
+}
+
+pub(crate) fn describe(e: &minijinja::Error) -> String {
     let mut message = e.to_string();
     if let Some(line) = e.line() {
         message = format!("line {line}: {message}");
@@ -181,7 +181,7 @@ fn describe(e: &minijinja::Error) -> String {
 }
 
 /// Names of templates referenced by literal string, transitively, sorted.
-fn referenced_templates(main: &Path, dir: &Path) -> Result<Vec<String>, StageError> {
+pub(crate) fn referenced_templates(main: &Path, dir: &Path) -> Result<Vec<String>, StageError> {
     let pattern = regex::Regex::new(
         r#"\{%-?\s*(?:include|extends|import|from)\s+(?:\[\s*)?["']([^"']+)["']"#,
     )

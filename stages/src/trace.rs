@@ -20,6 +20,14 @@
 //!   (function mode; JSON list or JSON text, or Python source with
 //!   `input_format: python`), or the stdin text.
 //! - `input_format`: `json` (default) or `python`.
+//! - `expected` (default none): column with the expected output (in
+//!   `input_format`, or stdout text); runs are then marked `passed` or not,
+//!   compared with `comparator` (default `exact`). `represent` shows failing
+//!   runs by default, so set this when tracing tests.
+//! - `comparator`: as for `execute`.
+//! - `prelude` (default none): Python run in the program's namespace first,
+//!   e.g. the imports a harness provided (APPS and the seed prepended 15
+//!   import lines); it is not traced and does not shift line numbers.
 //! - `keep` (default `[]`): input columns copied into `runs` (a test index, a label).
 //! - `max_steps` (default 10000), `max_bytes` (default 4194304), `max_repr`
 //!   (default 100 characters, middle ellipsis), `depth` (default 1 for
@@ -33,8 +41,11 @@
 //! # Outputs
 //! - `runs`: one row per input row: `run` (the row's index), the id, kept
 //!   columns, `verdict` (`pass` = finished, `runtime_error`, `timeout`, ...),
-//!   `output` (the return value's repr, or what a stdin program printed),
-//!   `exc_type`, `exc_message`, `steps`, `truncated`.
+//!   `passed` (null without `expected`), `output` (the return value's repr,
+//!   or what a stdin program printed), `exc_type`, `exc_message`, `steps`,
+//!   `truncated`, and the values as tagged JSON text (see `pyvalue.rs`):
+//!   `input` (the arguments, or the stdin text), `input_after` (the arguments
+//!   after the call: a program may mutate them), `result`, `expected`.
 //! - `events`: one row per event: `run`, the id, `step`, `kind`, `line`,
 //!   `depth`, `func`, `changed` and `locals` (JSON objects of name -> repr, as
 //!   text), `value` (returns), `unwound`, `exc_type`, `exc_message`.
@@ -55,7 +66,7 @@
 use crate::api::{EnvFact, InputSlot, Problem, RunCtx, Stage, StageError, module_doc};
 use crate::artifact;
 use crate::programs::{self, At, CellFormat, ProgramMode, Row};
-use crate::sandbox::{Job, TraceSettings};
+use crate::sandbox::{Comparator, Job, TraceSettings};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -76,6 +87,12 @@ pub struct TraceParams {
     pub input: String,
     #[serde(default)]
     pub input_format: CellFormat,
+    #[serde(default)]
+    pub expected: Option<String>,
+    #[serde(default)]
+    pub comparator: Comparator,
+    #[serde(default)]
+    pub prelude: Option<String>,
     #[serde(default)]
     pub keep: Vec<String>,
     #[serde(default = "default_max_steps")]
@@ -142,7 +159,7 @@ impl TraceParams {
 
 impl Stage for Trace {
     const KIND: &'static str = "trace";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     type Params = TraceParams;
 
     fn doc() -> String {
@@ -200,6 +217,9 @@ impl Stage for Trace {
         for column in &p.keep {
             programs::require_column(&rows, slot, column, "keep")?;
         }
+        if let Some(column) = &p.expected {
+            programs::require_column(&rows, slot, column, "expected")?;
+        }
         for (i, row) in rows.iter().enumerate() {
             let id = programs::text(
                 row,
@@ -219,13 +239,13 @@ impl Stage for Trace {
             if p.mode == ProgramMode::Function {
                 job.entry_point = Some(programs::text(row, &p.entry_point, &at)?);
             }
-            job.tests.push(programs::test_case(
-                &p.mode,
-                p.input_format,
-                row,
-                &p.input,
-                &at,
-            )?);
+            let mut case = programs::test_case(&p.mode, p.input_format, row, &p.input, &at)?;
+            if let Some(column) = &p.expected {
+                programs::set_expected(&mut case, &p.mode, p.input_format, row, column, &at)?;
+            }
+            job.tests.push(case);
+            job.comparator = p.comparator;
+            job.prelude = p.prelude.clone();
             job.limits = programs::limits(p.timeout, p.memory_mb);
             job.trace = Some(p.settings());
             jobs.push(job);
@@ -256,6 +276,13 @@ impl Stage for Trace {
             }
             let verdict = test.verdict.as_str();
             run.insert("verdict".into(), Value::String(verdict.into()));
+            run.insert(
+                "passed".into(),
+                match p.expected {
+                    Some(_) => Value::Bool(test.verdict == crate::sandbox::Verdict::Pass),
+                    None => Value::Null,
+                },
+            );
             let output = match p.mode {
                 ProgramMode::Function => test.output_repr.clone(),
                 ProgramMode::Stdio => test
@@ -272,6 +299,24 @@ impl Stage for Trace {
             };
             run.insert("steps".into(), Value::from(steps as u64));
             run.insert("truncated".into(), opt_text(&truncated));
+            let (input, input_after, result, expected) = match p.mode {
+                ProgramMode::Function => (
+                    test.input.clone(),
+                    test.input_after.clone(),
+                    test.output.clone(),
+                    test.expected.clone(),
+                ),
+                ProgramMode::Stdio => (
+                    jobs[i].tests[0].stdin.clone().map(Value::String),
+                    None,
+                    test.output.clone(),
+                    jobs[i].tests[0].expected.clone(),
+                ),
+            };
+            run.insert("input".into(), json_text(input));
+            run.insert("input_after".into(), json_text(input_after));
+            run.insert("result".into(), json_text(result));
+            run.insert("expected".into(), json_text(expected));
             runs.push(run);
             for event in trace.iter().flat_map(|t| &t.events) {
                 let mut e = Map::new();
@@ -306,6 +351,11 @@ impl Stage for Trace {
     }
 }
 
+/// A tagged value as JSON text (Parquet has no union type).
+fn json_text(v: Option<Value>) -> Value {
+    v.map_or(Value::Null, |v| Value::String(v.to_string()))
+}
+
 fn opt_text(v: &Option<String>) -> Value {
     v.as_ref().map_or(Value::Null, |s| Value::String(s.clone()))
 }
@@ -325,11 +375,15 @@ fn empty_run(p: &TraceParams) -> Row {
     for column in &p.keep {
         r.insert(column.clone(), Value::Null);
     }
-    for text in ["verdict", "output", "exc_type", "exc_message"] {
+    r.insert("verdict".into(), Value::String(String::new()));
+    r.insert("passed".into(), Value::Bool(false));
+    for text in ["output", "exc_type", "exc_message"] {
         r.insert(text.into(), Value::String(String::new()));
     }
     r.insert("steps".into(), Value::from(0u64));
-    r.insert("truncated".into(), Value::String(String::new()));
+    for text in ["truncated", "input", "input_after", "result", "expected"] {
+        r.insert(text.into(), Value::String(String::new()));
+    }
     r
 }
 

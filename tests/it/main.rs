@@ -10,4 +10,5 @@ mod keys;
 mod matrix;
 mod plans;
 mod programs;
+mod representations;
 mod scoring;

@@ -145,6 +145,9 @@ pub struct Job {
     pub program: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entry_point: Option<String>,
+    /// Source run in the program's namespace before it (imports a harness
+    /// provides); its lines are not the program's.
+    pub prelude: Option<String>,
     pub comparator: Comparator,
     /// EvalPlus per-problem absolute tolerance.
     pub atol: f64,
@@ -249,6 +252,7 @@ impl Job {
             mode,
             program: program.into(),
             entry_point: None,
+            prelude: None,
             comparator: Comparator::Exact,
             atol: 0.0,
             dataset: None,
@@ -267,6 +271,7 @@ impl Job {
             "mode": self.mode,
             "program": self.program,
             "entry_point": self.entry_point,
+            "prelude": self.prelude,
             "comparator": self.comparator,
             "atol": self.atol,
             "dataset": self.dataset,
@@ -340,8 +345,18 @@ pub struct TestReport {
     #[serde(default)]
     pub exc_message: Option<String>,
     /// Function mode: the returned value, tagged JSON. Stdio mode: printed text.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_a_value")]
     pub output: Option<serde_json::Value>,
+    /// Traced function runs: the arguments as passed (tagged JSON list).
+    #[serde(default, deserialize_with = "null_is_a_value")]
+    pub input: Option<serde_json::Value>,
+    /// Traced function runs: the arguments after the call (mutated in place
+    /// or not), which the seed's test display showed.
+    #[serde(default, deserialize_with = "null_is_a_value")]
+    pub input_after: Option<serde_json::Value>,
+    /// Traced function runs: the expected value (tagged JSON), when given.
+    #[serde(default, deserialize_with = "null_is_a_value")]
+    pub expected: Option<serde_json::Value>,
     /// Function mode: `repr` of the returned value, middle-truncated.
     #[serde(default)]
     pub output_repr: Option<String>,
@@ -356,6 +371,13 @@ pub struct TestReport {
     /// checks its shape.
     #[serde(default)]
     pub trace: Option<serde_json::Value>,
+}
+
+/// `None` only when the field is absent: a JSON `null` is Python's `None`.
+fn null_is_a_value<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
 }
 
 impl TestReport {
@@ -464,6 +486,9 @@ impl JobReport {
                     exc_type: Some("Sandbox".into()),
                     exc_message: Some(message.to_string()),
                     output: None,
+                    input: None,
+                    input_after: None,
+                    expected: None,
                     output_repr: None,
                     duration: None,
                     line: None,

@@ -469,12 +469,15 @@ def child_main(job, w_fd, workdir):
         emit({"test": -1, "verdict": "syntax_error", "exc_type": t, "exc_message": m,
               "line": getattr(e, "lineno", None)})
         return
+    prelude = job.get("prelude")
     g = None
     if mode == "function":
         g = {"__name__": "__tw_program__", "__builtins__": builtins}
         sys.stdout = _BoundedText(max_output)
         signal.setitimer(signal.ITIMER_REAL, job.get("setup_timeout", 10.0))
         try:
+            if prelude:
+                exec(compile(prelude, "<prelude>", "exec"), g)
             exec(code, g)
             fn = _resolve(g, job["entry_point"])
         except _Timeout:
@@ -502,14 +505,22 @@ def child_main(job, w_fd, workdir):
         try:
             if mode == "function":
                 args = _test_args(test)
+                if tracer is not None:
+                    # Traces are shown with their inputs, as they were before the call.
+                    report["input"] = encode(list(args))
                 sys.stdout = out_buf
                 result = run(fn, *args)
+                if tracer is not None:
+                    # The seed showed the arguments as they were after the call.
+                    report["input_after"] = encode(list(args))
                 report["output"] = encode(result)
                 report["verdict"] = "ok"
             elif mode == "stdio":
                 sys.stdin = io.TextIOWrapper(io.BytesIO(test.get("stdin", "").encode()), encoding="utf-8")
                 sys.stdout = out_buf
                 gl = {"__name__": "__main__", "__builtins__": builtins}
+                if prelude:
+                    exec(compile(prelude, "<prelude>", "exec"), gl)
                 try:
                     run(exec, code, gl)
                 except SystemExit as e:
@@ -650,6 +661,13 @@ def _expected(test):
 
 def _finish(rep, test, job):
     """Turn a child's raw report into a verdict, comparing outputs here."""
+    if job.get("trace") and job["mode"] == "function":
+        try:
+            exp = _expected(test)
+            if exp is not _NO_EXPECTATION:
+                rep["expected"] = encode(exp)
+        except BaseException as e:
+            rep["expected_error"] = "%s: %s" % _exc(e)
     if rep.get("verdict") == "ok":
         try:
             exp = _expected(test)

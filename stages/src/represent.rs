@@ -1,0 +1,460 @@
+//! `represent`: render each program's traced runs as one trace representation.
+//!
+//! # What it does
+//! Reads the `runs` and `events` of a `trace` stage, groups them by program,
+//! picks the runs to show (by default one failing run, chosen with a seeded
+//! RNG), builds the structured trace model (`tracemodel.rs`: inputs, numbered
+//! states, steps) and renders `template` with it. The study's formats are
+//! templates under `templates/traces/` (`notrace`, `next`, `concise`,
+//! `codeexecutor`, `scratchpad`, `concise2`, `semcoder`); a new
+//! representation is a new template file. Each row records its token count
+//! and is cut to `max_tokens` when set.
+//!
+//! # Params
+//! - `template` (required): template file, relative to the spec.
+//! - `id` (default `task_id`), `program` (default `program`): columns of
+//!   `runs` (keep the program in the trace stage: `keep: [program]`).
+//! - `mode`: `function` (default) or `stdio`, as traced.
+//! - `tests` (default 1): runs shown per program; `select`: `failing`
+//!   (default: runs whose `passed` is false, or that did not finish) or `all`;
+//!   `seed` (default 0) for the choice.
+//! - `compat`: `off` (default), `sft` or `tts`: reproduce the seed's states
+//!   and test display for parity (see the README's table of fixes).
+//! - `max_value_chars` (default none): cut every value shown.
+//! - `loop_threshold` (default 3), `keep_first` (default 2): loop compression
+//!   in NExT and concise2 (a line run more than `loop_threshold` times keeps
+//!   its first `keep_first` entries, `...`, and the last).
+//! - `max_tokens` (default none), `tokenizer` (default `cl100k_base`; or
+//!   `o200k_base`): the budget, counted with a real BPE tokenizer.
+//! - `column` (default `trace_text`), `vars` (constants, as `vars`).
+//!
+//! # Inputs
+//! - `runs`, `events`: the outputs of a `trace` stage.
+//!
+//! # Outputs
+//! - `rows`: one per program with a run to show: the id, the program, the
+//!   runs shown (`runs_shown`, JSON list), `column`, `tokens` (of the text as
+//!   written), `tokens_full` (before the budget cut) and `token_truncated`.
+//!
+//! # Caching
+//! The template's bytes (and those it includes) and every knob are in the key,
+//! so editing one template reruns only the stages that render it.
+//!
+//! # Example
+//! ```yaml
+//! next:
+//!   kind: represent
+//!   inputs: { runs: traced.runs, events: traced.events }
+//!   params: { template: ../templates/traces/next.j2, max_tokens: 2048 }
+//! ```
+
+use crate::api::{FileDep, InputSlot, PlanEnv, Problem, RunCtx, Stage, StageError, module_doc};
+use crate::artifact;
+use crate::programs::{ProgramMode, Row};
+use crate::sandbox::{TraceEvent, TraceEventKind};
+use crate::tokens::Tokenizer;
+use crate::tracemodel::{self, Compat, ModelOptions, RunRecord, TestView};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub struct Represent;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Select {
+    #[default]
+    Failing,
+    All,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RepresentParams {
+    pub template: String,
+    #[serde(default = "crate::trace::default_id")]
+    pub id: String,
+    #[serde(default = "crate::trace::default_program")]
+    pub program: String,
+    #[serde(default = "function_mode")]
+    pub mode: ProgramMode,
+    #[serde(default = "one")]
+    pub tests: usize,
+    #[serde(default)]
+    pub select: Select,
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default)]
+    pub compat: Compat,
+    #[serde(default)]
+    pub max_value_chars: Option<usize>,
+    #[serde(default = "three")]
+    pub loop_threshold: usize,
+    #[serde(default = "two")]
+    pub keep_first: usize,
+    #[serde(default)]
+    pub max_tokens: Option<usize>,
+    #[serde(default)]
+    pub tokenizer: Tokenizer,
+    #[serde(default = "default_column")]
+    pub column: String,
+    #[serde(default)]
+    pub vars: BTreeMap<String, Value>,
+}
+
+fn function_mode() -> ProgramMode {
+    ProgramMode::Function
+}
+fn one() -> usize {
+    1
+}
+fn two() -> usize {
+    2
+}
+fn three() -> usize {
+    3
+}
+fn default_column() -> String {
+    "trace_text".into()
+}
+
+impl Stage for Represent {
+    const KIND: &'static str = "represent";
+    const VERSION: u32 = 1;
+    type Params = RepresentParams;
+
+    fn doc() -> String {
+        module_doc(include_str!("represent.rs"))
+    }
+
+    fn inputs(_p: &RepresentParams) -> Vec<InputSlot> {
+        vec![InputSlot::one("runs"), InputSlot::one("events")]
+    }
+
+    fn outputs(_p: &RepresentParams) -> Vec<String> {
+        vec!["rows".into()]
+    }
+
+    fn validate(p: &RepresentParams) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        if p.template.trim().is_empty() {
+            problems.push(Problem::at("template", "`template` is empty"));
+        }
+        if p.tests == 0 {
+            problems.push(Problem::at("tests", "`tests` must be at least 1"));
+        }
+        if p.keep_first == 0 || p.loop_threshold <= p.keep_first {
+            problems.push(
+                Problem::at(
+                    "loop_threshold",
+                    "`loop_threshold` must exceed `keep_first` (at least 1)",
+                )
+                .help("the seed's NExT: loop_threshold 3, keep_first 2"),
+            );
+        }
+        if p.max_tokens == Some(0) {
+            problems.push(Problem::at("max_tokens", "`max_tokens` must be at least 1"));
+        }
+        if p.max_value_chars.is_some_and(|n| n < 8) {
+            problems.push(Problem::at(
+                "max_value_chars",
+                "`max_value_chars` must be at least 8",
+            ));
+        }
+        problems
+    }
+
+    fn file_deps(p: &RepresentParams, env: &PlanEnv) -> Vec<FileDep> {
+        crate::render::template_deps(&p.template, env)
+    }
+
+    fn run(p: &RepresentParams, ctx: &mut RunCtx<'_>) -> Result<(), StageError> {
+        let path = ctx.resolve(&p.template);
+        let renderer = TraceRenderer::from_file(&path)?;
+        let runs = artifact::table_to_json_rows(&ctx.input("runs")?)?;
+        let events = artifact::table_to_json_rows(&ctx.input("events")?)?;
+        for column in [p.id.as_str(), p.program.as_str(), "run", "verdict"] {
+            crate::programs::require_column(&runs, "runs", column, "runs column")?;
+        }
+        let mut events_by_run: BTreeMap<u64, Vec<TraceEvent>> = BTreeMap::new();
+        for (i, row) in events.iter().enumerate() {
+            let event = event_from_row(row)
+                .map_err(|e| StageError::failed(format!("input `events`, row {i}: {e}")))?;
+            let run = row.get("run").and_then(Value::as_u64).unwrap_or_default();
+            events_by_run.entry(run).or_default().push(event);
+        }
+        // Programs in order of first appearance; their runs in run order.
+        let mut order: Vec<String> = Vec::new();
+        let mut by_program: BTreeMap<String, Vec<(usize, &Row)>> = BTreeMap::new();
+        for (i, row) in runs.iter().enumerate() {
+            let id = cell_text(row, &p.id).ok_or_else(|| {
+                StageError::failed(format!("input `runs`, row {i}: `{}` is not text", p.id))
+            })?;
+            if !by_program.contains_key(&id) {
+                order.push(id.clone());
+            }
+            by_program.entry(id).or_default().push((i, row));
+        }
+        ctx.progress().set_total(order.len() as u64);
+        let mut out: Vec<Row> = Vec::with_capacity(order.len());
+        let mut without = 0usize;
+        let mut cut = 0usize;
+        for id in &order {
+            let candidates: Vec<&(usize, &Row)> = by_program[id]
+                .iter()
+                .filter(|(_, row)| p.select == Select::All || is_failing(row))
+                .collect();
+            if candidates.is_empty() {
+                without += 1;
+                ctx.progress().inc(1);
+                continue;
+            }
+            let chosen = choose(&candidates, p.tests, p.seed, id);
+            let first = chosen[0].1;
+            let program = cell_text(first, &p.program).ok_or_else(|| {
+                StageError::failed(format!(
+                    "input `runs`, row {}: `{}` is not text (keep the program in the trace stage: `keep: [{}]`)",
+                    chosen[0].0, p.program, p.program
+                ))
+            })?;
+            let mut records = Vec::with_capacity(chosen.len());
+            for (i, row) in &chosen {
+                let mut record = record_from_row(row)
+                    .map_err(|e| StageError::failed(format!("input `runs`, row {i}: {e}")))?;
+                record.events = events_by_run.remove(&record.run).unwrap_or_default();
+                records.push(record);
+            }
+            let rendered = renderer
+                .render(&RenderRequest {
+                    id,
+                    program: &program,
+                    runs: &records,
+                    params: p,
+                })
+                .map_err(|e| StageError::Template {
+                    path: path.clone(),
+                    message: format!("program `{id}`: {e}"),
+                })?;
+            let (text, tokens_full) = match p.max_tokens {
+                Some(max) => p.tokenizer.truncate(&rendered, max),
+                None => {
+                    let n = p.tokenizer.count(&rendered);
+                    (rendered, n)
+                }
+            };
+            let tokens = if text.is_empty() {
+                0
+            } else {
+                p.tokenizer.count(&text)
+            };
+            let truncated = tokens < tokens_full;
+            cut += usize::from(truncated);
+            let mut row = Map::new();
+            row.insert(p.id.clone(), Value::String(id.clone()));
+            row.insert(p.program.clone(), Value::String(program));
+            let shown: Vec<u64> = records.iter().map(|r| r.run).collect();
+            row.insert(
+                "runs_shown".into(),
+                Value::String(serde_json::to_string(&shown).unwrap_or_default()),
+            );
+            row.insert(p.column.clone(), Value::String(text));
+            row.insert("tokens".into(), Value::from(tokens as u64));
+            row.insert("tokens_full".into(), Value::from(tokens_full as u64));
+            row.insert("token_truncated".into(), Value::Bool(truncated));
+            out.push(row);
+            ctx.progress().inc(1);
+        }
+        ctx.note("programs", out.len());
+        ctx.note("without_runs_to_show", without);
+        ctx.note("cut_to_budget", cut);
+        let mut empty = Map::new();
+        empty.insert(p.id.clone(), Value::String(String::new()));
+        empty.insert(p.program.clone(), Value::String(String::new()));
+        empty.insert("runs_shown".into(), Value::String(String::new()));
+        empty.insert(p.column.clone(), Value::String(String::new()));
+        empty.insert("tokens".into(), Value::from(0u64));
+        empty.insert("tokens_full".into(), Value::from(0u64));
+        empty.insert("token_truncated".into(), Value::Bool(false));
+        ctx.write_output("rows", &artifact::json_rows_to_typed_table(out, empty)?)
+    }
+}
+
+fn cell_text(row: &Row, column: &str) -> Option<String> {
+    row.get(column).and_then(Value::as_str).map(String::from)
+}
+
+fn is_failing(row: &Row) -> bool {
+    match row.get("passed") {
+        Some(Value::Bool(passed)) => !passed,
+        _ => row.get("verdict").and_then(Value::as_str) != Some("pass"),
+    }
+}
+
+/// `n` of the candidates, chosen by a shuffle seeded with (`seed`, program id),
+/// returned in run order.
+fn choose<'a>(
+    candidates: &[&'a (usize, &'a Row)],
+    n: usize,
+    seed: u64,
+    id: &str,
+) -> Vec<&'a (usize, &'a Row)> {
+    let mut picked: Vec<&(usize, &Row)> = candidates.to_vec();
+    if picked.len() > n {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&seed.to_le_bytes());
+        hasher.update(id.as_bytes());
+        let mut state = u64::from_le_bytes(
+            hasher.finalize().as_bytes()[..8]
+                .try_into()
+                .unwrap_or([0; 8]),
+        );
+        // Fisher-Yates with splitmix64.
+        for i in (1..picked.len()).rev() {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            let j = (z % (i as u64 + 1)) as usize;
+            picked.swap(i, j);
+        }
+        picked.truncate(n);
+        picked.sort_by_key(|(i, _)| *i);
+    }
+    picked
+}
+
+fn record_from_row(row: &Row) -> Result<RunRecord, String> {
+    let text = |k: &str| row.get(k).and_then(Value::as_str).map(String::from);
+    let json = |k: &str| tracemodel::json_cell(row.get(k)).map_err(|e| format!("`{k}`: {e}"));
+    Ok(RunRecord {
+        run: row
+            .get("run")
+            .and_then(Value::as_u64)
+            .ok_or("`run` is not a number")?,
+        verdict: text("verdict").unwrap_or_default(),
+        passed: row.get("passed").and_then(Value::as_bool),
+        input: json("input")?,
+        input_after: json("input_after")?,
+        result: json("result")?,
+        expected: json("expected")?,
+        exc_type: text("exc_type"),
+        exc_message: text("exc_message"),
+        truncated: text("truncated"),
+        events: Vec::new(),
+    })
+}
+
+fn event_from_row(row: &Row) -> Result<TraceEvent, String> {
+    let text = |k: &str| row.get(k).and_then(Value::as_str).map(String::from);
+    let number = |k: &str| {
+        row.get(k)
+            .and_then(Value::as_u64)
+            .ok_or_else(|| format!("`{k}` is not a number"))
+    };
+    let kind = match text("kind").as_deref() {
+        Some("call") => TraceEventKind::Call,
+        Some("line") => TraceEventKind::Line,
+        Some("return") => TraceEventKind::Return,
+        Some("exception") => TraceEventKind::Exception,
+        other => return Err(format!("unknown event kind {other:?}")),
+    };
+    Ok(TraceEvent {
+        step: number("step")?,
+        kind,
+        line: u32::try_from(number("line")?).map_err(|e| e.to_string())?,
+        depth: u32::try_from(number("depth")?).map_err(|e| e.to_string())?,
+        func: text("func").unwrap_or_default(),
+        changed: tracemodel::reprs_cell(row.get("changed"))
+            .map_err(|e| format!("`changed`: {e}"))?,
+        locals: tracemodel::reprs_cell(row.get("locals")).map_err(|e| format!("`locals`: {e}"))?,
+        value: text("value"),
+        unwound: row.get("unwound").and_then(Value::as_bool).unwrap_or(false),
+        exc_type: text("exc_type"),
+        exc_message: text("exc_message"),
+    })
+}
+
+/// What one rendering needs.
+pub struct RenderRequest<'a> {
+    pub id: &'a str,
+    pub program: &'a str,
+    pub runs: &'a [RunRecord],
+    pub params: &'a RepresentParams,
+}
+
+/// A loaded representation template (and the templates it includes).
+pub struct TraceRenderer {
+    env: minijinja::Environment<'static>,
+    name: String,
+}
+
+impl TraceRenderer {
+    pub fn from_file(path: &Path) -> Result<TraceRenderer, StageError> {
+        let template_error = |e: minijinja::Error| StageError::Template {
+            path: path.to_path_buf(),
+            message: crate::render::describe(&e),
+        };
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut sources = vec![(name.clone(), fs_err::read_to_string(path)?)];
+        for other in crate::render::referenced_templates(path, &dir)? {
+            let text = fs_err::read_to_string(dir.join(&other))?;
+            sources.push((other, text));
+        }
+        Self::from_sources(name, sources).map_err(template_error)
+    }
+
+    /// From in-memory sources: `(name, text)`, the first one is rendered.
+    pub fn from_sources(
+        main: String,
+        sources: Vec<(String, String)>,
+    ) -> Result<TraceRenderer, minijinja::Error> {
+        let mut env = crate::templating::environment()?;
+        for (name, text) in sources {
+            env.add_template_owned(name, text)?;
+        }
+        env.get_template(&main)?;
+        Ok(TraceRenderer { env, name: main })
+    }
+
+    pub fn render(&self, req: &RenderRequest<'_>) -> Result<String, String> {
+        let p = req.params;
+        let opts = ModelOptions {
+            compat: p.compat,
+            max_value_chars: p.max_value_chars,
+            stdio: p.mode == ProgramMode::Stdio,
+        };
+        let tests: Vec<TestView> = req
+            .runs
+            .iter()
+            .enumerate()
+            .map(|(i, run)| TestView::build(i + 1, run, &opts))
+            .collect();
+        let code_lines: Vec<String> = req.program.split('\n').map(String::from).collect();
+        let context = minijinja::context! {
+            id => req.id.to_string(),
+            program => req.program.to_string(),
+            code_lines => code_lines,
+            tests => minijinja::Value::from(minijinja::value::Serde(&tests)),
+            compat => p.compat.as_str(),
+            mode => if opts.stdio { "stdio" } else { "function" },
+            knobs => minijinja::context! {
+                loop_threshold => p.loop_threshold,
+                keep_first => p.keep_first,
+            },
+            vars => minijinja::Value::from(minijinja::value::Serde(&p.vars)),
+        };
+        let template = self
+            .env
+            .get_template(&self.name)
+            .map_err(|e| crate::render::describe(&e))?;
+        template
+            .render(context)
+            .map_err(|e| crate::render::describe(&e))
+    }
+}
