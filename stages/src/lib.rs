@@ -8,6 +8,7 @@ pub mod artifact;
 pub mod pyvalue;
 pub mod registry;
 pub mod reply;
+pub mod rng;
 pub mod sandbox;
 pub mod scoring;
 pub mod templating;

@@ -96,24 +96,13 @@ impl Stage for Render {
 
     fn run(p: &RenderParams, ctx: &mut RunCtx<'_>) -> Result<(), StageError> {
         let main = ctx.resolve(&p.template);
-        let dir = main.parent().map(Path::to_path_buf).unwrap_or_default();
-        let main_name = main
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let template_error = |e: minijinja::Error| StageError::Template {
-            path: main.clone(),
-            message: describe(&e),
-        };
-        let mut env = crate::templating::environment().map_err(template_error)?;
-        let source = fs_err::read_to_string(&main)?;
-        env.add_template_owned(main_name.clone(), source)
-            .map_err(template_error)?;
-        for name in referenced_templates(&main, &dir)? {
-            let text = fs_err::read_to_string(dir.join(&name))?;
-            env.add_template_owned(name, text).map_err(template_error)?;
-        }
-        let template = env.get_template(&main_name).map_err(template_error)?;
+        let (env, main_name) = load_templates(&main)?;
+        let template = env
+            .get_template(&main_name)
+            .map_err(|e| StageError::Template {
+                path: main.clone(),
+                message: describe(&e),
+            })?;
         let table = ctx.input("rows")?;
         let rows = artifact::table_to_json_rows(&table)?;
         ctx.progress().set_total(rows.len() as u64);
@@ -141,6 +130,31 @@ impl Stage for Render {
         let result = artifact::with_string_column(&table, &p.column, out)?;
         ctx.write_output("rows", &result)
     }
+}
+
+/// `tw`'s template environment holding the template at `path` and every
+/// template it references by literal name; returns it with the main name.
+pub(crate) fn load_templates(
+    path: &Path,
+) -> Result<(minijinja::Environment<'static>, String), StageError> {
+    let template_error = |e: minijinja::Error| StageError::Template {
+        path: path.to_path_buf(),
+        message: describe(&e),
+    };
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut env = crate::templating::environment().map_err(template_error)?;
+    env.add_template_owned(name.clone(), fs_err::read_to_string(path)?)
+        .map_err(template_error)?;
+    for other in referenced_templates(path, &dir)? {
+        let text = fs_err::read_to_string(dir.join(&other))?;
+        env.add_template_owned(other, text)
+            .map_err(template_error)?;
+    }
+    Ok((env, name))
 }
 
 /// A template param's file and every template it references by literal name,

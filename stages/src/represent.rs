@@ -304,20 +304,15 @@ fn choose<'a>(
         let mut hasher = blake3::Hasher::new();
         hasher.update(&seed.to_le_bytes());
         hasher.update(id.as_bytes());
-        let mut state = u64::from_le_bytes(
+        let start = u64::from_le_bytes(
             hasher.finalize().as_bytes()[..8]
                 .try_into()
                 .unwrap_or([0; 8]),
         );
-        // Fisher-Yates with splitmix64.
+        let mut rng = crate::rng::SplitMix64::new(start);
+        // Fisher-Yates.
         for i in (1..picked.len()).rev() {
-            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^= z >> 31;
-            let j = (z % (i as u64 + 1)) as usize;
-            picked.swap(i, j);
+            picked.swap(i, rng.below(i as u64 + 1) as usize);
         }
         picked.truncate(n);
         picked.sort_by_key(|(i, _)| *i);
@@ -392,21 +387,12 @@ pub struct TraceRenderer {
 
 impl TraceRenderer {
     pub fn from_file(path: &Path) -> Result<TraceRenderer, StageError> {
-        let template_error = |e: minijinja::Error| StageError::Template {
+        let (env, name) = crate::render::load_templates(path)?;
+        env.get_template(&name).map_err(|e| StageError::Template {
             path: path.to_path_buf(),
             message: crate::render::describe(&e),
-        };
-        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let mut sources = vec![(name.clone(), fs_err::read_to_string(path)?)];
-        for other in crate::render::referenced_templates(path, &dir)? {
-            let text = fs_err::read_to_string(dir.join(&other))?;
-            sources.push((other, text));
-        }
-        Self::from_sources(name, sources).map_err(template_error)
+        })?;
+        Ok(TraceRenderer { env, name })
     }
 
     /// From in-memory sources: `(name, text)`, the first one is rendered.

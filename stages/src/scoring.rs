@@ -1171,18 +1171,10 @@ fn bootstrap(values: &[f64], rounds: u32, seed: u64) -> (f64, f64) {
         let m = mean(values);
         return (m, m);
     }
-    // splitmix64: small, seeded, and the same on every platform.
-    let mut state = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut next = || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
+    let mut rng = crate::rng::SplitMix64::new(seed.wrapping_add(crate::rng::SplitMix64::GAMMA));
     let n = values.len() as u64;
     let mut means: Vec<f64> = (0..rounds)
-        .map(|_| (0..n).map(|_| values[(next() % n) as usize]).sum::<f64>() / n as f64)
+        .map(|_| (0..n).map(|_| values[rng.below(n) as usize]).sum::<f64>() / n as f64)
         .collect();
     means.sort_by(f64::total_cmp);
     let at = |q: f64| means[((q * (means.len() - 1) as f64).round() as usize).min(means.len() - 1)];

@@ -13,20 +13,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 fn artifacts() -> Option<PathBuf> {
-    let dir = std::env::var_os("TW_SEED_ARTIFACTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/seed-artifacts")
-        });
-    if dir.join("golden-sft").is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "skipping: no seed artifacts at {} (set TW_SEED_ARTIFACTS)",
-            dir.display()
-        );
-        None
-    }
+    crate::harness::shared_data("TW_SEED_ARTIFACTS", "seed-artifacts", "golden-sft")
 }
 
 fn templates() -> PathBuf {
@@ -311,4 +298,107 @@ fn sft_formats_match_the_seed_golden_outputs() {
         matched.values().all(|&n| n == compared),
         "{matched:?} of {compared}"
     );
+}
+
+/// Three failing runs: a loop (shows compression), a crash, and a method.
+const PROGRAMS: &str = r#"{"task_id": "count", "entry_point": "count_above", "program": "def count_above(nums, k):\n    total = 0\n    for x in nums:\n        if x > k:\n            total += 2\n    return total\n", "input": "[[3, 5, 1, 7, 9], 2]", "expected": "4"}
+{"task_id": "mean", "entry_point": "mean", "program": "def mean(xs):\n    s = sum(xs)\n    return s / len(xs)\n", "input": "[[]]", "expected": "0"}
+{"task_id": "pairs", "entry_point": "Solution.pairs", "program": "class Solution:\n    def pairs(self, d):\n        out = []\n        for k in sorted(d):\n            out.append((k, d[k]))\n        return out\n", "input": "[{\"b\": 2, \"a\": 1}]", "expected": "[[\"a\", 1], [\"b\", 2]]"}
+"#;
+
+const TEMPLATES: [&str; 8] = [
+    "_seed.j2",
+    "notrace.j2",
+    "next.j2",
+    "concise.j2",
+    "codeexecutor.j2",
+    "scratchpad.j2",
+    "concise2.j2",
+    "semcoder.j2",
+];
+
+/// A project with copies of the trace templates under `t/` and one
+/// `represent` stage per format over the traces of `PROGRAMS`.
+fn template_project() -> Project {
+    let p = Project::new();
+    for name in TEMPLATES {
+        p.write(
+            &format!("t/{name}"),
+            &fs_err::read_to_string(templates().join(name)).unwrap(),
+        );
+    }
+    let mut spec = String::from(
+        "experiment: formats\nstages:\n  programs:\n    kind: load\n    params: { path: programs.jsonl }\n  traced:\n    kind: trace\n    inputs: { programs: programs.rows }\n    params: { expected: expected, keep: [program] }\n",
+    );
+    for name in TEMPLATES.iter().skip(1) {
+        let stage = name.trim_end_matches(".j2");
+        spec.push_str(&format!(
+            "  {stage}:\n    kind: represent\n    inputs: {{ runs: traced.runs, events: traced.events }}\n    params: {{ template: t/{name} }}\n"
+        ));
+    }
+    p.write("spec.yaml", &spec)
+        .write("programs.jsonl", PROGRAMS);
+    p
+}
+
+#[test]
+fn every_trace_template_renders_its_snapshot() {
+    let p = template_project();
+    p.run_ok("spec.yaml");
+    for name in TEMPLATES.iter().skip(1) {
+        let stage = name.trim_end_matches(".j2");
+        let ran = p.tw(&[
+            "export",
+            "spec.yaml",
+            &format!("{stage}.rows"),
+            "--format",
+            "jsonl",
+        ]);
+        assert_eq!(ran.code, 0, "{}", ran.stderr);
+        let mut text = String::new();
+        for line in ran.stdout.lines() {
+            let row: Value = serde_json::from_str(line).unwrap();
+            text.push_str(&format!(
+                "==== {} ({} tokens)\n{}\n",
+                row["task_id"].as_str().unwrap(),
+                row["tokens"],
+                row["trace_text"].as_str().unwrap()
+            ));
+        }
+        insta::assert_snapshot!(format!("template_{stage}"), text);
+    }
+}
+
+#[test]
+fn editing_a_template_reruns_only_the_stages_that_render_it() {
+    let p = template_project();
+    p.run_ok("spec.yaml");
+    let next = p.read("t/next.j2");
+    p.write("t/next.j2", &format!("{next}{{# edited #}}"));
+    let st = p.statuses("spec.yaml");
+    let m = crate::harness::status_map(&st);
+    assert_eq!(m["next"], "run");
+    for other in [
+        "traced",
+        "notrace",
+        "concise",
+        "codeexecutor",
+        "scratchpad",
+        "concise2",
+        "semcoder",
+    ] {
+        assert_eq!(m[other], "cached", "{other} should not rerun");
+    }
+    p.run_ok("spec.yaml");
+    // The shared macros are imported by five formats: all five rerun.
+    let seed = p.read("t/_seed.j2");
+    p.write("t/_seed.j2", &format!("{seed}{{# edited #}}"));
+    let st = p.statuses("spec.yaml");
+    let m = crate::harness::status_map(&st);
+    for stage in ["next", "concise", "codeexecutor", "scratchpad", "concise2"] {
+        assert_eq!(m[stage], "run", "{stage} imports _seed.j2");
+    }
+    for stage in ["traced", "notrace", "semcoder"] {
+        assert_eq!(m[stage], "cached", "{stage} does not import _seed.j2");
+    }
 }

@@ -5,20 +5,7 @@ use crate::harness::Project;
 use std::path::PathBuf;
 
 fn benchmarks() -> Option<PathBuf> {
-    let dir = std::env::var_os("TW_BENCHMARKS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/benchmarks")
-        });
-    if dir.join("HumanEval.jsonl.gz").exists() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "skipping: no benchmarks at {} (set TW_BENCHMARKS)",
-            dir.display()
-        );
-        None
-    }
+    crate::harness::shared_data("TW_BENCHMARKS", "benchmarks", "HumanEval.jsonl.gz")
 }
 
 /// `tw score --json --k 1 --benchmark B --problems P <rest>`, which must succeed.

@@ -661,16 +661,16 @@ def _expected(test):
 
 def _finish(rep, test, job):
     """Turn a child's raw report into a verdict, comparing outputs here."""
-    if job.get("trace") and job["mode"] == "function":
-        try:
-            exp = _expected(test)
-            if exp is not _NO_EXPECTATION:
-                rep["expected"] = encode(exp)
-        except BaseException as e:
-            rep["expected_error"] = "%s: %s" % _exc(e)
+    try:
+        exp, exp_error = _expected(test), None
+    except BaseException as e:
+        exp, exp_error = _NO_EXPECTATION, e
+    if job.get("trace") and job["mode"] == "function" and exp is not _NO_EXPECTATION:
+        rep["expected"] = encode(exp)
     if rep.get("verdict") == "ok":
         try:
-            exp = _expected(test)
+            if exp_error is not None:
+                raise exp_error
             if exp is _NO_EXPECTATION:
                 ok = True
             else:
