@@ -89,6 +89,8 @@ pub enum Command {
     },
     /// Score a generations file against a benchmark, like `evalplus.evaluate`.
     Score(ScoreArgs),
+    /// Trace one run of a program and print a representation of the trace.
+    Trace(TraceArgs),
     /// List stage kinds, or print one kind's documentation.
     Stages {
         #[command(subcommand)]
@@ -132,6 +134,48 @@ pub struct ScoreArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("run_input").required(true).args(["call", "stdin"])))]
+pub struct TraceArgs {
+    /// The Python program.
+    pub program: PathBuf,
+    /// Call a function: `--call 'f(1, [2, 3])'` (arguments are Python literals).
+    #[arg(long)]
+    pub call: Option<String>,
+    /// Run the program as a script with this file on stdin (`-`: tw's own stdin).
+    #[arg(long, value_name = "FILE")]
+    pub stdin: Option<PathBuf>,
+    /// next, concise, codeexecutor, scratchpad, semcoder, concise2, notrace, or raw
+    /// (the tracer's events as JSON lines).
+    #[arg(long, short, default_value = "next")]
+    pub format: String,
+    /// Render this template instead of a built-in format.
+    #[arg(long, value_name = "FILE", conflicts_with = "format")]
+    pub template: Option<PathBuf>,
+    /// The expected result (a Python literal; stdout text with --stdin): the
+    /// run is then marked failing or not, as tests are.
+    #[arg(long, value_name = "VALUE")]
+    pub expected: Option<String>,
+    /// Reproduce the original framework's states: off, sft, tts.
+    #[arg(long, default_value = "off", value_parser = ["off", "sft", "tts"])]
+    pub compat: String,
+    /// Cut every value shown to this many characters.
+    #[arg(long, value_name = "N")]
+    pub max_value_chars: Option<usize>,
+    /// Python run in the program's namespace first, untraced (harness imports).
+    #[arg(long, value_name = "FILE")]
+    pub prelude: Option<PathBuf>,
+    /// Call depth traced (default: the entry function; 2 for scripts).
+    #[arg(long)]
+    pub depth: Option<u32>,
+    /// Stop tracing after this many events.
+    #[arg(long, default_value_t = 10000)]
+    pub max_steps: u64,
+    /// Seconds the run may take.
+    #[arg(long, default_value_t = 10.0)]
+    pub timeout: f64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -432,6 +476,7 @@ pub fn execute(cli: Cli, stdout: &mut dyn Write) -> Result<(), Failure> {
             }
         }
         Command::Score(args) => crate::score_cmd::run(args, stdout),
+        Command::Trace(args) => crate::trace_cmd::run(args, stdout),
         Command::Stages { command } => {
             let registry = spec::registry();
             match command {

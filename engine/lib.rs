@@ -21,3 +21,4 @@ pub mod score_cmd;
 pub mod source;
 pub mod spec;
 pub mod store;
+pub mod trace_cmd;

@@ -50,15 +50,30 @@ pub fn args_text(args: &Value) -> String {
 /// the result is `repr`ed and cut to the first line `textwrap.wrap(.., 100)`
 /// gives.
 pub fn seed_display(v: &Value) -> String {
+    unwrapped_display(v, json_roundtrip_repr)
+}
+
+/// The TTS flavour's display: as [`seed_display`], but of the value itself
+/// (its harness kept the test input as Python objects, so tuples stay tuples).
+pub fn seed_display_exact(v: &Value) -> String {
+    unwrapped_display(v, repr)
+}
+
+fn unwrapped_display(v: &Value, show: fn(&Value) -> String) -> String {
     let text = match sequence_items(v) {
         Some(items) if !items.is_empty() => {
-            let s = json_roundtrip_repr(v);
+            let s = show(v);
             // str(list)[1:-1]: the repr without its brackets, then repr'd again.
             py_str_repr(&s[1..s.len() - 1])
         }
-        _ => json_roundtrip_repr(v),
+        _ => show(v),
     };
     wrap_first_line(&text, 100)
+}
+
+/// The TTS flavour's [`seed_repr`]: of the value itself, tuples kept.
+pub fn seed_repr_exact(v: &Value) -> String {
+    wrap_first_line(&repr(v), 100)
 }
 
 /// `wrap_func(x)` of the seed without the list unwrapping: the first line of

@@ -115,7 +115,9 @@ impl Stage for Render {
                 serde_json::to_value(&p.vars).map_err(|e| StageError::failed(e.to_string()))?,
             );
             let rendered = template
-                .render(minijinja::Value::from(minijinja::value::Serde(&context)))
+                .render(crate::templating::json_value(&serde_json::Value::Object(
+                    context,
+                )))
                 .map_err(|e| StageError::Template {
                     path: main.clone(),
                     message: format!("row {i}: {}", describe(&e)),

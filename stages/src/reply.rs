@@ -290,6 +290,45 @@ pub fn extract_code(reply: &str, language: &str) -> String {
 }
 
 /// Template function: `chat_adapter(signature, values)` -> messages.
+/// Which CRUXEval task a completion answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CruxTask {
+    Input,
+    Output,
+}
+
+/// The answer CRUXEval's harness (`inference/tasks/*_prediction.py`,
+/// `postprocess_generation`) takes from a completion that follows its prompt:
+/// with CoT the text after the first `[ANSWER]`; then for output prediction
+/// what follows the first `==`, for input prediction what precedes it, less
+/// the `assert`. Python's `split(sep)[1]` takes the piece up to the next
+/// separator, so that is kept too.
+pub fn cruxeval_answer(reply: &str, task: CruxTask, cot: bool) -> String {
+    let mut text = reply.to_string();
+    if cot && text.contains("[ANSWER]") {
+        text = text
+            .split("[ANSWER]")
+            .nth(1)
+            .unwrap_or("")
+            .trim()
+            .to_string();
+    }
+    if text.contains("==") {
+        let mut parts = text.split("==");
+        text = match task {
+            CruxTask::Output => parts.nth(1),
+            CruxTask::Input => parts.next(),
+        }
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    }
+    if task == CruxTask::Input && text.contains("assert") {
+        text = text.split("assert").nth(1).unwrap_or("").trim().to_string();
+    }
+    text.trim().to_string()
+}
+
 pub fn chat_adapter_function(
     signature: minijinja::Value,
     values: minijinja::Value,
@@ -328,6 +367,37 @@ mod tests {
             ],
             instructions: None,
         }
+    }
+
+    #[test]
+    fn cruxeval_answers_are_cut_like_the_benchmark_harness() {
+        let out = "assert f(\"hi\") == \"bhihia\"\n[/ANSWER]";
+        // Without CoT the completion starts right after `[ANSWER]\n`; the stop
+        // word `[/ANSWER]` is usually cut by the server, but not always.
+        assert_eq!(
+            cruxeval_answer(out, CruxTask::Output, false),
+            "\"bhihia\"\n[/ANSWER]"
+        );
+        assert_eq!(
+            cruxeval_answer("assert f(\"hi\") == \"bhihia\"", CruxTask::Output, false),
+            "\"bhihia\""
+        );
+        let cot = "Let's execute: s becomes \"hihi\".\n[/THOUGHT]\n[ANSWER]\nassert f(\"hi\") == \"bhihia\"\n";
+        assert_eq!(cruxeval_answer(cot, CruxTask::Output, true), "\"bhihia\"");
+        assert_eq!(
+            cruxeval_answer("assert f(16) == 17", CruxTask::Input, false),
+            "f(16)"
+        );
+        assert_eq!(
+            cruxeval_answer(
+                "think\n[ANSWER]\nassert f([1, 2]) == 3\n",
+                CruxTask::Input,
+                true
+            ),
+            "f([1, 2])"
+        );
+        // No `==`: the whole (trimmed) text.
+        assert_eq!(cruxeval_answer(" 42 ", CruxTask::Output, false), "42");
     }
 
     #[test]

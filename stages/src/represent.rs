@@ -26,6 +26,9 @@
 //!   its first `keep_first` entries, `...`, and the last).
 //! - `max_tokens` (default none), `tokenizer` (default `cl100k_base`; or
 //!   `o200k_base`): the budget, counted with a real BPE tokenizer.
+//! - `max_chars` (default none): cut the text to this many characters and
+//!   append `... [truncated, total length=N]` (N: its full length), as the
+//!   seed's TTS harness did at 1024; applied before `max_tokens`.
 //! - `column` (default `trace_text`), `vars` (constants, as `vars`).
 //!
 //! # Inputs
@@ -96,6 +99,8 @@ pub struct RepresentParams {
     #[serde(default)]
     pub max_tokens: Option<usize>,
     #[serde(default)]
+    pub max_chars: Option<usize>,
+    #[serde(default)]
     pub tokenizer: Tokenizer,
     #[serde(default = "default_column")]
     pub column: String,
@@ -152,6 +157,9 @@ impl Stage for Represent {
                 )
                 .help("the seed's NExT: loop_threshold 3, keep_first 2"),
             );
+        }
+        if p.max_chars == Some(0) {
+            problems.push(Problem::at("max_chars", "`max_chars` must be at least 1"));
         }
         if p.max_tokens == Some(0) {
             problems.push(Problem::at("max_tokens", "`max_tokens` must be at least 1"));
@@ -236,6 +244,10 @@ impl Stage for Represent {
                     path: path.clone(),
                     message: format!("program `{id}`: {e}"),
                 })?;
+            let rendered = match p.max_chars {
+                Some(max) => cut_chars(rendered, max),
+                None => rendered,
+            };
             let (text, tokens_full) = match p.max_tokens {
                 Some(max) => p.tokenizer.truncate(&rendered, max),
                 None => {
@@ -280,6 +292,18 @@ impl Stage for Represent {
     }
 }
 
+/// The seed's character cut: the first `max` characters and a marker with
+/// the full length.
+fn cut_chars(text: String, max: usize) -> String {
+    let total = text.chars().count();
+    if total <= max {
+        return text;
+    }
+    let mut cut: String = text.chars().take(max).collect();
+    cut.push_str(&format!("... [truncated, total length={total}]"));
+    cut
+}
+
 fn cell_text(row: &Row, column: &str) -> Option<String> {
     row.get(column).and_then(Value::as_str).map(String::from)
 }
@@ -320,7 +344,7 @@ fn choose<'a>(
     picked
 }
 
-fn record_from_row(row: &Row) -> Result<RunRecord, String> {
+pub fn record_from_row(row: &Row) -> Result<RunRecord, String> {
     let text = |k: &str| row.get(k).and_then(Value::as_str).map(String::from);
     let json = |k: &str| tracemodel::json_cell(row.get(k)).map_err(|e| format!("`{k}`: {e}"));
     Ok(RunRecord {
@@ -341,7 +365,7 @@ fn record_from_row(row: &Row) -> Result<RunRecord, String> {
     })
 }
 
-fn event_from_row(row: &Row) -> Result<TraceEvent, String> {
+pub fn event_from_row(row: &Row) -> Result<TraceEvent, String> {
     let text = |k: &str| row.get(k).and_then(Value::as_str).map(String::from);
     let number = |k: &str| {
         row.get(k)
@@ -433,7 +457,7 @@ impl TraceRenderer {
                 loop_threshold => p.loop_threshold,
                 keep_first => p.keep_first,
             },
-            vars => minijinja::Value::from(minijinja::value::Serde(&p.vars)),
+            vars => crate::templating::json_value(&serde_json::to_value(&p.vars).unwrap_or_default()),
         };
         let template = self
             .env

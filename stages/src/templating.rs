@@ -16,6 +16,13 @@
 //! - `token_count(s, tokenizer="cl100k_base")` (filter and function).
 //! - `extract_code(text, language="python")`: the code of a model reply (see `reply.rs`).
 //! - `chat_adapter(...)`: see `reply.rs`, DSPy's ChatAdapter messages (function).
+//! - `to_json(v)`: compact JSON with non-ASCII kept (minijinja's `tojson`
+//!   escapes `<`, `>`, `&` and `'` for HTML, which prompts must not contain).
+//! - `from_json(s)`: parse JSON text (a `messages` column, a list of rounds).
+//! - `head(s, n)`: the first `n` characters (the seed's `safe_str` cut).
+//! - `fail(message)` (function): stop rendering with this error.
+//! - `cruxeval_answer(reply, task, cot=false)`: the answer CRUXEval's own
+//!   harness extracts from a completion (`task`: `input` or `output`).
 
 use crate::pyvalue;
 use crate::tokens::Tokenizer;
@@ -46,6 +53,15 @@ pub fn environment() -> Result<Environment<'static>, Error> {
         crate::reply::extract_code(&text, language.as_deref().unwrap_or("python"))
     });
     env.add_function("chat_adapter", crate::reply::chat_adapter_function);
+    env.add_function("fail", |message: String| -> Result<Value, Error> {
+        Err(invalid(message))
+    });
+    env.add_filter("to_json", to_json);
+    env.add_filter("from_json", from_json);
+    env.add_filter("head", |s: String, n: usize| {
+        s.chars().take(n).collect::<String>()
+    });
+    env.add_filter("cruxeval_answer", cruxeval_answer);
     Ok(env)
 }
 
@@ -133,6 +149,65 @@ fn pylist(items: Vec<Value>) -> String {
     format!("[{}]", parts.join(", "))
 }
 
+fn to_json(value: Value) -> Result<String, Error> {
+    serde_json::to_string(&value).map_err(|e| invalid(format!("to_json: {e}")))
+}
+
+fn from_json(text: String) -> Result<Value, Error> {
+    let parsed: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        let shown: String = text.chars().take(60).collect();
+        invalid(format!("from_json: not JSON ({e}): `{shown}`"))
+    })?;
+    Ok(json_value(&parsed))
+}
+
+/// A JSON value as a template value. Going through serde would not do:
+/// with serde_json's `arbitrary_precision` (kept so big integers survive) a
+/// number serializes as a private one-key map, and `{{ n + 1 }}` would fail.
+/// Integers become integers (up to 128 bits), other numbers floats; object
+/// keys keep their order.
+pub fn json_value(v: &serde_json::Value) -> Value {
+    match v {
+        serde_json::Value::Null => Value::from(()),
+        serde_json::Value::Bool(b) => Value::from(*b),
+        serde_json::Value::Number(n) => {
+            let text = n.to_string();
+            match text.parse::<i128>() {
+                Ok(i) => Value::from(i),
+                Err(_) => Value::from(n.as_f64().unwrap_or(f64::NAN)),
+            }
+        }
+        serde_json::Value::String(s) => Value::from(s.as_str()),
+        serde_json::Value::Array(items) => {
+            Value::from(items.iter().map(json_value).collect::<Vec<_>>())
+        }
+        serde_json::Value::Object(map) => Value::from(
+            map.iter()
+                .map(|(k, v)| (Value::from(k.as_str()), json_value(v)))
+                .collect::<indexmap::IndexMap<Value, Value>>(),
+        ),
+    }
+}
+
+fn cruxeval_answer(reply: String, task: String, kwargs: Kwargs) -> Result<String, Error> {
+    let cot: Option<bool> = kwargs.get("cot")?;
+    kwargs.assert_all_used()?;
+    let task = match task.as_str() {
+        "input" => crate::reply::CruxTask::Input,
+        "output" => crate::reply::CruxTask::Output,
+        other => {
+            return Err(invalid(format!(
+                "cruxeval_answer: task must be `input` or `output`, not `{other}`"
+            )));
+        }
+    };
+    Ok(crate::reply::cruxeval_answer(
+        &reply,
+        task,
+        cot.unwrap_or(false),
+    ))
+}
+
 fn token_count(text: String, tokenizer: Option<String>) -> Result<usize, Error> {
     let name = tokenizer.unwrap_or_else(|| "cl100k_base".into());
     let tokenizer = Tokenizer::parse(&name).ok_or_else(|| {
@@ -152,6 +227,30 @@ mod tests {
         let mut env = environment().unwrap();
         env.add_template_owned("t", source.to_string()).unwrap();
         env.get_template("t").unwrap().render(ctx).unwrap()
+    }
+
+    #[test]
+    fn json_numbers_are_numbers_and_key_order_is_kept() {
+        let ctx =
+            minijinja::context! { s => r#"{"z": 5, "a": 12345678901234567890123, "f": 0.5}"# };
+        assert_eq!(
+            render(
+                "{% set v = s|from_json %}{{ v.z + 1 }} {{ v.a }} {{ v.f * 2 }} {{ v|list|join(',') }}",
+                ctx.clone()
+            ),
+            "6 12345678901234567890123 1.0 z,a,f"
+        );
+        assert_eq!(
+            render("{{ (s|from_json)|to_json }}", ctx),
+            r#"{"z":5,"a":12345678901234567890123,"f":0.5}"#
+        );
+        let err = {
+            let mut env = environment().unwrap();
+            env.add_template_owned("t", "{{ 'nope'|from_json }}".to_string())
+                .unwrap();
+            env.get_template("t").unwrap().render(()).unwrap_err()
+        };
+        assert!(err.to_string().contains("from_json: not JSON"), "{err}");
     }
 
     #[test]

@@ -66,7 +66,7 @@
 use crate::api::{EnvFact, InputSlot, Problem, RunCtx, Stage, StageError, module_doc};
 use crate::artifact;
 use crate::programs::{self, At, CellFormat, ProgramMode, Row};
-use crate::sandbox::{Comparator, Job, TraceSettings};
+use crate::sandbox::{Comparator, Job, JobReport, TraceSettings};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -221,33 +221,7 @@ impl Stage for Trace {
             programs::require_column(&rows, slot, column, "expected")?;
         }
         for (i, row) in rows.iter().enumerate() {
-            let id = programs::text(
-                row,
-                &p.id,
-                &At {
-                    slot,
-                    row: i,
-                    id: None,
-                },
-            )?;
-            let at = At {
-                slot,
-                row: i,
-                id: Some(&id),
-            };
-            let mut job = Job::new(p.mode.sandbox_mode(), programs::text(row, &p.program, &at)?);
-            if p.mode == ProgramMode::Function {
-                job.entry_point = Some(programs::text(row, &p.entry_point, &at)?);
-            }
-            let mut case = programs::test_case(&p.mode, p.input_format, row, &p.input, &at)?;
-            if let Some(column) = &p.expected {
-                programs::set_expected(&mut case, &p.mode, p.input_format, row, column, &at)?;
-            }
-            job.tests.push(case);
-            job.comparator = p.comparator;
-            job.prelude = p.prelude.clone();
-            job.limits = programs::limits(p.timeout, p.memory_mb);
-            job.trace = Some(p.settings());
+            let (id, job) = job_for_row(p, row, slot, i)?;
             jobs.push(job);
             ids.push(id);
         }
@@ -258,83 +232,15 @@ impl Stage for Trace {
 
         let mut runs: Vec<Row> = Vec::with_capacity(rows.len());
         let mut events: Vec<Row> = Vec::new();
-        for (i, (report, row)) in reports.iter().zip(&rows).enumerate() {
-            let test = report.results.first().ok_or_else(|| {
-                StageError::failed(format!("run {i}: the sandbox returned no result"))
-            })?;
-            let trace = test
-                .parsed_trace()
-                .map_err(|e| StageError::failed(format!("run {i} ({}): {e}", ids[i])))?;
-            let mut run = Map::new();
-            run.insert("run".into(), Value::from(i as u64));
-            run.insert(p.id.clone(), Value::String(ids[i].clone()));
-            for column in &p.keep {
-                run.insert(
-                    column.clone(),
-                    row.get(column).cloned().unwrap_or(Value::Null),
-                );
-            }
-            let verdict = test.verdict.as_str();
-            run.insert("verdict".into(), Value::String(verdict.into()));
-            run.insert(
-                "passed".into(),
-                match p.expected {
-                    Some(_) => Value::Bool(test.verdict == crate::sandbox::Verdict::Pass),
-                    None => Value::Null,
-                },
-            );
-            let output = match p.mode {
-                ProgramMode::Function => test.output_repr.clone(),
-                ProgramMode::Stdio => test
-                    .output
-                    .as_ref()
-                    .and_then(|o| o.as_str().map(String::from)),
-            };
-            run.insert("output".into(), output.map_or(Value::Null, Value::String));
-            run.insert("exc_type".into(), opt_text(&test.exc_type));
-            run.insert("exc_message".into(), opt_text(&test.exc_message));
-            let (steps, truncated) = match &trace {
-                Some(t) => (t.events.len(), t.truncated.clone()),
-                None => (0, None),
-            };
-            run.insert("steps".into(), Value::from(steps as u64));
-            run.insert("truncated".into(), opt_text(&truncated));
-            let (input, input_after, result, expected) = match p.mode {
-                ProgramMode::Function => (
-                    test.input.clone(),
-                    test.input_after.clone(),
-                    test.output.clone(),
-                    test.expected.clone(),
-                ),
-                ProgramMode::Stdio => (
-                    jobs[i].tests[0].stdin.clone().map(Value::String),
-                    None,
-                    test.output.clone(),
-                    jobs[i].tests[0].expected.clone(),
-                ),
-            };
-            run.insert("input".into(), json_text(input));
-            run.insert("input_after".into(), json_text(input_after));
-            run.insert("result".into(), json_text(result));
-            run.insert("expected".into(), json_text(expected));
+        for (i, ((report, row), (job, id))) in reports
+            .iter()
+            .zip(&rows)
+            .zip(jobs.iter().zip(&ids))
+            .enumerate()
+        {
+            let (run, run_events) = report_rows(p, i, id, row, job, report)?;
             runs.push(run);
-            for event in trace.iter().flat_map(|t| &t.events) {
-                let mut e = Map::new();
-                e.insert("run".into(), Value::from(i as u64));
-                e.insert(p.id.clone(), Value::String(ids[i].clone()));
-                e.insert("step".into(), Value::from(event.step));
-                e.insert("kind".into(), Value::String(event.kind.as_str().into()));
-                e.insert("line".into(), Value::from(event.line));
-                e.insert("depth".into(), Value::from(event.depth));
-                e.insert("func".into(), Value::String(event.func.clone()));
-                e.insert("changed".into(), map_text(&event.changed));
-                e.insert("locals".into(), map_text(&event.locals));
-                e.insert("value".into(), opt_text(&event.value));
-                e.insert("unwound".into(), Value::Bool(event.unwound));
-                e.insert("exc_type".into(), opt_text(&event.exc_type));
-                e.insert("exc_message".into(), opt_text(&event.exc_message));
-                events.push(e);
-            }
+            events.extend(run_events);
         }
         let truncated = runs.iter().filter(|r| !r["truncated"].is_null()).count();
         ctx.note("runs", runs.len());
@@ -349,6 +255,133 @@ impl Stage for Trace {
             &artifact::json_rows_to_typed_table(events, empty_event(&p.id))?,
         )
     }
+}
+
+/// The sandbox job for one input row, and the row's program id. `tw trace`
+/// builds its one job here too, so the command shows what the stage stores.
+pub fn job_for_row(
+    p: &TraceParams,
+    row: &Row,
+    slot: &str,
+    i: usize,
+) -> Result<(String, Job), StageError> {
+    let id = programs::text(
+        row,
+        &p.id,
+        &At {
+            slot,
+            row: i,
+            id: None,
+        },
+    )?;
+    let at = At {
+        slot,
+        row: i,
+        id: Some(&id),
+    };
+    let mut job = Job::new(p.mode.sandbox_mode(), programs::text(row, &p.program, &at)?);
+    if p.mode == ProgramMode::Function {
+        job.entry_point = Some(programs::text(row, &p.entry_point, &at)?);
+    }
+    let mut case = programs::test_case(&p.mode, p.input_format, row, &p.input, &at)?;
+    if let Some(column) = &p.expected {
+        programs::set_expected(&mut case, &p.mode, p.input_format, row, column, &at)?;
+    }
+    job.tests.push(case);
+    job.comparator = p.comparator;
+    job.prelude = p.prelude.clone();
+    job.limits = programs::limits(p.timeout, p.memory_mb);
+    job.trace = Some(p.settings());
+    Ok((id, job))
+}
+
+/// The `runs` row and the `events` rows of run `i`.
+pub fn report_rows(
+    p: &TraceParams,
+    i: usize,
+    id: &str,
+    row: &Row,
+    job: &Job,
+    report: &JobReport,
+) -> Result<(Row, Vec<Row>), StageError> {
+    let test = report
+        .results
+        .first()
+        .ok_or_else(|| StageError::failed(format!("run {i}: the sandbox returned no result")))?;
+    let trace = test
+        .parsed_trace()
+        .map_err(|e| StageError::failed(format!("run {i} ({id}): {e}")))?;
+    let mut run = Map::new();
+    run.insert("run".into(), Value::from(i as u64));
+    run.insert(p.id.clone(), Value::String(id.to_string()));
+    for column in &p.keep {
+        run.insert(
+            column.clone(),
+            row.get(column).cloned().unwrap_or(Value::Null),
+        );
+    }
+    let verdict = test.verdict.as_str();
+    run.insert("verdict".into(), Value::String(verdict.into()));
+    run.insert(
+        "passed".into(),
+        match p.expected {
+            Some(_) => Value::Bool(test.verdict == crate::sandbox::Verdict::Pass),
+            None => Value::Null,
+        },
+    );
+    let output = match p.mode {
+        ProgramMode::Function => test.output_repr.clone(),
+        ProgramMode::Stdio => test
+            .output
+            .as_ref()
+            .and_then(|o| o.as_str().map(String::from)),
+    };
+    run.insert("output".into(), output.map_or(Value::Null, Value::String));
+    run.insert("exc_type".into(), opt_text(&test.exc_type));
+    run.insert("exc_message".into(), opt_text(&test.exc_message));
+    let (steps, truncated) = match &trace {
+        Some(t) => (t.events.len(), t.truncated.clone()),
+        None => (0, None),
+    };
+    run.insert("steps".into(), Value::from(steps as u64));
+    run.insert("truncated".into(), opt_text(&truncated));
+    let (input, input_after, result, expected) = match p.mode {
+        ProgramMode::Function => (
+            test.input.clone(),
+            test.input_after.clone(),
+            test.output.clone(),
+            test.expected.clone(),
+        ),
+        ProgramMode::Stdio => (
+            job.tests[0].stdin.clone().map(Value::String),
+            None,
+            test.output.clone(),
+            job.tests[0].expected.clone(),
+        ),
+    };
+    run.insert("input".into(), json_text(input));
+    run.insert("input_after".into(), json_text(input_after));
+    run.insert("result".into(), json_text(result));
+    run.insert("expected".into(), json_text(expected));
+    let mut events = Vec::new();
+    for event in trace.iter().flat_map(|t| &t.events) {
+        let mut e = Map::new();
+        e.insert("run".into(), Value::from(i as u64));
+        e.insert(p.id.clone(), Value::String(id.to_string()));
+        e.insert("step".into(), Value::from(event.step));
+        e.insert("kind".into(), Value::String(event.kind.as_str().into()));
+        e.insert("line".into(), Value::from(event.line));
+        e.insert("depth".into(), Value::from(event.depth));
+        e.insert("func".into(), Value::String(event.func.clone()));
+        e.insert("changed".into(), map_text(&event.changed));
+        e.insert("locals".into(), map_text(&event.locals));
+        e.insert("value".into(), opt_text(&event.value));
+        e.insert("unwound".into(), Value::Bool(event.unwound));
+        e.insert("exc_type".into(), opt_text(&event.exc_type));
+        e.insert("exc_message".into(), opt_text(&event.exc_message));
+        events.push(e);
+    }
+    Ok((run, events))
 }
 
 /// A tagged value as JSON text (Parquet has no union type).

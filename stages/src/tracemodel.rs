@@ -147,10 +147,19 @@ impl TestView {
         } else {
             match &run.input {
                 // The seed showed its JSON copy of the arguments after the call.
-                Some(v) if compat => (
-                    pyvalue::seed_display(run.input_after.as_ref().unwrap_or(v)),
-                    Vec::new(),
-                ),
+                Some(v) if compat => {
+                    // The TTS harness called `f(test_input)`: runs that
+                    // reproduce it pass the input list as the one argument,
+                    // and the seed displayed that list as it was before the
+                    // call. SFT showed the JSON copy of the arguments after it.
+                    let shown = match (opts.compat, pyvalue::sequence_items(v)) {
+                        (Compat::Tts, Some(items)) if items.len() == 1 => {
+                            pyvalue::seed_display_exact(&items[0])
+                        }
+                        _ => pyvalue::seed_display(run.input_after.as_ref().unwrap_or(v)),
+                    };
+                    (shown, Vec::new())
+                }
                 Some(v) => {
                     let args = pyvalue::sequence_items(v)
                         .map(|items| items.iter().map(|a| cut(&pyvalue::repr(a))).collect())
@@ -173,13 +182,20 @@ impl TestView {
             .expected
             .as_ref()
             .map(|v| show(v, pyvalue::seed_display));
-        let output = run.result.as_ref().map(|v| show(v, pyvalue::seed_repr));
+        let output = run.result.as_ref().map(|v| {
+            // The TTS harness showed the returned object; SFT its JSON copy.
+            let seed_output = match opts.compat {
+                Compat::Tts => pyvalue::seed_repr_exact,
+                _ => pyvalue::seed_repr,
+            };
+            show(v, seed_output)
+        });
         let exception = run
             .exc_type
             .as_ref()
             .map(|t| exception_text(t, run.exc_message.as_deref()));
         let states = match opts.compat {
-            Compat::Off => states_in_order(&run.events, &cut),
+            Compat::Off => states_in_order(&run.events, &cut, opts.stdio),
             c => seed_states(&run.events, c == Compat::Sft),
         };
         let steps = run.events.iter().map(|e| step_view(e, &cut)).collect();
@@ -251,8 +267,8 @@ fn step_view(e: &TraceEvent, cut: &dyn Fn(&str) -> String) -> Step {
 }
 
 /// Default states: inputs, then one state per step that changed variables,
-/// each exception, and the return, numbered in execution order.
-fn states_in_order(events: &[TraceEvent], cut: &dyn Fn(&str) -> String) -> Vec<State> {
+/// each exception, and the return (not a script's), numbered in execution order.
+fn states_in_order(events: &[TraceEvent], cut: &dyn Fn(&str) -> String, stdio: bool) -> Vec<State> {
     let mut states = Vec::new();
     for e in events {
         let (kind, vars, text) = match e.kind {
@@ -278,6 +294,8 @@ fn states_in_order(events: &[TraceEvent], cut: &dyn Fn(&str) -> String) -> Vec<S
                 ),
             ),
             TraceEventKind::Return if e.unwound => continue,
+            // A script's module "returns" None; what it printed is its output.
+            TraceEventKind::Return if stdio && e.func == "<module>" => continue,
             TraceEventKind::Return => ("return", Vec::new(), cut(e.value.as_deref().unwrap_or(""))),
         };
         states.push(State {

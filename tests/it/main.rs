@@ -10,5 +10,6 @@ mod keys;
 mod matrix;
 mod plans;
 mod programs;
+mod prompts;
 mod representations;
 mod scoring;

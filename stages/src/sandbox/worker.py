@@ -417,11 +417,26 @@ def _set_limits(job):
         lim(resource.RLIMIT_CPU, int(math.ceil(cpu)))
 
 
+class EntryPointError(Exception):
+    """The program does not define the function the job calls."""
+
+
+class TestInputError(Exception):
+    """A test's arguments or expected value cannot be read: the row's fault."""
+
+
 def _resolve(g, entry_point):
     # `name`, or `Class.method` (the class is instantiated once, LeetCode style)
     if "." in entry_point:
         cls, meth = entry_point.split(".", 1)
-        return getattr(g[cls](), meth)
+        if cls not in g:
+            raise EntryPointError("the program defines no class `%s`" % cls)
+        obj = g[cls]()
+        if not hasattr(obj, meth):
+            raise EntryPointError("class `%s` has no method `%s`" % (cls, meth))
+        return getattr(obj, meth)
+    if entry_point not in g:
+        raise EntryPointError("the program defines no `%s`" % entry_point)
     return g[entry_point]
 
 
@@ -504,7 +519,10 @@ def child_main(job, w_fd, workdir):
         signal.setitimer(signal.ITIMER_REAL, timeout)
         try:
             if mode == "function":
-                args = _test_args(test)
+                try:
+                    args = _test_args(test)
+                except Exception as e:
+                    raise TestInputError("the test's arguments cannot be read: %s: %s" % _exc(e))
                 if tracer is not None:
                     # Traces are shown with their inputs, as they were before the call.
                     report["input"] = encode(list(args))
