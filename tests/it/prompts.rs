@@ -203,6 +203,32 @@ fn repair_sft_and_cruxeval_prompts() {
 }
 
 #[test]
+fn semcoder_rationale_requests_name_their_tag_and_hide_the_fix() {
+    let p = project();
+    let trace = "\n## Trace \n\n## TESTCASES \n\n\n**TEST1**\n\ninput1=2\n\nexpect_output1=3\n\n\n## EXPLANATION\n\n\n**TEST1_RESULT**\n\n* line 2: __return__=1\n";
+    let rows = [json!({"trace_text": trace, "fix": "def f(x):\n    return x + 1"})];
+    let monologue = render(
+        &p,
+        "mono",
+        "prompts/semcoder_rationale.j2",
+        &rows,
+        json!({}),
+    );
+    let rationale = render(
+        &p,
+        "rat",
+        "prompts/semcoder_rationale.j2",
+        &rows,
+        json!({"variant": "rationale"}),
+    );
+    assert!(monologue[0].contains("[MONOLOGUE]") && !monologue[0].contains("CORRECTED PROGRAM"));
+    assert!(rationale[0].contains("[RATIONALE]") && rationale[0].contains("return x + 1"));
+    let mut text = snapshot_all("semcoder monologue", &monologue, true);
+    text.push_str(&snapshot_all("semcoder rationale", &rationale, true));
+    insta::assert_snapshot!("prompt_semcoder_rationale", text);
+}
+
+#[test]
 fn judge_prompts_show_outputs_and_traces() {
     let p = project();
     let point = [
