@@ -107,17 +107,14 @@ impl Stage for Render {
         let rows = artifact::table_to_json_rows(&table)?;
         ctx.progress().set_total(rows.len() as u64);
         let mut out = Vec::with_capacity(rows.len());
+        // Converted once: every row sees the same constants.
+        let vars = crate::templating::json_value(
+            &serde_json::to_value(&p.vars).map_err(|e| StageError::failed(e.to_string()))?,
+        );
         for (i, row) in rows.into_iter().enumerate() {
-            let mut context = row.clone();
-            context.insert("row".into(), serde_json::Value::Object(row));
-            context.insert(
-                "vars".into(),
-                serde_json::to_value(&p.vars).map_err(|e| StageError::failed(e.to_string()))?,
-            );
+            let row = crate::templating::json_value(&serde_json::Value::Object(row));
             let rendered = template
-                .render(crate::templating::json_value(&serde_json::Value::Object(
-                    context,
-                )))
+                .render(minijinja::context! { row => row.clone(), vars => vars.clone(), ..row })
                 .map_err(|e| StageError::Template {
                     path: main.clone(),
                     message: format!("row {i}: {}", describe(&e)),
