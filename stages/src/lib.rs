@@ -5,6 +5,9 @@
 
 pub mod api;
 pub mod artifact;
+pub mod llm;
+#[cfg(feature = "torch")]
+pub mod model;
 pub mod pyvalue;
 pub mod registry;
 pub mod reply;
@@ -22,6 +25,8 @@ pub mod programs;
 mod render;
 pub mod represent;
 pub mod score;
+#[cfg(feature = "torch")]
+pub mod sft;
 pub mod trace;
 
 #[cfg(feature = "polars")]

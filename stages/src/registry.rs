@@ -39,6 +39,10 @@ impl Registry {
         for kind in ["filter", "select", "sample", "join", "concat"] {
             r.unavailable.insert(kind, "polars");
         }
+        #[cfg(feature = "torch")]
+        r.add::<crate::sft::Sft>();
+        #[cfg(not(feature = "torch"))]
+        r.unavailable.insert("sft", "torch");
         r
     }
 

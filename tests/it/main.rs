@@ -8,6 +8,8 @@ mod errors;
 mod harness;
 mod keys;
 mod matrix;
+#[cfg(feature = "torch")]
+mod models;
 mod plans;
 mod programs;
 mod prompts;

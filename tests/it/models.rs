@@ -1,0 +1,235 @@
+//! The `sft` stage end to end (feature `torch`): a spec fine-tunes a tiny random
+//! model with LoRA and in full, caches the checkpoint, reruns nothing, and
+//! fails clearly on a bad model path or a malformed row. With `TW_SMOLLM2_HF`
+//! (scripts/setup-models.sh) it also fine-tunes the real SmolLM2-135M.
+
+use crate::harness::{Project, status_map};
+use std::path::{Path, PathBuf};
+use tw_stages::llm::{Backend, Message, Prompt, Request, Sampling};
+use tw_stages::model::{Arch, TchBackend, fixture};
+
+const DATA: &str = r#"{"id": 1, "messages": [{"role": "user", "content": "fix the bug"}, {"role": "assistant", "content": "def f ( x ) : return x + 1"}]}
+{"id": 2, "messages": [{"role": "user", "content": "print 1"}, {"role": "assistant", "content": "print ( 1 )"}]}
+{"id": 3, "conversations": null, "messages": [{"role": "system", "content": "a b"}, {"role": "user", "content": "trace line 2"}, {"role": "assistant", "content": "x = 2"}]}
+"#;
+
+fn spec(method: &str, extra: &str) -> String {
+    format!(
+        r#"experiment: tune
+stages:
+  data:
+    kind: load
+    params: {{ path: data/sft.jsonl }}
+  tune:
+    kind: sft
+    inputs: {{ rows: data.rows }}
+    params: {{ model: tiny, method: {method}, max_steps: 6, batch_size: 2, grad_accum: 1,
+              learning_rate: 0.05, warmup_ratio: 0.0, cutoff_len: 64, device: cpu, threads: 1{extra} }}
+"#
+    )
+}
+
+fn project() -> Project {
+    let p = Project::new();
+    fixture::write_tiny_model(&p.path("tiny"), Arch::Llama, 1, true);
+    p.write("data/sft.jsonl", DATA);
+    p
+}
+
+/// The object directory holding the committed checkpoint.
+fn checkpoint(p: &Project) -> PathBuf {
+    p.objects()
+        .into_iter()
+        .map(|o| o.join("checkpoint"))
+        .find(|c| c.is_dir())
+        .expect("a committed checkpoint")
+}
+
+fn rows(p: &Project, spec: &str, target: &str) -> Vec<serde_json::Value> {
+    let ran = p.tw(&["export", spec, target, "--format", "jsonl"]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    ran.stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn lora_sft_writes_a_peft_adapter_and_a_loss_curve_and_reruns_nothing() {
+    let p = project();
+    p.write("lora.yaml", &spec("lora", ", lora_rank: 4"));
+    p.run_ok("lora.yaml");
+    let ck = checkpoint(&p);
+    for f in [
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        "tokenizer.json",
+        "optimizer.safetensors",
+        "trainer_state.json",
+    ] {
+        assert!(ck.join(f).is_file(), "checkpoint lacks {f}");
+    }
+    assert!(!ck.join("model.safetensors").exists());
+    let cfg: serde_json::Value =
+        serde_json::from_str(&fs_err::read_to_string(ck.join("adapter_config.json")).unwrap())
+            .unwrap();
+    assert_eq!(cfg["r"], 4);
+    assert_eq!(
+        cfg["lora_alpha"].as_f64(),
+        Some(8.0),
+        "alpha defaults to 2 x rank"
+    );
+    assert_eq!(cfg["target_modules"].as_array().unwrap().len(), 7);
+
+    let model = rows(&p, "lora.yaml", "tune.model");
+    assert_eq!(model.len(), 1);
+    assert_eq!(model[0]["method"], "lora");
+    assert_eq!(model[0]["steps"], 6);
+    assert_eq!(model[0]["examples"], 3);
+    let loss = rows(&p, "lora.yaml", "tune.loss");
+    assert_eq!(loss.len(), 6);
+    assert_eq!(loss[0]["step"], 1);
+    assert!(loss.iter().all(|r| r["loss"].as_f64().unwrap().is_finite()));
+
+    // The adapter serves generation through the in-process backend.
+    let backend = TchBackend::open(
+        &ck,
+        Some(&p.path("tiny")),
+        "hf",
+        tch::Device::Cpu,
+        tch::Kind::Float,
+        2,
+    )
+    .unwrap();
+    let done = backend
+        .complete(&[Request {
+            prompt: Prompt::Chat(vec![Message {
+                role: "user".into(),
+                content: "fix the bug".into(),
+            }]),
+            sampling: Sampling {
+                max_tokens: 4,
+                ..Sampling::default()
+            },
+        }])
+        .unwrap();
+    assert_eq!(done.len(), 1);
+
+    let statuses = p.statuses("lora.yaml");
+    assert_eq!(status_map(&statuses)["tune"], "cached");
+    // A changed hyperparameter retrains; the base model's bytes are in the key too.
+    p.write("lora.yaml", &spec("lora", ", lora_rank: 2"));
+    assert_eq!(status_map(&p.statuses("lora.yaml"))["tune"], "run");
+    p.write("lora.yaml", &spec("lora", ", lora_rank: 4"));
+    fixture::write_tiny_model(&p.path("tiny"), Arch::Llama, 2, true);
+    assert_eq!(status_map(&p.statuses("lora.yaml"))["tune"], "run");
+}
+
+#[test]
+fn full_sft_writes_a_loadable_model_and_resumes_from_its_checkpoint() {
+    let p = project();
+    p.write("full.yaml", &spec("full", ""));
+    p.run_ok("full.yaml");
+    let ck = checkpoint(&p);
+    assert!(ck.join("model.safetensors").is_file());
+    assert!(ck.join("config.json").is_file());
+    let first = rows(&p, "full.yaml", "tune.loss");
+
+    // Copy the checkpoint out of the cache and continue it to 9 steps.
+    let saved = p.path("saved");
+    copy_dir(&ck, &saved);
+    p.write(
+        "more.yaml",
+        &spec("full", ", resume_from: saved").replace("max_steps: 6", "max_steps: 9"),
+    );
+    p.run_ok("more.yaml");
+    let more = rows(&p, "more.yaml", "tune.loss");
+    assert_eq!(more.len(), 9);
+    // The first six steps are the resumed history, byte for byte.
+    assert_eq!(more[..6], first[..]);
+    let model = rows(&p, "more.yaml", "tune.model");
+    assert_eq!(model[0]["steps"], 9);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs_err::create_dir_all(to).unwrap();
+    for e in fs_err::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        fs_err::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn bad_model_paths_and_rows_are_named() {
+    let p = project();
+    p.write(
+        "bad.yaml",
+        &spec("lora", "").replace("model: tiny", "model: nowhere"),
+    );
+    let ran = p.tw(&["run", "bad.yaml"]);
+    assert_ne!(ran.code, 0);
+    assert!(
+        ran.stderr.contains("nowhere/config.json") && ran.stderr.contains("model"),
+        "{}",
+        ran.stderr
+    );
+
+    p.write(
+        "data/sft.jsonl",
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"role\": \"assistant\", \"content\": \"ok\"}]}\n{\"messages\": [{\"speaker\": \"x\"}]}\n",
+    );
+    p.write("rows.yaml", &spec("lora", ""));
+    let ran = p.tw(&["run", "rows.yaml"]);
+    assert_ne!(ran.code, 0);
+    assert!(
+        ran.stderr.contains("row 1") && ran.stderr.contains("needs `role` and `content`"),
+        "{}",
+        ran.stderr
+    );
+    assert!(p.objects().iter().all(|o| !o.join("checkpoint").exists()));
+}
+
+#[test]
+fn smollm2_lora_sft_runs_on_cpu() {
+    let Some(dir) = std::env::var_os("TW_SMOLLM2_HF").map(PathBuf::from) else {
+        assert!(
+            std::env::var("TW_REQUIRE_MODELS").as_deref() != Ok("1"),
+            "TW_SMOLLM2_HF is not set but TW_REQUIRE_MODELS=1"
+        );
+        eprintln!("skipped: TW_SMOLLM2_HF is not set (scripts/setup-models.sh)");
+        return;
+    };
+    let p = Project::new();
+    p.write(
+        "data/sft.jsonl",
+        r#"{"messages": [{"role": "user", "content": "Fix: def add(a, b): return a - b"}, {"role": "assistant", "content": "def add(a, b):\n    return a + b"}]}
+{"messages": [{"role": "user", "content": "Fix: def neg(x): return x"}, {"role": "assistant", "content": "def neg(x):\n    return -x"}]}
+"#,
+    );
+    p.write(
+        "smol.yaml",
+        &format!(
+            r#"experiment: smol
+stages:
+  data:
+    kind: load
+    params: {{ path: data/sft.jsonl }}
+  tune:
+    kind: sft
+    inputs: {{ rows: data.rows }}
+    params: {{ model: "{}", method: lora, lora_rank: 8, max_steps: 4, batch_size: 2, grad_accum: 1,
+              learning_rate: 0.001, warmup_ratio: 0.0, cutoff_len: 96, device: cpu }}
+"#,
+            dir.display()
+        ),
+    );
+    p.run_ok("smol.yaml");
+    let loss = rows(&p, "smol.yaml", "tune.loss");
+    assert_eq!(loss.len(), 4);
+    let (first, last) = (
+        loss[0]["loss"].as_f64().unwrap(),
+        loss[3]["loss"].as_f64().unwrap(),
+    );
+    // The same two examples every step: the loss must fall.
+    assert!(last < first, "loss {first} -> {last}");
+}
