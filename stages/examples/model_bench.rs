@@ -120,12 +120,15 @@ fn main() {
     if skip != "train" {
         let trainable: BTreeMap<String, Tensor> = if method == "lora" {
             model
-                .attach_lora(LoraConfig {
-                    rank,
-                    alpha: 2.0 * rank as f64,
-                    dropout: 0.0,
-                    targets: ALL_LINEAR.iter().map(|s| s.to_string()).collect(),
-                })
+                .attach_lora(
+                    LoraConfig {
+                        rank,
+                        alpha: 2.0 * rank as f64,
+                        dropout: 0.0,
+                        targets: ALL_LINEAR.iter().map(|s| s.to_string()).collect(),
+                    },
+                    0,
+                )
                 .expect("lora");
             model.lora_tensors()
         } else {

@@ -117,6 +117,7 @@ pub fn tiny_model_dir_with(arch: Arch, seed: i64, unit_embeddings: bool) -> temp
 /// Write a tiny model into `dir` (created if needed).
 pub fn write_tiny_model(dir: &Path, arch: Arch, seed: i64, unit_embeddings: bool) {
     fs_err::create_dir_all(dir).expect("create model dir");
+    let _rng = super::torch_rng_lock();
     tch::manual_seed(seed);
     let model = Transformer::new(tiny_config(arch), Device::Cpu, Kind::Float);
     let mut tensors: BTreeMap<String, Tensor> = model.base.variables().into_iter().collect();

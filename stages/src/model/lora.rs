@@ -4,11 +4,12 @@
 
 use super::ModelError;
 use super::transformer::{LoraPair, Transformer};
+use crate::rng::SplitMix64;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 use tch::Tensor;
-use tch::nn::{self, VarStore};
+use tch::nn::VarStore;
 
 /// The modules LoRA adapts when `target` is `all` (every linear layer but the head,
 /// as LLaMA-Factory's `lora_target: all`).
@@ -111,14 +112,24 @@ impl LoraConfig {
     }
 }
 
+/// A per-module offset for the LoRA init seed, so modules differ.
+fn module_seed(layer: usize, module: &str) -> u64 {
+    let mut h = (layer as u64).wrapping_mul(SplitMix64::GAMMA);
+    for b in module.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3);
+    }
+    h
+}
+
 fn peft_prefix(layer: usize, module: &str) -> String {
     format!("base_model.model.model.layers.{layer}.{module}")
 }
 
 impl Transformer {
-    /// Attach fresh adapters (A random as PEFT's Kaiming-uniform init, B zero, so the
+    /// Attach fresh adapters (A random as PEFT's Kaiming-uniform init, drawn from a
+    /// generator seeded with `seed` rather than libtorch's global one; B zero, so the
     /// model's output is unchanged) and freeze the base weights.
-    pub fn attach_lora(&mut self, config: LoraConfig) -> Result<(), ModelError> {
+    pub fn attach_lora(&mut self, config: LoraConfig, seed: u64) -> Result<(), ModelError> {
         for t in &config.targets {
             if !ALL_LINEAR.contains(&t.as_str()) {
                 return Err(ModelError::Invalid(format!(
@@ -149,14 +160,22 @@ impl Transformer {
                 let fan_in = linear.in_features();
                 // PEFT: kaiming_uniform_(a=sqrt(5)) on A, i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
                 let bound = 1.0 / (fan_in as f64).sqrt();
-                let a = (&p / "lora_A").var(
-                    "weight",
-                    &[config.rank, fan_in],
-                    nn::Init::Uniform {
-                        lo: -bound,
-                        up: bound,
-                    },
-                );
+                let a = (&p / "lora_A").zeros("weight", &[config.rank, fan_in]);
+                let mut rng = SplitMix64::new(seed ^ module_seed(i, module));
+                let values: Vec<f32> = (0..config.rank * fan_in)
+                    .map(|_| {
+                        ((rng.next_u64() >> 40) as f64 / (1u64 << 24) as f64 * 2.0 - 1.0) * bound
+                    })
+                    .map(|v| v as f32)
+                    .collect();
+                tch::no_grad(|| {
+                    let mut a = a.shallow_clone();
+                    a.copy_(
+                        &Tensor::from_slice(&values)
+                            .view([config.rank, fan_in])
+                            .to_device(a.device()),
+                    );
+                });
                 let b = (&p / "lora_B").zeros("weight", &[linear.out_features(), config.rank]);
                 linear.lora = Some(LoraPair {
                     a,
@@ -181,7 +200,8 @@ impl Transformer {
     /// Load a PEFT adapter directory into freshly attached adapters.
     pub fn load_lora(&mut self, dir: &Path) -> Result<(), ModelError> {
         let (config, _) = LoraConfig::from_peft_json(&dir.join("adapter_config.json"))?;
-        self.attach_lora(config)?;
+        // The values are overwritten below; the seed does not matter.
+        self.attach_lora(config, 0)?;
         let file = dir.join("adapter_model.safetensors");
         let tensors = Tensor::read_safetensors(&file).map_err(|e| ModelError::Checkpoint {
             path: file.clone(),

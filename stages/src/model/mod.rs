@@ -73,6 +73,17 @@ pub fn guard<T>(f: impl FnOnce() -> Result<T, ModelError>) -> Result<T, ModelErr
     }
 }
 
+static TORCH_RNG: Mutex<()> = Mutex::new(());
+
+/// Held by whatever draws from libtorch's global random generator (training's
+/// dropout, random initialisation), so concurrent users cannot change each
+/// other's draws and a seeded run stays reproducible.
+pub fn torch_rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    TORCH_RNG
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// The useful part of a libtorch panic: `tch` panics with the Debug form of its
 /// error (`called `Result::unwrap()` on an `Err` value: Torch("...\nframe #0: ...")`),
 /// whose C++ stack frames say nothing to a user.

@@ -249,6 +249,9 @@ impl Trainer<'_> {
         stop_after: Option<i64>,
         mut on_step: impl FnMut(&StepLog),
     ) -> Result<TrainOutcome, ModelError> {
+        // Dropout draws from libtorch's one global generator; another training (or
+        // a test) using it meanwhile would change this run's draws.
+        let _rng = super::torch_rng_lock();
         let cfg = self.config.clone();
         if self.examples.is_empty() {
             return Err(ModelError::Invalid("no training examples".into()));
@@ -258,9 +261,7 @@ impl Trainer<'_> {
                 .lora
                 .clone()
                 .ok_or_else(|| ModelError::Invalid("method lora needs a LoRA config".into()))?;
-            // The adapters' random init depends only on the seed.
-            tch::manual_seed(cfg.seed as i64);
-            self.model.attach_lora(lora)?;
+            self.model.attach_lora(lora, cfg.seed)?;
         }
         let trainable: BTreeMap<String, Tensor> = match cfg.method {
             Method::Full => self.model.base.variables().into_iter().collect(),

@@ -34,14 +34,7 @@ pub struct LoraPair {
 impl Linear {
     fn new(p: nn::Path, inputs: i64, outputs: i64, bias: bool, std: f64) -> Self {
         Linear {
-            weight: p.var(
-                "weight",
-                &[outputs, inputs],
-                nn::Init::Randn {
-                    mean: 0.0,
-                    stdev: std,
-                },
-            ),
+            weight: p.var("weight", &[outputs, inputs], init(std)),
             bias: bias.then(|| p.zeros("bias", &[outputs])),
             lora: None,
         }
@@ -133,6 +126,19 @@ pub struct Transformer {
     inv_freq: Tensor,
 }
 
+/// Normal(0, std) weights; std 0 means zeros, for variables a checkpoint fills
+/// (no work, and no draw from libtorch's global generator).
+fn init(std: f64) -> nn::Init {
+    if std == 0.0 {
+        nn::Init::Const(0.0)
+    } else {
+        nn::Init::Randn {
+            mean: 0.0,
+            stdev: std,
+        }
+    }
+}
+
 fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Tensor {
     // HF computes the statistics in f32 and casts back before the weight.
     let kind = x.kind();
@@ -151,20 +157,18 @@ fn rotate_half(x: &Tensor) -> Tensor {
 
 impl Transformer {
     /// A model with freshly initialised weights (normal, std 0.02; norms at one).
+    /// Draws from libtorch's global generator: hold [`super::torch_rng_lock`].
     pub fn new(config: ModelConfig, device: Device, kind: Kind) -> Self {
+        Self::with_init(config, device, kind, 0.02)
+    }
+
+    fn with_init(config: ModelConfig, device: Device, kind: Kind, std: f64) -> Self {
         let mut base = VarStore::new(device);
         let root = base.root();
         let c = &config;
-        let std = 0.02;
         let model = &root / "model";
-        let embed_tokens = (&model / "embed_tokens").var(
-            "weight",
-            &[c.vocab_size, c.hidden_size],
-            nn::Init::Randn {
-                mean: 0.0,
-                stdev: std,
-            },
-        );
+        let embed_tokens =
+            (&model / "embed_tokens").var("weight", &[c.vocab_size, c.hidden_size], init(std));
         let q = c.num_heads * c.head_dim;
         let kv = c.num_kv_heads * c.head_dim;
         let layers = (0..c.num_layers)
@@ -205,16 +209,8 @@ impl Transformer {
             })
             .collect();
         let norm = (&model / "norm").ones("weight", &[c.hidden_size]);
-        let lm_head = (!c.tie_word_embeddings).then(|| {
-            (&root / "lm_head").var(
-                "weight",
-                &[c.vocab_size, c.hidden_size],
-                nn::Init::Randn {
-                    mean: 0.0,
-                    stdev: std,
-                },
-            )
-        });
+        let lm_head = (!c.tie_word_embeddings)
+            .then(|| (&root / "lm_head").var("weight", &[c.vocab_size, c.hidden_size], init(std)));
         let inv_freq = Tensor::from_slice(&config.rope_inv_freq())
             .to_kind(Kind::Float)
             .to_device(device);
@@ -237,7 +233,7 @@ impl Transformer {
     /// `model.safetensors.index.json`).
     pub fn load(dir: &Path, device: Device, kind: Kind) -> Result<Self, ModelError> {
         let config = ModelConfig::from_dir(dir)?;
-        let model = Transformer::new(config, device, kind);
+        let model = Transformer::with_init(config, device, kind, 0.0);
         super::weights::load_into(&model.base, dir, model.config.tie_word_embeddings)?;
         Ok(model)
     }
