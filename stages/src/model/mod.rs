@@ -52,7 +52,11 @@ pub enum ModelError {
 /// Run libtorch work, turning a panic inside `tch` into an error that says what
 /// happened (out-of-memory gets its own variant and a hint).
 pub fn guard<T>(f: impl FnOnce() -> Result<T, ModelError>) -> Result<T, ModelError> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+    quiet_guarded_panics();
+    let was = IN_GUARD.with(|g| g.replace(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    IN_GUARD.with(|g| g.set(was));
+    match result {
         Ok(r) => r,
         Err(payload) => {
             let message = payload
@@ -71,6 +75,26 @@ pub fn guard<T>(f: impl FnOnce() -> Result<T, ModelError>) -> Result<T, ModelErr
             }
         }
     }
+}
+
+thread_local! {
+    /// Set while this thread runs inside [`guard`], whose caller reports the panic.
+    static IN_GUARD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Install, once, a panic hook that stays silent for panics [`guard`] catches:
+/// libtorch's message with its C++ stack would otherwise be printed before the
+/// clean error. Every other panic goes to the hook that was there before.
+fn quiet_guarded_panics() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_GUARD.with(|g| g.get()) {
+                previous(info);
+            }
+        }));
+    });
 }
 
 static TORCH_RNG: Mutex<()> = Mutex::new(());
