@@ -192,18 +192,10 @@ impl SftParams {
     }
 }
 
-/// Files of a model directory that define it (config, tokenizer, weights).
+/// Files of a model directory that define it (config, tokenizer, weights,
+/// trainer state); none when it cannot be read.
 pub fn model_files(dir: &Path) -> Vec<String> {
-    let Ok(entries) = fs_err::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut names: Vec<String> = entries
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".json") || n.ends_with(".safetensors"))
-        .collect();
-    names.sort();
-    names
+    model::model_files(dir).unwrap_or_default()
 }
 
 /// Messages of one row: `[{role, content}]`, or ShareGPT `[{from, value}]`.
@@ -302,30 +294,14 @@ impl Stage for Sft {
                 }
             }
         }
-        for (field, value) in [("device", &p.device), ("dtype", &p.dtype)] {
-            let ok = match field {
-                "device" => {
-                    ["auto", "cpu", "cuda", "gpu"].contains(&value.as_str())
-                        || value
-                            .strip_prefix("cuda:")
-                            .is_some_and(|n| n.parse::<u32>().is_ok())
-                }
-                _ => [
-                    "auto", "f32", "float32", "bf16", "bfloat16", "f16", "float16",
-                ]
-                .contains(&value.as_str()),
-            };
-            if !ok {
-                out.push(
-                    Problem::at(field, format!("unknown {field} `{value}`")).help(
-                        if field == "device" {
-                            "auto, cpu, cuda or cuda:N"
-                        } else {
-                            "auto, f32, bf16 or f16"
-                        },
-                    ),
-                );
-            }
+        if !model::is_device_name(&p.device) {
+            out.push(
+                Problem::at("device", format!("unknown device `{}`", p.device))
+                    .help("auto, cpu, cuda or cuda:N"),
+            );
+        }
+        if let Err(e) = model::parse_kind(&p.dtype, tch::Device::Cpu) {
+            out.push(Problem::at("dtype", e.to_string()));
         }
         out
     }
@@ -416,12 +392,13 @@ impl Stage for Sft {
             }
         }
         let pad_id = codec.pad_id;
+        let example_count = examples.len();
         let progress = ctx.progress();
         let outcome = model::guard(|| {
             let mut trainer = Trainer {
                 model: &mut net,
                 config: cfg.clone(),
-                examples: examples.clone(),
+                examples: std::mem::take(&mut examples),
                 pad_id,
             };
             trainer.train(resume.as_deref(), None, |s| {
@@ -446,7 +423,7 @@ impl Stage for Sft {
             "base_model": p.model,
             "steps": outcome.optimizer.step,
             "final_loss": final_loss,
-            "examples": examples.len(),
+            "examples": example_count,
             "skipped": skipped,
             "trained_tokens": trained,
             "fingerprint": fingerprint,

@@ -88,16 +88,33 @@ pub fn generate_batch(
     let mut logits = model.logits(&hidden.select(1, longest as i64 - 1));
 
     while rows.iter().any(|r| r.finish.is_none()) {
-        let last = logits.to_kind(Kind::Float).to_device(Device::Cpu);
+        // Greedy batches need one id per row, not the whole vocabulary on the host.
+        let all_greedy = rows.iter().all(|r| r.sampling.temperature <= 0.0);
+        let (last, greedy) = if all_greedy {
+            let ids = logits.argmax(-1, false).to_device(Device::Cpu);
+            let ids = Vec::<i64>::try_from(&ids)
+                .map_err(|e| ModelError::Invalid(format!("logits: {e}")))?;
+            (None, ids)
+        } else {
+            (
+                Some(logits.to_kind(Kind::Float).to_device(Device::Cpu)),
+                Vec::new(),
+            )
+        };
         let mut step = Vec::with_capacity(b);
         for (i, row) in rows.iter_mut().enumerate() {
             if row.finish.is_some() {
                 step.push(codec.pad_id);
                 continue;
             }
-            let scores: Vec<f32> = Vec::<f32>::try_from(last.get(i as i64))
-                .map_err(|e| ModelError::Invalid(format!("logits: {e}")))?;
-            let token = sample(&scores, row.sampling, &mut row.rng);
+            let token = match &last {
+                None => greedy[i],
+                Some(last) => {
+                    let scores: Vec<f32> = Vec::<f32>::try_from(last.get(i as i64))
+                        .map_err(|e| ModelError::Invalid(format!("logits: {e}")))?;
+                    sample(&scores, row.sampling, &mut row.rng)
+                }
+            };
             step.push(token);
             if codec.eos_ids.contains(&token) {
                 row.finish = Some(FinishReason::Stop);

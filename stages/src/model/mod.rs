@@ -127,6 +127,14 @@ fn torch_message(panic: &str) -> String {
 }
 
 /// `auto` (CUDA when present), `cpu`, `cuda` or `cuda:N`.
+/// Whether `spec` names a device [`parse_device`] understands (available or not).
+pub fn is_device_name(spec: &str) -> bool {
+    matches!(spec, "auto" | "cpu" | "cuda" | "gpu")
+        || spec
+            .strip_prefix("cuda:")
+            .is_some_and(|n| n.parse::<usize>().is_ok())
+}
+
 pub fn parse_device(spec: &str) -> Result<Device, ModelError> {
     match spec {
         "auto" => Ok(Device::cuda_if_available()),
@@ -220,18 +228,25 @@ pub fn open_model(
     })
 }
 
+/// The JSON and safetensors files of a model directory, sorted.
+pub fn model_files(dir: &Path) -> Result<Vec<String>, ModelError> {
+    let mut names: Vec<String> = fs_err::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json") || n.ends_with(".safetensors"))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
 /// blake3 over a model directory's config, tokenizer and weight files: the
 /// model's identity for caches.
 pub fn fingerprint(dirs: &[&Path]) -> Result<String, ModelError> {
     let mut h = blake3::Hasher::new();
     for dir in dirs {
-        let mut names: Vec<String> = fs_err::read_dir(dir)?
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".json") || n.ends_with(".safetensors"))
-            .filter(|n| n != "trainer_state.json" && n != "optimizer.safetensors")
-            .collect();
-        names.sort();
+        let names = model_files(dir)?
+            .into_iter()
+            .filter(|n| n != "trainer_state.json" && n != "optimizer.safetensors");
         for n in names {
             h.update(n.as_bytes());
             h.update_reader(fs_err::File::open(dir.join(&n))?)?;

@@ -236,7 +236,13 @@ pub struct TrainOutcome {
 
 impl Trainer<'_> {
     fn steps_per_epoch(&self) -> i64 {
-        let seqs = epoch_sequences(&self.examples, &self.config, 0).len();
+        // Packing changes the number of sequences (not with the epoch: the same
+        // examples fill the blocks); padding keeps one per example.
+        let seqs = if self.config.packing {
+            epoch_sequences(&self.examples, &self.config, 0).len()
+        } else {
+            self.examples.len()
+        };
         let micro = seqs.div_ceil(self.config.batch_size.max(1));
         micro.div_ceil(self.config.grad_accum.max(1)).max(1) as i64
     }
