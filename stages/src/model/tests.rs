@@ -465,3 +465,31 @@ fn allocation_failures_become_out_of_memory_errors_with_a_hint() {
         "{msg}"
     );
 }
+
+#[test]
+fn bf16_training_keeps_bf16_weights_and_f32_optimizer_state() {
+    let dir = tiny_model_dir(Arch::Llama, 10);
+    let (examples, codec) = tiny_examples(dir.path());
+    let mut model = Transformer::load(dir.path(), Device::Cpu, Kind::BFloat16).expect("load");
+    let out = Trainer {
+        model: &mut model,
+        config: config(Method::Full, 20, 1e-2),
+        examples,
+        pad_id: codec.pad_id,
+    }
+    .train(None, None, |_| {})
+    .expect("train");
+    let (first, last) = (epoch_loss(&out.log[..2]), epoch_loss(&out.log[18..]));
+    assert!(last < first * 0.7, "loss {first} -> {last}");
+    assert!(
+        model
+            .base
+            .variables()
+            .values()
+            .all(|v| v.kind() == Kind::BFloat16)
+    );
+    let state = out.optimizer.state_tensors();
+    // Moments and an f32 master copy for every bf16 parameter.
+    assert!(state.keys().any(|k| k.starts_with("master.")));
+    assert!(state.values().all(|t| t.kind() == Kind::Float));
+}
