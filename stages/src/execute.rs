@@ -39,7 +39,11 @@
 //!   repr or the printed text), `exc_type`, `exc_message`.
 //! - `summary`: one row per candidate: `candidate`, the problem, `tests`,
 //!   `passed`, `pass` (every test passed; false for a problem without tests),
-//!   `first_failure` (test index), `first_verdict`.
+//!   `first_failure` (test index), `first_verdict`, and `label`: `correct`
+//!   (every test passed), `timeout` (a test timed out), `crash` (a test
+//!   raised, ran out of memory or output, or the program does not parse),
+//!   `wrong_answer` (every failure is a wrong answer: the study's "buggy"
+//!   programs), or `no_tests`.
 //!
 //! # Caching
 //! Limits and the comparator are params, so they are in the key, as is the
@@ -121,7 +125,7 @@ impl ExecuteParams {
 
 impl Stage for Execute {
     const KIND: &'static str = "execute";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     type Params = ExecuteParams;
 
     fn doc() -> String {
@@ -296,6 +300,7 @@ impl Stage for Execute {
                 "first_verdict".into(),
                 first.map_or(Value::Null, |r| Value::String(r.verdict.as_str().into())),
             );
+            row.insert("label".into(), Value::String(label(&report.results).into()));
             summary.push(row);
         }
         let without_tests = reports.iter().filter(|r| r.results.is_empty()).count();
@@ -322,6 +327,32 @@ impl Stage for Execute {
 struct Suite {
     cases: Vec<TestCase>,
     entry_point: Option<String>,
+}
+
+/// The study's verification label of one candidate.
+pub fn label(results: &[crate::sandbox::TestReport]) -> &'static str {
+    if results.is_empty() {
+        return "no_tests";
+    }
+    let mut wrong = false;
+    let mut crash = false;
+    for r in results {
+        match r.verdict {
+            Verdict::Pass | Verdict::Skipped => {}
+            Verdict::Timeout => return "timeout",
+            Verdict::WrongAnswer => wrong = true,
+            Verdict::RuntimeError
+            | Verdict::Memory
+            | Verdict::SyntaxError
+            | Verdict::OutputLimit
+            | Verdict::SandboxError => crash = true,
+        }
+    }
+    match (crash, wrong) {
+        (true, _) => "crash",
+        (false, true) => "wrong_answer",
+        (false, false) => "correct",
+    }
 }
 
 fn text_or_null(v: Option<String>) -> Value {
@@ -362,5 +393,6 @@ fn empty_summary(problem: &str) -> Row {
     r.insert("pass".into(), Value::Bool(false));
     r.insert("first_failure".into(), Value::from(0u64));
     r.insert("first_verdict".into(), Value::String(String::new()));
+    r.insert("label".into(), Value::String(String::new()));
     r
 }

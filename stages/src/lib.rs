@@ -5,10 +5,12 @@
 
 pub mod api;
 pub mod artifact;
+pub mod embed;
 pub mod llm;
 #[cfg(feature = "torch")]
 pub mod model;
 pub mod pyvalue;
+mod reasoning_tasks;
 pub mod registry;
 pub mod reply;
 pub mod rng;
@@ -19,8 +21,14 @@ pub mod tokens;
 pub mod tracemodel;
 pub mod value;
 
+mod decontaminate;
 mod execute;
+mod export_sft;
+mod failing_tests;
 mod load;
+mod load_benchmark;
+mod load_samples;
+mod mine_pairs;
 pub mod programs;
 mod render;
 pub mod represent;

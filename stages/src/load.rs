@@ -148,6 +148,20 @@ impl Stage for Load {
     }
 }
 
+/// JSON rows of a JSONL or JSON file (by extension, `.gz` too), for the
+/// stages that read a benchmark's own format.
+pub(crate) fn read_rows(path: &Path, on_error: OnError) -> Result<(Vec<Row>, u64), StageError> {
+    match detect(&path.to_string_lossy()) {
+        Some(Format::Json) => read_json(path, on_error, usize::MAX),
+        Some(Format::Jsonl) | None => read_jsonl(path, on_error, usize::MAX),
+        Some(other) => Err(bad(
+            path,
+            1,
+            format!("expected JSONL or JSON, not {other:?}").to_lowercase(),
+        )),
+    }
+}
+
 fn detect(path: &str) -> Option<Format> {
     let lower = path.to_ascii_lowercase();
     let stem = lower.strip_suffix(".gz").unwrap_or(&lower);

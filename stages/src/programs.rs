@@ -48,6 +48,9 @@ pub enum CellFormat {
     /// Python literal source: the arguments as written in a call
     /// (`[3, 5], 2`), evaluated with `ast.literal_eval` in the sandbox.
     Python,
+    /// The sandbox's tagged JSON (`load_benchmark`'s tests): exact for
+    /// tuples, sets, dicts with any keys, big ints, NaN and infinities.
+    Tagged,
 }
 
 /// Program shape and limits shared by the running stages.
@@ -226,6 +229,19 @@ pub fn test_case(
                     ..TestCase::default()
                 })
             }
+            CellFormat::Tagged => {
+                let args = json_cell(cell, column, at)?;
+                if crate::pyvalue::sequence_items(&args).is_none() {
+                    return Err(at.error(
+                        column,
+                        "function arguments must be a tagged JSON list (`[arg1, arg2]`)",
+                    ));
+                }
+                Ok(TestCase {
+                    args: Some(args),
+                    ..TestCase::default()
+                })
+            }
         },
     }
 }
@@ -262,6 +278,11 @@ pub fn set_expected(
                     format!("expected Python source text, found {}", kind_of(&other)),
                 ));
             }
+        },
+        // A missing cell is no expectation; Python's `None` is the text `null`.
+        CellFormat::Tagged => match cell {
+            Value::Null => {}
+            cell => case.expected = Some(json_cell(cell, column, at)?),
         },
     }
     Ok(())

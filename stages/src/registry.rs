@@ -22,6 +22,13 @@ impl Registry {
             unavailable: BTreeMap::new(),
         };
         r.add::<crate::load::Load>();
+        r.add::<crate::load_benchmark::LoadBenchmark>();
+        r.add::<crate::load_samples::LoadSamples>();
+        r.add::<crate::mine_pairs::MinePairs>();
+        r.add::<crate::failing_tests::FailingTests>();
+        r.add::<crate::export_sft::ExportSft>();
+        r.add::<crate::decontaminate::Decontaminate>();
+        r.add::<crate::reasoning_tasks::ReasoningTasks>();
         r.add::<crate::render::Render>();
         r.add::<crate::score::Score>();
         r.add::<crate::execute::Execute>();

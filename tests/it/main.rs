@@ -4,6 +4,7 @@
 // Test helpers panic on unexpected failures by design.
 #![allow(clippy::unwrap_used)]
 mod cache;
+mod dataset;
 mod errors;
 mod harness;
 mod keys;

@@ -6,11 +6,13 @@
 //! - [`generate`]: batched KV-cache generation; [`TchBackend`] serves it as an
 //!   [`crate::llm::Backend`].
 //! - [`train`], [`optim`]: full and LoRA fine-tuning with resumable state.
+//! - [`bert`]: BERT/RoBERTa encoders as code embedders for `mine_pairs`.
 //!
 //! libtorch calls that fail (a CUDA out-of-memory, a shape error) panic inside
 //! `tch`; the entry points the stages call ([`guard`]) turn those panics into
 //! [`ModelError`]s.
 
+pub mod bert;
 pub mod config;
 pub mod fixture;
 pub mod generate;
