@@ -38,7 +38,7 @@
 
 use crate::api::{InputSlot, Problem, RunCtx, Stage, StageError, module_doc};
 use crate::artifact;
-use crate::programs::Row;
+use crate::programs::cell_text;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -127,10 +127,11 @@ impl Stage for Decontaminate {
                 });
             }
             for row in &bench_rows {
-                let name = text(row, "benchmark").unwrap_or_else(|| format!("benchmarks[{b}]"));
-                let task = text(row, "task_id").unwrap_or_default();
+                let name =
+                    cell_text(row, "benchmark").unwrap_or_else(|| format!("benchmarks[{b}]"));
+                let task = cell_text(row, "task_id").unwrap_or_default();
                 for column in &present {
-                    let Some(body) = text(row, column) else {
+                    let Some(body) = cell_text(row, column) else {
                         continue;
                     };
                     let words = words(&body);
@@ -149,7 +150,7 @@ impl Stage for Decontaminate {
         for (i, row) in rows.iter().enumerate() {
             let mut hit = None;
             'columns: for column in &p.columns {
-                let Some(body) = text(row, column) else {
+                let Some(body) = cell_text(row, column) else {
                     continue;
                 };
                 let words = words(&body);
@@ -198,14 +199,6 @@ impl Stage for Decontaminate {
             "removed",
             &artifact::json_rows_to_typed_table(removed, template)?,
         )
-    }
-}
-
-fn text(row: &Row, key: &str) -> Option<String> {
-    match row.get(key) {
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(Value::Number(n)) => Some(n.to_string()),
-        _ => None,
     }
 }
 

@@ -14,7 +14,7 @@ pub trait Embedder {
     /// A stable name for the cache key and the artifact.
     fn identity(&self) -> String;
     /// One L2-normalised vector per text, in order.
-    fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, StageError>;
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, StageError>;
 }
 
 /// The dot product of two unit vectors: their cosine similarity.
@@ -45,7 +45,7 @@ impl Embedder for Lexical {
         format!("lexical-v1-{}", self.dims)
     }
 
-    fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, StageError> {
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, StageError> {
         Ok(texts.iter().map(|t| self.embed_one(t)).collect())
     }
 }
@@ -139,9 +139,7 @@ mod tests {
     use super::*;
 
     fn sim(a: &str, b: &str) -> f32 {
-        let e = Lexical::default()
-            .embed(&[a.to_string(), b.to_string()])
-            .unwrap();
+        let e = Lexical::default().embed(&[a, b]).unwrap();
         cosine(&e[0], &e[1])
     }
 

@@ -116,10 +116,8 @@ fn default_timeout() -> f64 {
 
 impl ExecuteParams {
     fn comparator(&self) -> Comparator {
-        self.comparator.unwrap_or(match self.mode {
-            ProgramMode::Function => Comparator::Exact,
-            ProgramMode::Stdio => Comparator::LcbStdio,
-        })
+        self.comparator
+            .unwrap_or_else(|| self.mode.default_comparator())
     }
 }
 
@@ -177,33 +175,28 @@ impl Stage for Execute {
             programs::require_column(&tests, "tests", expected, "expected")?;
         }
 
-        // Each problem's test cases, built once and shared by its candidates.
-        let mut by_problem: BTreeMap<String, Suite> = BTreeMap::new();
-        for (i, row) in tests.iter().enumerate() {
-            let problem = programs::text(
-                row,
-                &p.problem,
-                &At {
-                    slot: "tests",
-                    row: i,
-                    id: None,
-                },
-            )?;
-            let at = At {
-                slot: "tests",
-                row: i,
-                id: Some(&problem),
-            };
-            let mut case = programs::test_case(&p.mode, p.input_format, row, &p.input, &at)?;
-            if let Some(expected) = &p.expected {
-                programs::set_expected(&mut case, &p.mode, p.expected_format, row, expected, &at)?;
-            }
-            let suite = by_problem.entry(problem).or_default();
-            suite.cases.push(case);
-            if suite.entry_point.is_none() {
-                suite.entry_point = programs::optional_text(row, &p.entry_point);
-            }
-        }
+        let suites = programs::test_suites(
+            &tests,
+            &p.mode,
+            &programs::TestColumns {
+                problem: &p.problem,
+                input: &p.input,
+                input_format: p.input_format,
+                expected: p.expected.as_deref(),
+                expected_format: p.expected_format,
+            },
+        )?;
+        // A problem's entry point, when its test rows name one.
+        let by_problem: BTreeMap<String, Suite> = suites
+            .into_iter()
+            .map(|(problem, cases)| {
+                let entry_point = cases
+                    .iter()
+                    .find_map(|(row, _)| programs::optional_text(&tests[*row], &p.entry_point));
+                let cases = cases.into_iter().map(|(_, case)| case).collect();
+                (problem, Suite { cases, entry_point })
+            })
+            .collect();
 
         let mut jobs = Vec::with_capacity(candidates.len());
         let mut keys = Vec::with_capacity(candidates.len());

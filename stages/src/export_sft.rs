@@ -55,7 +55,7 @@
 
 use crate::api::{FileDep, InputSlot, PlanEnv, Problem, RunCtx, Stage, StageError, module_doc};
 use crate::artifact;
-use crate::programs::Row;
+use crate::programs::{Row, cell_text};
 use crate::tokens::Tokenizer;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -214,7 +214,7 @@ impl Stage for ExportSft {
             crate::programs::require_column(&rows, "traces", "trace_text", "trace_text")?;
             let texts = rows
                 .iter()
-                .filter_map(|r| Some((cell(r, &p.id)?, cell(r, "trace_text")?)))
+                .filter_map(|r| Some((cell_text(r, &p.id)?, cell_text(r, "trace_text")?)))
                 .collect();
             by_format.push((name.clone(), texts));
         }
@@ -235,8 +235,8 @@ impl Stage for ExportSft {
                       variant: &str|
          -> Result<Value, StageError> {
             let ctx_row = json!({
-                "program": cell(row, "buggy").unwrap_or_default(),
-                "fix": cell(row, "patch").unwrap_or_default(),
+                "program": cell_text(row, "buggy").unwrap_or_default(),
+                "fix": cell_text(row, "patch").unwrap_or_default(),
                 "trace_text": trace.unwrap_or_default(),
             });
             let vars = json!({ "naive": naive, "variant": variant });
@@ -270,7 +270,7 @@ impl Stage for ExportSft {
         let mut too_long = 0u64;
         let mut records: Vec<(usize, Vec<(Value, usize)>)> = Vec::new();
         'pairs: for (i, pair) in pairs.iter().enumerate() {
-            let id = cell(pair, &p.id).unwrap_or_default();
+            let id = cell_text(pair, &p.id).unwrap_or_default();
             let mut rendered = Vec::with_capacity(formats.len());
             for (_, variant, source) in &formats {
                 let trace = match source {
@@ -318,7 +318,7 @@ impl Stage for ExportSft {
                         continue;
                     }
                     let (messages, tokens) = &rendered[f];
-                    let uuid = cell(pair, &p.id).unwrap_or_default();
+                    let uuid = cell_text(pair, &p.id).unwrap_or_default();
                     let sim = pair.get("similarity").cloned().unwrap_or(Value::Null);
                     let record = json!({
                         "messages": messages,
@@ -404,13 +404,5 @@ impl Stage for ExportSft {
             "summary",
             &artifact::json_rows_to_typed_table(summary, template_summary)?,
         )
-    }
-}
-
-fn cell(row: &Row, key: &str) -> Option<String> {
-    match row.get(key) {
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(Value::Number(n)) => Some(n.to_string()),
-        _ => None,
     }
 }

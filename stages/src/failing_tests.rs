@@ -47,7 +47,6 @@ use crate::rng::SplitMix64;
 use crate::sandbox::{Comparator, Job, TestCase, TestReport, Verdict};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use std::collections::BTreeMap;
 
 pub struct FailingTests;
 
@@ -123,30 +122,18 @@ impl Stage for FailingTests {
             programs::require_column(&tests, "tests", column, column)?;
         }
         // Each problem's tests: the rows (to copy into the output) and their cases.
-        let mut suites: BTreeMap<String, Vec<(usize, TestCase)>> = BTreeMap::new();
-        for (i, row) in tests.iter().enumerate() {
-            let task = programs::text(
-                row,
-                "task_id",
-                &At {
-                    slot: "tests",
-                    row: i,
-                    id: None,
-                },
-            )?;
-            let at = At {
-                slot: "tests",
-                row: i,
-                id: Some(&task),
-            };
-            let mut case = programs::test_case(&p.mode, p.input_format, row, "input", &at)?;
-            programs::set_expected(&mut case, &p.mode, p.expected_format, row, "expected", &at)?;
-            suites.entry(task).or_default().push((i, case));
-        }
-        let comparator = p.comparator.unwrap_or(match p.mode {
-            ProgramMode::Function => Comparator::Exact,
-            ProgramMode::Stdio => Comparator::LcbStdio,
-        });
+        let suites = programs::test_suites(
+            &tests,
+            &p.mode,
+            &programs::TestColumns {
+                problem: "task_id",
+                input: "input",
+                input_format: p.input_format,
+                expected: Some("expected"),
+                expected_format: p.expected_format,
+            },
+        )?;
+        let comparator = p.comparator.unwrap_or_else(|| p.mode.default_comparator());
         let mut jobs = Vec::with_capacity(pairs.len() * 2);
         for (i, pair) in pairs.iter().enumerate() {
             let id = programs::text(

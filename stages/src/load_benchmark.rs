@@ -82,7 +82,7 @@ use crate::api::{
 };
 use crate::artifact;
 use crate::load::OnError;
-use crate::programs::{self, Row};
+use crate::programs::{self, Row, cell_text};
 use crate::sandbox::{Comparator, Job, Mode, TestCase, Verdict};
 use crate::scoring::{self, Benchmark};
 use serde::{Deserialize, Serialize};
@@ -256,7 +256,7 @@ impl Stage for LoadBenchmark {
                 break;
             }
             match parse_row(p, row, &path, i) {
-                Ok(Some(parsed)) => loaded.push(parsed),
+                Ok(Some(parsed)) => loaded.problems.push(parsed),
                 Ok(None) => loaded.filtered += 1,
                 Err(e) if p.on_error == OnError::Skip => {
                     skipped += 1;
@@ -362,10 +362,6 @@ struct Loaded {
 const MAX_REASONS: usize = 20;
 
 impl Loaded {
-    fn push(&mut self, p: Parsed) {
-        self.problems.push(p);
-    }
-
     fn note_drop(&mut self, reason: String) {
         if self.drop_reasons.len() < MAX_REASONS {
             self.drop_reasons.push(reason);
@@ -395,10 +391,10 @@ impl Loaded {
                 let mut row = Map::new();
                 row.insert("task_id".into(), Value::String(p.task_id.clone()));
                 row.insert("test".into(), Value::from(n));
-                row.insert("input".into(), cell_text(input, p.stdio));
+                row.insert("input".into(), stored_cell(input, p.stdio));
                 row.insert(
                     "expected".into(),
-                    expected.map_or(Value::Null, |e| cell_text(e, p.stdio)),
+                    expected.map_or(Value::Null, |e| stored_cell(e, p.stdio)),
                 );
                 row.insert("public".into(), Value::Bool(public));
                 row.insert("suite".into(), Value::String(suite.into()));
@@ -429,7 +425,7 @@ impl Loaded {
 }
 
 /// Stdin texts stay text; tagged values are stored as their JSON text.
-fn cell_text(v: Value, stdio: bool) -> Value {
+fn stored_cell(v: Value, stdio: bool) -> Value {
     match v {
         Value::String(s) if stdio => Value::String(s),
         other => Value::String(other.to_string()),
@@ -468,14 +464,6 @@ fn test_template() -> Row {
     r
 }
 
-fn field(row: &Row, key: &str) -> Option<String> {
-    match row.get(key) {
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(Value::Number(n)) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
 /// A JSON list given as a value or as JSON text.
 fn list(row: &Row, key: &str) -> Result<Vec<Value>, String> {
     match row.get(key) {
@@ -490,7 +478,7 @@ fn list(row: &Row, key: &str) -> Result<Vec<Value>, String> {
 }
 
 fn required(row: &Row, key: &str, what: &str) -> Result<String, String> {
-    field(row, key)
+    cell_text(row, key)
         .filter(|s| !s.is_empty())
         .ok_or_else(|| format!("{what} row has no `{key}`"))
 }
@@ -539,11 +527,11 @@ fn parse(p: &LoadBenchmarkParams, row: &Row) -> Result<Option<Parsed>, String> {
                     required(row, "canonical_solution", "an EvalPlus")?
                 )
             } else {
-                field(row, "code")
-                    .or_else(|| field(row, "canonical_solution"))
+                cell_text(row, "code")
+                    .or_else(|| cell_text(row, "canonical_solution"))
                     .ok_or("an MBPP+ row has no `code`")?
             });
-            out.test_program = field(row, "test");
+            out.test_program = cell_text(row, "test");
             out.atol = row
                 .get("atol")
                 .and_then(|a| {
@@ -582,7 +570,7 @@ fn parse(p: &LoadBenchmarkParams, row: &Row) -> Result<Option<Parsed>, String> {
         Source::Mbpp => {
             out.task_id = required(row, "task_id", "an MBPP")?;
             out.prompt = required(row, "text", "an MBPP")?;
-            let setup = field(row, "test_setup_code").unwrap_or_default();
+            let setup = cell_text(row, "test_setup_code").unwrap_or_default();
             let code = required(row, "code", "an MBPP")?;
             out.reference = Some(if setup.trim().is_empty() {
                 code
@@ -603,16 +591,16 @@ fn parse(p: &LoadBenchmarkParams, row: &Row) -> Result<Option<Parsed>, String> {
         Source::HeR | Source::MbppR => {
             out.task_id = required(row, "task_id", "a repair-benchmark")?;
             out.buggy =
-                Some(field(row, "solution").ok_or_else(|| {
+                Some(cell_text(row, "solution").ok_or_else(|| {
                     format!("{}: no `solution` (the buggy program)", out.task_id)
                 })?);
-            out.prompt = field(row, "prompt").unwrap_or_default();
+            out.prompt = cell_text(row, "prompt").unwrap_or_default();
         }
         Source::CruxEval => {
             out.task_id = required(row, "id", "a CRUXEval")?;
             let code = required(row, "code", "a CRUXEval")?;
             // `f()` takes no arguments in a few problems: an empty input is fine.
-            let input = field(row, "input").ok_or("a CRUXEval row has no `input`")?;
+            let input = cell_text(row, "input").ok_or("a CRUXEval row has no `input`")?;
             let output = required(row, "output", "a CRUXEval")?;
             out.prompt = code.clone();
             out.reference = Some(code.clone());
@@ -628,7 +616,8 @@ fn parse(p: &LoadBenchmarkParams, row: &Row) -> Result<Option<Parsed>, String> {
             out.prompt = required(row, "complete_prompt", "a BigCodeBench")?;
             let canonical = required(row, "canonical_solution", "a BigCodeBench")?;
             out.reference = Some(format!("{}{canonical}", out.prompt));
-            out.entry_point = Some(field(row, "entry_point").unwrap_or_else(|| "task_func".into()));
+            out.entry_point =
+                Some(cell_text(row, "entry_point").unwrap_or_else(|| "task_func".into()));
             out.test_program = Some(required(row, "test", "a BigCodeBench")?);
             out.libs = match row.get("libs") {
                 Some(Value::String(s)) => parse_libs(s),
@@ -680,8 +669,8 @@ fn parse(p: &LoadBenchmarkParams, row: &Row) -> Result<Option<Parsed>, String> {
                 0
             };
             out.task_id = problem.task_id.clone();
-            out.prompt = field(row, "question_content")
-                .or_else(|| field(row, "question"))
+            out.prompt = cell_text(row, "question_content")
+                .or_else(|| cell_text(row, "question"))
                 .unwrap_or_default();
             out.difficulty = problem.difficulty.clone();
             out.contest_date = problem.contest_date.clone();
@@ -968,41 +957,34 @@ fn run_reference(
         let (Some(reference), Some(entry)) = (&problem.reference, &problem.entry_point) else {
             continue;
         };
-        let mut program = reference.clone();
-        let mut cases = Vec::new();
+        // `_tw_case(kind, case)` returns `[args, output]`: the arguments as given
+        // (`args`) or evaluated from their source (`source`, by index), and what
+        // the reference returns on a copy of them.
         let mut lambdas = Vec::new();
+        let mut cases = Vec::with_capacity(pending.len());
         for spec in &pending {
-            match spec {
-                Spec::Args { args, .. } => cases.push(serde_json::json!(["args", args])),
+            let (kind, case) = match spec {
+                Spec::Args { args, .. } => ("args", args.clone()),
                 Spec::Source { source, .. } => {
-                    cases.push(serde_json::json!(["source", lambdas.len()]));
                     lambdas.push(format!("    lambda: [{source}],"));
+                    ("source", Value::from(lambdas.len() - 1))
                 }
-                _ => unreachable!(),
-            }
+                _ => unreachable!("only pending tests are collected"),
+            };
+            cases.push(TestCase {
+                args: Some(Value::Array(vec![Value::String(kind.into()), case])),
+                ..TestCase::default()
+            });
         }
-        program.push_str(&format!(
-            "\n\nimport copy as _tw_copy\ncandidate = {entry}\n_tw_sources = [\n{}\n]\n\n\
+        let program = format!(
+            "{reference}\n\nimport copy as _tw_copy\ncandidate = {entry}\n_tw_sources = [\n{}\n]\n\n\
              def _tw_case(kind, case):\n    args = list(case) if kind == 'args' else _tw_sources[case]()\n    \
              return [args, {entry}(*_tw_copy.deepcopy(args))]\n",
             lambdas.join("\n"),
-        ));
+        );
         let mut job = Job::new(Mode::Function, program);
         job.entry_point = Some("_tw_case".into());
-        job.tests = cases
-            .into_iter()
-            .map(|c| match c {
-                Value::Array(mut kv) => {
-                    let case = kv.pop().unwrap_or(Value::Null);
-                    let kind = kv.pop().unwrap_or(Value::Null);
-                    TestCase {
-                        args: Some(Value::Array(vec![kind, case])),
-                        ..TestCase::default()
-                    }
-                }
-                _ => unreachable!(),
-            })
-            .collect();
+        job.tests = cases;
         job.limits = programs::limits(p.timeout, p.memory_mb);
         job.comparator = Comparator::Exact;
         job.keep_output_values = true;

@@ -44,7 +44,7 @@
 use crate::api::{FileDep, InputSlot, PlanEnv, RunCtx, Stage, StageError, module_doc};
 use crate::artifact;
 use crate::load::OnError;
-use crate::programs::Row;
+use crate::programs::{Row, nonempty_text};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -165,7 +165,7 @@ impl<'a> ProblemIndex<'a> {
         let by_id = rows
             .iter()
             .enumerate()
-            .filter_map(|(i, r)| cell(r, "task_id").map(|id| (id, i)))
+            .filter_map(|(i, r)| nonempty_text(r, "task_id").map(|id| (id, i)))
             .collect();
         ProblemIndex { rows, by_id }
     }
@@ -178,7 +178,7 @@ impl<'a> ProblemIndex<'a> {
     }
 
     fn entry_point(&self, task: &str) -> Option<String> {
-        self.get(task).and_then(|r| cell(r, "entry_point"))
+        self.get(task).and_then(|r| nonempty_text(r, "entry_point"))
     }
 
     /// The problem whose prompt is `prompt`, or shares the longest common
@@ -186,16 +186,20 @@ impl<'a> ProblemIndex<'a> {
     fn match_prompt(&self, prompt: &str) -> Result<String, String> {
         let mut best: Vec<(usize, String)> = Vec::new();
         for row in self.rows {
-            let (Some(id), Some(theirs)) = (cell(row, "task_id"), cell(row, "prompt")) else {
+            let (Some(id), Some(theirs)) =
+                (nonempty_text(row, "task_id"), nonempty_text(row, "prompt"))
+            else {
                 continue;
             };
             if theirs == prompt {
                 return Ok(id);
             }
             let common = common_prefix(&theirs, prompt);
-            let past_def = cell(row, "entry_point")
+            // The shared prefix must cover the whole signature line, not just `def f(`.
+            let past_def = nonempty_text(row, "entry_point")
                 .and_then(|e| theirs.find(&format!("def {e}(")))
-                .is_some_and(|at| common > at);
+                .map(|at| theirs[at..].find('\n').map_or(theirs.len(), |end| at + end))
+                .is_some_and(|line_end| common > line_end);
             if !past_def {
                 continue;
             }
@@ -225,14 +229,6 @@ fn common_prefix(a: &str, b: &str) -> usize {
     a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count()
 }
 
-fn cell(row: &Row, key: &str) -> Option<String> {
-    match row.get(key) {
-        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-        Some(Value::Number(n)) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
 fn texts(row: &Row, key: &str) -> Result<Vec<String>, String> {
     match row.get(key) {
         Some(Value::Array(items)) => items
@@ -256,22 +252,22 @@ fn candidates_of(
 ) -> Result<Vec<(String, String)>, String> {
     match format {
         SampleFormat::Evalplus => {
-            let task = cell(row, "task_id").ok_or("no `task_id`")?;
+            let task = nonempty_text(row, "task_id").ok_or("no `task_id`")?;
             let problem = index
                 .get(&task)
                 .ok_or_else(|| format!("sample for unknown task `{task}`"))?;
-            let task = cell(problem, "task_id").unwrap_or(task);
-            if let Some(solution) = cell(row, "solution") {
+            let task = nonempty_text(problem, "task_id").unwrap_or(task);
+            if let Some(solution) = nonempty_text(row, "solution") {
                 Ok(vec![(task, solution)])
             } else if let Some(completion) = row.get("completion").and_then(Value::as_str) {
-                let prompt = cell(problem, "prompt").unwrap_or_default();
+                let prompt = nonempty_text(problem, "prompt").unwrap_or_default();
                 Ok(vec![(task, format!("{prompt}{completion}"))])
             } else {
                 Err("a sample needs `solution` or `completion`".into())
             }
         }
         SampleFormat::Codet => {
-            let prompt = cell(row, "prompt").ok_or("no `prompt`")?;
+            let prompt = nonempty_text(row, "prompt").ok_or("no `prompt`")?;
             let task = index.match_prompt(&prompt)?;
             Ok(texts(row, "samples")?
                 .into_iter()
@@ -279,7 +275,7 @@ fn candidates_of(
                 .collect())
         }
         SampleFormat::Lcb => {
-            let task = cell(row, "question_id").ok_or("no `question_id`")?;
+            let task = nonempty_text(row, "question_id").ok_or("no `question_id`")?;
             index
                 .get(&task)
                 .ok_or_else(|| format!("generations for unknown question `{task}`"))?;

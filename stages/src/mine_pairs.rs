@@ -49,7 +49,7 @@
 use crate::api::{FileDep, InputSlot, PlanEnv, Problem, RunCtx, Stage, StageError, module_doc};
 use crate::artifact;
 use crate::embed::{Embedder, Lexical, cosine};
-use crate::programs::Row;
+use crate::programs::{Row, nonempty_text};
 use crate::rng::SplitMix64;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -187,7 +187,7 @@ impl Stage for MinePairs {
         };
         let labels: BTreeMap<String, String> = verdicts
             .iter()
-            .filter_map(|r| Some((text(r, "candidate")?, text(r, "label")?)))
+            .filter_map(|r| Some((nonempty_text(r, "candidate")?, nonempty_text(r, "label")?)))
             .collect();
         let buggy_labels: BTreeSet<&str> = p.buggy_labels.iter().map(String::as_str).collect();
 
@@ -196,9 +196,9 @@ impl Stage for MinePairs {
         let mut unlabelled = 0u64;
         for row in &candidates {
             let (Some(id), Some(task), Some(program)) = (
-                text(row, "candidate"),
-                text(row, "task_id"),
-                text(row, "program"),
+                nonempty_text(row, "candidate"),
+                nonempty_text(row, "task_id"),
+                nonempty_text(row, "program"),
             ) else {
                 continue;
             };
@@ -208,7 +208,7 @@ impl Stage for MinePairs {
             };
             let group = groups.entry(task).or_default();
             if group.entry_point.is_none() {
-                group.entry_point = text(row, "entry_point");
+                group.entry_point = nonempty_text(row, "entry_point");
             }
             let key = normalised(&program);
             if !group.seen.insert(key) {
@@ -222,8 +222,10 @@ impl Stage for MinePairs {
         }
         if p.include_reference {
             for row in &problems {
-                let (Some(task), Some(reference)) = (text(row, "task_id"), text(row, "reference"))
-                else {
+                let (Some(task), Some(reference)) = (
+                    nonempty_text(row, "task_id"),
+                    nonempty_text(row, "reference"),
+                ) else {
                     continue;
                 };
                 if let Some(group) = groups.get_mut(&task) {
@@ -231,7 +233,7 @@ impl Stage for MinePairs {
                         group.correct.push(("reference".into(), reference));
                     }
                     if group.entry_point.is_none() {
-                        group.entry_point = text(row, "entry_point");
+                        group.entry_point = nonempty_text(row, "entry_point");
                     }
                 }
             }
@@ -251,11 +253,11 @@ impl Stage for MinePairs {
                 without_patch += group.buggy.len() as u64;
                 continue;
             }
-            let texts: Vec<String> = group
+            let texts: Vec<&str> = group
                 .correct
                 .iter()
                 .chain(&group.buggy)
-                .map(|(_, program)| program.clone())
+                .map(|(_, program)| program.as_str())
                 .collect();
             let vectors = embedder.embed(&texts)?;
             let (correct_vecs, buggy_vecs) = vectors.split_at(group.correct.len());
@@ -367,14 +369,6 @@ struct Pair {
     patch: String,
     entry_point: Option<String>,
     similarity: f64,
-}
-
-fn text(row: &Row, key: &str) -> Option<String> {
-    match row.get(key) {
-        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-        Some(Value::Number(n)) => Some(n.to_string()),
-        _ => None,
-    }
 }
 
 fn normalised(program: &str) -> String {

@@ -70,6 +70,55 @@ impl ProgramMode {
             ProgramMode::Stdio => Mode::Stdio,
         }
     }
+
+    /// The comparator when a stage's params name none.
+    pub fn default_comparator(&self) -> crate::sandbox::Comparator {
+        match self {
+            ProgramMode::Function => crate::sandbox::Comparator::Exact,
+            ProgramMode::Stdio => crate::sandbox::Comparator::LcbStdio,
+        }
+    }
+}
+
+/// How a stage reads its tests table: which columns, in which formats.
+pub struct TestColumns<'a> {
+    pub problem: &'a str,
+    pub input: &'a str,
+    pub input_format: CellFormat,
+    pub expected: Option<&'a str>,
+    pub expected_format: CellFormat,
+}
+
+/// Each problem's test cases, with the row each came from, in table order:
+/// built once and shared by every program of the problem.
+pub fn test_suites(
+    tests: &[Row],
+    mode: &ProgramMode,
+    columns: &TestColumns<'_>,
+) -> Result<std::collections::BTreeMap<String, Vec<(usize, TestCase)>>, StageError> {
+    let mut suites: std::collections::BTreeMap<String, Vec<(usize, TestCase)>> = Default::default();
+    for (i, row) in tests.iter().enumerate() {
+        let problem = text(
+            row,
+            columns.problem,
+            &At {
+                slot: "tests",
+                row: i,
+                id: None,
+            },
+        )?;
+        let at = At {
+            slot: "tests",
+            row: i,
+            id: Some(&problem),
+        };
+        let mut case = test_case(mode, columns.input_format, row, columns.input, &at)?;
+        if let Some(expected) = columns.expected {
+            set_expected(&mut case, mode, columns.expected_format, row, expected, &at)?;
+        }
+        suites.entry(problem).or_default().push((i, case));
+    }
+    Ok(suites)
 }
 
 /// Limits for a job from the common `timeout` / `memory_mb` params.
@@ -149,6 +198,21 @@ pub fn text(row: &Row, column: &str, at: &At<'_>) -> Result<String, StageError> 
         Some(Value::Null) | None => Err(at.error(column, "is empty")),
         Some(other) => Err(at.error(column, format!("expected text, found {}", kind_of(other)))),
     }
+}
+
+/// A text or number cell as text (ids are often ints); `None` when absent,
+/// null or another type.
+pub fn cell_text(row: &Row, column: &str) -> Option<String> {
+    match row.get(column) {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// [`cell_text`], with an empty string counted as missing.
+pub fn nonempty_text(row: &Row, column: &str) -> Option<String> {
+    cell_text(row, column).filter(|s| !s.is_empty())
 }
 
 /// A text cell that may be missing or empty.

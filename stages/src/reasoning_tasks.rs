@@ -45,7 +45,7 @@
 
 use crate::api::{InputSlot, Problem, RunCtx, Stage, StageError, module_doc};
 use crate::artifact;
-use crate::programs::Row;
+use crate::programs::{Row, cell_text};
 use crate::pyvalue;
 use crate::rng::SplitMix64;
 use serde::{Deserialize, Serialize};
@@ -140,10 +140,10 @@ impl Stage for ReasoningTasks {
             ) && row.get("truncated").and_then(Value::as_bool) != Some(true);
             let (Some(run), Some(program), Some(entry), Some(input), Some(result)) = (
                 row.get("run").and_then(Value::as_i64),
-                text(row, &p.program),
-                text(row, &p.entry_point),
-                text(row, "input").and_then(|t| serde_json::from_str::<Value>(&t).ok()),
-                text(row, "result").and_then(|t| serde_json::from_str::<Value>(&t).ok()),
+                cell_text(row, &p.program),
+                cell_text(row, &p.entry_point),
+                cell_text(row, "input").and_then(|t| serde_json::from_str::<Value>(&t).ok()),
+                cell_text(row, "result").and_then(|t| serde_json::from_str::<Value>(&t).ok()),
             ) else {
                 skipped += 1;
                 continue;
@@ -152,7 +152,7 @@ impl Stage for ReasoningTasks {
                 skipped += 1;
                 continue;
             }
-            let id = text(row, &p.id).unwrap_or_default();
+            let id = cell_text(row, &p.id).unwrap_or_default();
             let call = entry.rsplit('.').next().unwrap_or(&entry).to_string();
             let args = pyvalue::args_text(&input);
             let out = pyvalue::repr(&result);
@@ -204,10 +204,10 @@ impl Stage for ReasoningTasks {
                 let k = rng.below(steps.len() as u64 - 1) as usize;
                 let (now, next) = (steps[k], steps[k + 1]);
                 let line = now.get("line").and_then(Value::as_u64).unwrap_or(0);
-                let locals = text(now, "locals").unwrap_or_else(|| "{}".into());
+                let locals = cell_text(now, "locals").unwrap_or_else(|| "{}".into());
                 let next_line = next.get("line").and_then(Value::as_u64).unwrap_or(0);
                 // A line event carries the line that ran and what it changed.
-                let effect = text(next, "changed")
+                let effect = cell_text(next, "changed")
                     .and_then(|c| serde_json::from_str::<Value>(&c).ok())
                     .unwrap_or(json!({}));
                 push(
@@ -281,14 +281,6 @@ impl Stage for ReasoningTasks {
             "tasks",
             &artifact::json_rows_to_typed_table(tasks, template)?,
         )
-    }
-}
-
-fn text(row: &Row, key: &str) -> Option<String> {
-    match row.get(key) {
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(Value::Number(n)) => Some(n.to_string()),
-        _ => None,
     }
 }
 

@@ -184,12 +184,12 @@ impl BertEmbedder {
     }
 
     /// Token ids of each text, truncated to `max_tokens`.
-    fn encode(&self, texts: &[String]) -> Result<Vec<Vec<i64>>, ModelError> {
+    fn encode(&self, texts: &[&str]) -> Result<Vec<Vec<i64>>, ModelError> {
         texts
             .iter()
             .map(|t| {
                 self.tokenizer
-                    .encode(t.as_str(), true)
+                    .encode(*t, true)
                     .map(|e| e.get_ids().iter().map(|&i| i as i64).collect())
                     .map_err(|e| ModelError::Invalid(format!("tokenizing: {e}")))
             })
@@ -274,7 +274,7 @@ impl BertEmbedder {
     }
 
     /// Embeddings as a `[texts, hidden]` tensor (for tests against the reference).
-    pub fn embed_tensor(&self, texts: &[String]) -> Result<Tensor, ModelError> {
+    pub fn embed_tensor(&self, texts: &[&str]) -> Result<Tensor, ModelError> {
         let ids = self.encode(texts)?;
         guard(|| {
             let _no_grad = tch::no_grad_guard();
@@ -293,7 +293,7 @@ impl Embedder for BertEmbedder {
         format!("bert:{}:{}", self.dir.display(), self.fingerprint)
     }
 
-    fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, StageError> {
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, StageError> {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
@@ -327,11 +327,11 @@ mod tests {
         }
     }
 
-    fn texts() -> Vec<String> {
+    fn texts() -> Vec<&'static str> {
         vec![
-            "def add(a, b):\n    return a + b\n".to_string(),
-            "def add(a, b):\n    return a - b\n".to_string(),
-            "import heapq\n\ndef top_k(xs, k):\n    return heapq.nlargest(k, xs)  # the k largest, in order\n".to_string(),
+            "def add(a, b):\n    return a + b\n",
+            "def add(a, b):\n    return a - b\n",
+            "import heapq\n\ndef top_k(xs, k):\n    return heapq.nlargest(k, xs)  # the k largest, in order\n",
         ]
     }
 
