@@ -32,6 +32,8 @@ mod mine_pairs;
 pub mod programs;
 mod render;
 pub mod represent;
+#[cfg(feature = "torch")]
+mod sample_candidates;
 pub mod score;
 #[cfg(feature = "torch")]
 pub mod sft;

@@ -47,9 +47,14 @@ impl Registry {
             r.unavailable.insert(kind, "polars");
         }
         #[cfg(feature = "torch")]
-        r.add::<crate::sft::Sft>();
+        {
+            r.add::<crate::sft::Sft>();
+            r.add::<crate::sample_candidates::SampleCandidates>();
+        }
         #[cfg(not(feature = "torch"))]
-        r.unavailable.insert("sft", "torch");
+        for kind in ["sft", "sample_candidates"] {
+            r.unavailable.insert(kind, "torch");
+        }
         r
     }
 

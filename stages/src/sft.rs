@@ -152,13 +152,13 @@ fn default_cutoff() -> usize {
 fn default_seed() -> u64 {
     42
 }
-fn default_chat() -> String {
+pub(crate) fn default_chat() -> String {
     "hf".into()
 }
 fn default_column() -> String {
     "messages".into()
 }
-fn default_auto() -> String {
+pub(crate) fn default_auto() -> String {
     "auto".into()
 }
 
@@ -190,6 +190,40 @@ impl SftParams {
             seed: self.seed,
         }
     }
+}
+
+/// What is wrong with a `device` and `dtype` pair of params, by the runtime's own parsers.
+pub(crate) fn runtime_problems(device: &str, dtype: &str) -> Vec<Problem> {
+    let mut out = Vec::new();
+    if !model::is_device_name(device) {
+        out.push(
+            Problem::at("device", format!("unknown device `{device}`"))
+                .help("auto, cpu, cuda or cuda:N"),
+        );
+    }
+    if let Err(e) = model::parse_kind(dtype, tch::Device::Cpu) {
+        out.push(Problem::at("dtype", e.to_string()));
+    }
+    out
+}
+
+/// The files of a model directory as key dependencies of `param`; a directory
+/// that cannot be read becomes its `config.json`, reported missing at plan time.
+pub fn model_dir_deps(param: &str, dir: &str, env: &PlanEnv) -> Vec<FileDep> {
+    let files = model_files(&env.resolve(dir));
+    if files.is_empty() {
+        return vec![FileDep {
+            param: param.into(),
+            path: format!("{dir}/config.json"),
+        }];
+    }
+    files
+        .into_iter()
+        .map(|f| FileDep {
+            param: param.into(),
+            path: format!("{}/{f}", dir.trim_end_matches('/')),
+        })
+        .collect()
 }
 
 /// Files of a model directory that define it (config, tokenizer, weights,
@@ -294,39 +328,14 @@ impl Stage for Sft {
                 }
             }
         }
-        if !model::is_device_name(&p.device) {
-            out.push(
-                Problem::at("device", format!("unknown device `{}`", p.device))
-                    .help("auto, cpu, cuda or cuda:N"),
-            );
-        }
-        if let Err(e) = model::parse_kind(&p.dtype, tch::Device::Cpu) {
-            out.push(Problem::at("dtype", e.to_string()));
-        }
+        out.extend(runtime_problems(&p.device, &p.dtype));
         out
     }
 
     fn file_deps(p: &SftParams, env: &PlanEnv) -> Vec<FileDep> {
-        let mut deps = Vec::new();
-        let mut dir_deps = |param: &str, dir: &str| {
-            let files = model_files(&env.resolve(dir));
-            if files.is_empty() {
-                // Reported as a missing file at plan time.
-                deps.push(FileDep {
-                    param: param.into(),
-                    path: format!("{dir}/config.json"),
-                });
-            }
-            for f in files {
-                deps.push(FileDep {
-                    param: param.into(),
-                    path: format!("{}/{f}", dir.trim_end_matches('/')),
-                });
-            }
-        };
-        dir_deps("model", &p.model);
+        let mut deps = model_dir_deps("model", &p.model, env);
         if let Some(r) = &p.resume_from {
-            dir_deps("resume_from", r);
+            deps.extend(model_dir_deps("resume_from", r, env));
         }
         if p.chat_format != "hf" {
             for mut d in crate::render::template_deps(&p.chat_format, env) {

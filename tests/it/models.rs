@@ -54,6 +54,19 @@ fn rows(p: &Project, spec: &str, target: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// SmolLM2's HF directory (scripts/setup-models.sh); `None` skips, unless CI requires it.
+fn smollm2() -> Option<PathBuf> {
+    let dir = std::env::var_os("TW_SMOLLM2_HF").map(PathBuf::from);
+    if dir.is_none() {
+        assert!(
+            std::env::var("TW_REQUIRE_MODELS").as_deref() != Ok("1"),
+            "TW_SMOLLM2_HF is not set but TW_REQUIRE_MODELS=1"
+        );
+        eprintln!("skipped: TW_SMOLLM2_HF is not set (scripts/setup-models.sh)");
+    }
+    dir
+}
+
 #[test]
 fn lora_sft_writes_a_peft_adapter_and_a_loss_curve_and_reruns_nothing() {
     let p = project();
@@ -191,14 +204,7 @@ fn bad_model_paths_and_rows_are_named() {
 
 #[test]
 fn smollm2_lora_sft_runs_on_cpu() {
-    let Some(dir) = std::env::var_os("TW_SMOLLM2_HF").map(PathBuf::from) else {
-        assert!(
-            std::env::var("TW_REQUIRE_MODELS").as_deref() != Ok("1"),
-            "TW_SMOLLM2_HF is not set but TW_REQUIRE_MODELS=1"
-        );
-        eprintln!("skipped: TW_SMOLLM2_HF is not set (scripts/setup-models.sh)");
-        return;
-    };
+    let Some(dir) = smollm2() else { return };
     let p = Project::new();
     p.write(
         "data/sft.jsonl",
@@ -232,4 +238,127 @@ stages:
     );
     // The same two examples every step: the loss must fall.
     assert!(last < first, "loss {first} -> {last}");
+}
+
+const PROBLEMS: &str = r#"{"task_id": "t/0", "prompt": "def add(a, b):\n", "entry_point": "add"}
+{"task_id": "t/1", "prompt": "def neg(x):\n", "entry_point": "neg"}
+"#;
+
+fn sampling_spec(k: usize) -> String {
+    format!(
+        r#"experiment: sample
+stages:
+  problems:
+    kind: load
+    params: {{ path: data/problems.jsonl }}
+  cands:
+    kind: sample_candidates
+    inputs: {{ problems: problems.rows }}
+    params: {{ model: tiny, k: {k}, max_tokens: 6, temperature: 1.0, top_p: 1.0, device: cpu, threads: 1, batch_size: 4 }}
+"#
+    )
+}
+
+#[test]
+fn sample_candidates_draws_k_seeded_programs_per_problem_and_reruns_nothing() {
+    let p = Project::new();
+    fixture::write_tiny_model(&p.path("tiny"), Arch::Llama, 1, false);
+    p.write("data/problems.jsonl", PROBLEMS);
+    p.write("sample.yaml", &sampling_spec(3));
+    p.run_ok("sample.yaml");
+    let three = rows(&p, "sample.yaml", "cands.candidates");
+    assert_eq!(three.len(), 6);
+    for row in &three {
+        let task = row["task_id"].as_str().unwrap();
+        let prompt = if task == "t/0" {
+            "def add(a, b):\n"
+        } else {
+            "def neg(x):\n"
+        };
+        let program = row["program"].as_str().unwrap();
+        assert_eq!(
+            program,
+            format!("{prompt}{}", row["completion"].as_str().unwrap())
+        );
+        assert!(row["completion_tokens"].as_u64().unwrap() <= 6);
+        assert_eq!(
+            row["candidate"].as_str().unwrap(),
+            format!("{task}#{}", row["sample"].as_u64().unwrap())
+        );
+    }
+    // Temperature 1 on a near-uniform model: the samples of a problem differ.
+    let t0: std::collections::BTreeSet<&str> = three
+        .iter()
+        .filter(|r| r["task_id"] == "t/0")
+        .map(|r| r["completion"].as_str().unwrap())
+        .collect();
+    assert!(t0.len() > 1, "{t0:?}");
+    let statuses = p.statuses("sample.yaml");
+    assert!(status_map(&statuses).values().all(|s| *s == "cached"));
+
+    // More samples per problem: the first three of each stay exactly the same,
+    // though they now share batches with other requests.
+    p.write("sample.yaml", &sampling_spec(4));
+    p.run_ok("sample.yaml");
+    let four = rows(&p, "sample.yaml", "cands.candidates");
+    assert_eq!(four.len(), 8);
+    for row in &three {
+        let same = four
+            .iter()
+            .find(|r| r["candidate"] == row["candidate"])
+            .unwrap();
+        assert_eq!(
+            same["completion"], row["completion"],
+            "{}",
+            row["candidate"]
+        );
+    }
+}
+
+#[test]
+fn smollm2_samples_humaneval_programs_that_the_sandbox_verifies() {
+    let Some(dir) = smollm2() else { return };
+    let Some(data) =
+        crate::harness::shared_data("TW_BENCHMARKS", "benchmarks", "HumanEval.jsonl.gz")
+    else {
+        return;
+    };
+    let p = Project::new();
+    p.write(
+        "smol.yaml",
+        &format!(
+            r#"experiment: smol_sample
+stages:
+  humaneval:
+    kind: load_benchmark
+    params: {{ benchmark: humaneval, path: "{data}/HumanEval.jsonl.gz", limit: 2 }}
+  cands:
+    kind: sample_candidates
+    inputs: {{ problems: humaneval.problems }}
+    params: {{ model: "{model}", k: 2, max_tokens: 48, temperature: 0.8, device: cpu }}
+  verify:
+    kind: execute
+    inputs: {{ candidates: cands.candidates, tests: humaneval.tests }}
+    params: {{ candidate_id: candidate, input_format: tagged, expected_format: tagged }}
+"#,
+            data = data.display(),
+            model = dir.display()
+        ),
+    );
+    p.run_ok("smol.yaml");
+    let cands = rows(&p, "smol.yaml", "cands.candidates");
+    assert_eq!(cands.len(), 4);
+    assert!(cands.iter().all(|c| {
+        c["program"]
+            .as_str()
+            .unwrap()
+            .contains("def has_close_elements")
+            || c["program"]
+                .as_str()
+                .unwrap()
+                .contains("def separate_paren_groups")
+    }));
+    let labels = rows(&p, "smol.yaml", "verify.summary");
+    assert_eq!(labels.len(), 4);
+    assert!(labels.iter().all(|l| l["tests"].as_u64().unwrap() > 0));
 }
