@@ -367,3 +367,44 @@ fn decontamination_removes_rows_sharing_an_ngram_and_says_what_matched() {
     assert_eq!(removed[0]["matched_benchmark"], "mbpp");
     assert_eq!(removed[0]["matched_task"], "11");
 }
+
+#[test]
+fn mbpp_plus_fixture_loads_base_and_plus_inputs_with_computed_outputs() {
+    let p = Project::new();
+    p.write(
+        "spec.yaml",
+        &format!(
+            "experiment: mbppplus\nstages:\n  mbpp:\n    kind: load_benchmark\n    params: {{ benchmark: mbpp-plus, path: {}/mbppplus/MbppPlus.jsonl, tests: all }}\n",
+            fixtures().display()
+        ),
+    );
+    p.run_ok("spec.yaml");
+    let problems = export(&p, "spec.yaml", "mbpp.problems");
+    assert_eq!(problems.len(), 2);
+    assert_eq!(problems[0]["entry_point"], "is_not_prime");
+    let tests = export(&p, "spec.yaml", "mbpp.tests");
+    let seen: Vec<(&str, &str, &str)> = tests
+        .iter()
+        .map(|t| {
+            (
+                t["task_id"].as_str().unwrap(),
+                t["suite"].as_str().unwrap(),
+                t["expected"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("Mbpp/3", "base", "false"),
+            ("Mbpp/3", "base", "true"),
+            ("Mbpp/3", "base", "true"),
+            ("Mbpp/3", "plus", "true"),
+            ("Mbpp/3", "plus", "false"),
+            ("Mbpp/8", "base", "[1,4,9,16,25,36,49,64,81,100]"),
+            ("Mbpp/8", "base", "[100,400,900]"),
+            ("Mbpp/8", "plus", "[]"),
+            ("Mbpp/8", "plus", "[9,0.25]"),
+        ]
+    );
+}
