@@ -92,6 +92,14 @@ stages:
     kind: reasoning_tasks
     inputs: {{ runs: traces.runs, events: traces.events }}
     params: {{ id: pair_id, program: buggy }}
+  input_tasks:
+    kind: filter
+    inputs: {{ rows: exercises.tasks }}
+    params: {{ where: "kind = 'input'" }}
+  check_inputs:
+    kind: execute
+    inputs: {{ candidates: input_tasks.rows, tests: input_tasks.rows }}
+    params: {{ problem: id, candidate_id: id, input: answer, input_format: python, expected: output, expected_format: tagged }}
 "#,
         data = data.display(),
         templates = repo().join("templates").display(),
@@ -216,13 +224,58 @@ stages:
             .any(|s| s["dataset"] == "rq1_tracefmt_next_x_sim0.75")
     );
 
-    // Exercises: coverage answers agree with the traced lines.
+    // Exercises: every input-prediction answer, run again, gives the stated
+    // output; every coverage answer agrees with the lines the trace visited;
+    // every next-state answer names the line the trace ran next.
     let tasks = export(&p, "spec.yaml", "exercises.tasks");
     let kinds: BTreeSet<&str> = tasks.iter().map(|t| t["kind"].as_str().unwrap()).collect();
     assert!(
         kinds.contains("coverage") && kinds.contains("output"),
         "{kinds:?}"
     );
+    assert_eq!(
+        kinds,
+        BTreeSet::from(["coverage", "input", "next_state", "output"])
+    );
+    let checked = export(&p, "spec.yaml", "check_inputs.summary");
+    assert_eq!(
+        checked.len(),
+        tasks.iter().filter(|t| t["kind"] == "input").count()
+    );
+    assert!(
+        checked.iter().all(|c| c["label"] == "correct"),
+        "{checked:?}"
+    );
+    let events = export(&p, "spec.yaml", "traces.events");
+    let lines_of = |run: u64| -> Vec<u64> {
+        events
+            .iter()
+            .filter(|e| e["run"].as_u64() == Some(run) && e["kind"] == "line")
+            .map(|e| e["line"].as_u64().unwrap())
+            .collect()
+    };
+    for t in &tasks {
+        let run = t["run"].as_u64().unwrap();
+        let line = t["line"].as_u64();
+        match t["kind"].as_str().unwrap() {
+            "coverage" => {
+                let executed = lines_of(run).contains(&line.unwrap());
+                assert_eq!(t["answer"], if executed { "yes" } else { "no" }, "{t:?}");
+            }
+            "next_state" => {
+                let answer: Value = serde_json::from_str(t["answer"].as_str().unwrap()).unwrap();
+                let next = answer["line"].as_u64().unwrap();
+                let lines = lines_of(run);
+                assert!(
+                    lines
+                        .windows(2)
+                        .any(|w| w[0] == line.unwrap() && w[1] == next),
+                    "{t:?}"
+                );
+            }
+            _ => {}
+        }
+    }
 
     // A rerun is all cache hits.
     let statuses = p.statuses("spec.yaml");
