@@ -404,7 +404,8 @@ fn run_node(
         input_paths,
         &staging.dir,
         &progress,
-    );
+    )
+    .with_ledger_dir(store.root().join("ledger"));
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         node.stage_impl.run(&node.params, &mut ctx)
     }));

@@ -200,6 +200,7 @@ pub struct RunCtx<'a> {
     written: BTreeMap<String, WrittenOutput>,
     notes: BTreeMap<String, serde_json::Value>,
     progress: &'a dyn Progress,
+    ledger_dir: Option<PathBuf>,
 }
 
 impl<'a> RunCtx<'a> {
@@ -218,7 +219,36 @@ impl<'a> RunCtx<'a> {
             written: BTreeMap::new(),
             notes: BTreeMap::new(),
             progress,
+            ledger_dir: None,
         }
+    }
+
+    /// Where LLM completions are kept (`<cache>/ledger`); the engine sets it.
+    pub fn with_ledger_dir(mut self, dir: PathBuf) -> Self {
+        self.ledger_dir = Some(dir);
+        self
+    }
+
+    /// The model a stage asks, behind the completion ledger.
+    pub fn open_llm(&self, model: &crate::llm::ModelSpec) -> Result<crate::llm::Llm, StageError> {
+        let dir = self.ledger_dir.clone().ok_or_else(|| {
+            StageError::failed(
+                "internal error: no completion ledger directory was set for this stage",
+            )
+        })?;
+        let ledger =
+            crate::llm::Ledger::open(&dir).map_err(|e| StageError::failed(e.to_string()))?;
+        Ok(crate::llm::Llm::new(model.open(self)?, ledger))
+    }
+
+    /// Record what asking the model cost in the manifest.
+    pub fn note_llm(&mut self, llm: &crate::llm::Llm) {
+        let stats = llm.stats();
+        self.note("model", llm.model_id().to_string());
+        self.note("llm_calls", stats.calls);
+        self.note("llm_replayed", stats.replayed);
+        self.note("prompt_tokens", stats.prompt_tokens);
+        self.note("completion_tokens", stats.completion_tokens);
     }
 
     /// Paths of the Parquet artifacts bound to `slot` (empty for an unbound optional slot).

@@ -25,19 +25,23 @@ mod decontaminate;
 mod execute;
 mod export_sft;
 mod failing_tests;
+mod generate;
 mod load;
 mod load_benchmark;
 mod load_samples;
 mod mine_pairs;
+mod parallel_scaling;
 pub mod programs;
 mod render;
 pub mod represent;
 #[cfg(feature = "torch")]
 mod sample_candidates;
 pub mod score;
+mod sequential_scaling;
 #[cfg(feature = "torch")]
 pub mod sft;
 pub mod trace;
+pub mod tts;
 
 #[cfg(feature = "polars")]
 mod concat;

@@ -34,6 +34,9 @@ impl Registry {
         r.add::<crate::execute::Execute>();
         r.add::<crate::trace::Trace>();
         r.add::<crate::represent::Represent>();
+        r.add::<crate::generate::Generate>();
+        r.add::<crate::sequential_scaling::SequentialScaling>();
+        r.add::<crate::parallel_scaling::ParallelScaling>();
         #[cfg(feature = "polars")]
         {
             r.add::<crate::filter::Filter>();

@@ -20,7 +20,7 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn export(p: &Project, spec: &str, target: &str) -> Vec<serde_json::Map<String, Value>> {
+pub(crate) fn export(p: &Project, spec: &str, target: &str) -> Vec<serde_json::Map<String, Value>> {
     let ran = p.tw(&["export", spec, target, "--format", "jsonl"]);
     assert_eq!(ran.code, 0, "export {target}: {}", ran.stderr);
     ran.stdout

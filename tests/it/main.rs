@@ -8,6 +8,7 @@ mod dataset;
 mod errors;
 mod harness;
 mod keys;
+mod llm;
 mod matrix;
 #[cfg(feature = "torch")]
 mod models;

@@ -316,6 +316,10 @@ impl Backend for TchBackend {
         format!("tch:{}", self.id)
     }
 
+    fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
     fn complete(&self, requests: &[Request]) -> Result<Vec<Completion>, LlmError> {
         let model = self.model.lock().map_err(|_| {
             LlmError::Backend("the model was poisoned by an earlier failure".into())

@@ -1,0 +1,256 @@
+//! `generate`: ask a model for programs: greedy, chain-of-thought, or N samples.
+//!
+//! # What it does
+//! Renders `template` (chat messages as JSON, e.g.
+//! `templates/prompts/nl2code.j2`) for every problem and asks the model
+//! through the completion ledger: `greedy` asks once at temperature 0 without
+//! a reasoning field (DSPy `Predict`, the paper's Greedy column), `cot` asks
+//! once at temperature 0 with one (`ChainOfThought`, the CoT column),
+//! `sample` asks `n` times at `temperature` with one seed per sample (the
+//! candidates of parallel scaling and best-of-N). The program is the reply's
+//! `code` field (or its last fenced block); a function body without its
+//! `def` gets the problem's prompt in front.
+//!
+//! # Params
+//! - `model` (required): `{backend: openai, base_url, name, ...}` or
+//!   `{backend: tch, path}` (see the README's "LLM backends").
+//! - `template` (required): the prompt template; `vars`: constants for it
+//!   (`vars.cot` defaults to false for `greedy`, true otherwise).
+//! - `strategy`: `greedy` | `cot` | `sample` (default).
+//! - `n` (default 8) and `temperature` (default 0.7): `sample` only.
+//! - `sampling`: `max_tokens` (default 512), `top_p` (default 1.0), `stop`.
+//! - `seed` (default 0): each sample's seed is derived from it, the task and
+//!   the sample's index.
+//!
+//! # Inputs
+//! - `problems`: `task_id`, `prompt`, `entry_point`, `mode` (a
+//!   `load_benchmark` output), plus whatever the template reads.
+//!
+//! # Outputs
+//! - `candidates`: `candidate` (`<task_id>#<n>`), `task_id`, `sample`,
+//!   `program`, `reasoning`, `reply`, `finish_reason`, `completion_tokens`.
+//!
+//! # Caching
+//! The key covers the params (the endpoint's address included) and the
+//! template's bytes. Completions live in the ledger under (prompt, model,
+//! sampling, index, seed): a rerun with another `base_url`, or after a
+//! crash, replays what was received and asks only for the rest. The manifest
+//! records `llm_calls` and `llm_replayed`.
+//!
+//! # Example
+//! ```yaml
+//! samples:
+//!   kind: generate
+//!   inputs: { problems: humaneval.problems }
+//!   params:
+//!     model: { backend: openai, base_url: "http://127.0.0.1:8080/v1", name: smollm2 }
+//!     template: ../templates/prompts/nl2code.j2
+//!     n: 16
+//!     temperature: 0.7
+//! ```
+
+use crate::api::{FileDep, InputSlot, PlanEnv, Problem, RunCtx, Stage, StageError, module_doc};
+use crate::artifact;
+use crate::llm::{FinishReason, ModelSpec};
+use crate::programs::{Row, nonempty_text};
+use crate::tts::{self, SamplingParams};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+pub struct Generate;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    Greedy,
+    Cot,
+    #[default]
+    Sample,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenerateParams {
+    pub model: ModelSpec,
+    pub template: String,
+    #[serde(default)]
+    pub vars: BTreeMap<String, Value>,
+    #[serde(default)]
+    pub strategy: Strategy,
+    #[serde(default = "default_n")]
+    pub n: usize,
+    #[serde(default = "default_temperature")]
+    pub temperature: f64,
+    #[serde(default)]
+    pub sampling: SamplingParams,
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn default_n() -> usize {
+    8
+}
+fn default_temperature() -> f64 {
+    0.7
+}
+
+impl GenerateParams {
+    fn n(&self) -> usize {
+        match self.strategy {
+            Strategy::Sample => self.n,
+            _ => 1,
+        }
+    }
+    fn temperature(&self) -> f64 {
+        match self.strategy {
+            Strategy::Sample => self.temperature,
+            _ => 0.0,
+        }
+    }
+}
+
+impl Stage for Generate {
+    const KIND: &'static str = "generate";
+    const VERSION: u32 = 1;
+    type Params = GenerateParams;
+
+    fn doc() -> String {
+        module_doc(include_str!("generate.rs"))
+    }
+
+    fn inputs(_p: &GenerateParams) -> Vec<InputSlot> {
+        vec![InputSlot::one("problems")]
+    }
+
+    fn outputs(_p: &GenerateParams) -> Vec<String> {
+        vec!["candidates".into()]
+    }
+
+    fn validate(p: &GenerateParams) -> Vec<Problem> {
+        let mut out = p.model.problems("model");
+        if p.n == 0 {
+            out.push(Problem::at("n", "must be at least 1"));
+        }
+        if p.strategy != Strategy::Sample && p.n != default_n() && p.n != 1 {
+            out.push(
+                Problem::at("n", "`greedy` and `cot` ask once per problem")
+                    .help("use `strategy: sample` for N samples"),
+            );
+        }
+        out.extend(p.sampling.problems(p.temperature));
+        out
+    }
+
+    fn file_deps(p: &GenerateParams, env: &PlanEnv) -> Vec<FileDep> {
+        let mut deps = p.model.file_deps("model", env);
+        deps.extend(tts::template_deps("template", &p.template, env));
+        deps
+    }
+
+    fn run(p: &GenerateParams, ctx: &mut RunCtx<'_>) -> Result<(), StageError> {
+        let problems = artifact::table_to_json_rows(&ctx.input("problems")?)?;
+        crate::programs::require_column(&problems, "problems", "task_id", "task_id")?;
+        let tasks: Vec<tts::Task> = problems
+            .iter()
+            .enumerate()
+            .map(|(i, row)| task_of(row, i))
+            .collect::<Result<_, _>>()?;
+        let mut vars = p.vars.clone();
+        vars.entry("cot".into())
+            .or_insert(Value::Bool(p.strategy != Strategy::Greedy));
+        let template = tts::PromptTemplate::open(ctx, &p.template, &vars)?;
+        let llm = ctx.open_llm(&p.model)?;
+        let mut asks = Vec::new();
+        for task in &tasks {
+            let messages = template.messages(task, &Map::new())?;
+            for sample in 0..p.n() {
+                let seed = tts::sample_seed(p.seed, &task.id, sample, 0);
+                asks.push((
+                    p.sampling.request(messages.clone(), p.temperature(), seed),
+                    sample as u64,
+                ));
+            }
+        }
+        ctx.progress().set_total(asks.len() as u64);
+        let result = llm.complete(&asks, ctx.progress());
+        ctx.note_llm(&llm);
+        let completions =
+            result.map_err(|e| StageError::failed(format!("asking {}: {e}", llm.model_id())))?;
+        let mut rows = Vec::with_capacity(completions.len());
+        let mut it = completions.into_iter();
+        for task in &tasks {
+            for sample in 0..p.n() {
+                let Some(c) = it.next() else { break };
+                let reply = tts::parse_reply(&c.text);
+                let mut r = Map::new();
+                r.insert(
+                    "candidate".into(),
+                    Value::String(format!("{}#{sample}", task.id)),
+                );
+                r.insert("task_id".into(), Value::String(task.id.clone()));
+                r.insert("sample".into(), Value::from(sample as u64));
+                r.insert(
+                    "program".into(),
+                    Value::String(tts::program_for(task, &reply.code)),
+                );
+                r.insert("reasoning".into(), Value::String(reply.reasoning));
+                r.insert("reply".into(), Value::String(c.text));
+                r.insert(
+                    "finish_reason".into(),
+                    Value::String(
+                        if c.finish_reason == FinishReason::Length {
+                            "length"
+                        } else {
+                            "stop"
+                        }
+                        .into(),
+                    ),
+                );
+                r.insert(
+                    "completion_tokens".into(),
+                    Value::from(c.completion_tokens as u64),
+                );
+                rows.push(r);
+            }
+        }
+        let mut template_row = Map::new();
+        for t in [
+            "candidate",
+            "task_id",
+            "program",
+            "reasoning",
+            "reply",
+            "finish_reason",
+        ] {
+            template_row.insert(t.into(), Value::String(String::new()));
+        }
+        template_row.insert("sample".into(), Value::from(0u64));
+        template_row.insert("completion_tokens".into(), Value::from(0u64));
+        ctx.write_output(
+            "candidates",
+            &artifact::json_rows_to_typed_table(rows, template_row)?,
+        )
+    }
+}
+
+/// A problem row as a task without tests (generation needs none).
+fn task_of(row: &Row, i: usize) -> Result<tts::Task, StageError> {
+    let id = nonempty_text(row, "task_id").ok_or_else(|| StageError::BadInput {
+        slot: "problems".into(),
+        message: format!("row {i}: `task_id` is empty"),
+    })?;
+    let mode = match nonempty_text(row, "mode").as_deref() {
+        Some("stdio") => crate::programs::ProgramMode::Stdio,
+        _ => crate::programs::ProgramMode::Function,
+    };
+    Ok(tts::Task {
+        id,
+        row: row.clone(),
+        mode,
+        entry_point: nonempty_text(row, "entry_point"),
+        public: Vec::new(),
+        private: Vec::new(),
+        atol: 0.0,
+    })
+}

@@ -1,0 +1,328 @@
+//! The `model:` param of the stages that ask a model: which backend, and how
+//! to reach it. Secrets are never params: an API key is read from the
+//! environment variable `api_key_env` names, so it is neither hashed into a
+//! cache key nor written to a manifest or the ledger.
+
+use super::Backend;
+use crate::api::{FileDep, PlanEnv, Problem, RunCtx, StageError};
+use serde::{Deserialize, Serialize};
+
+/// Which OpenAI endpoint to call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OpenAiApi {
+    /// `/chat/completions` with messages; a text prompt is sent as one user message.
+    #[default]
+    Chat,
+    /// `/completions` with a text prompt; chat prompts are refused.
+    Completions,
+}
+
+/// A model to ask, as written in a spec.
+///
+/// ```yaml
+/// model: { backend: openai, base_url: "http://127.0.0.1:8080/v1", name: smollm2 }
+/// model: { backend: tch, path: ../models/smollm2/hf }
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "backend", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ModelSpec {
+    /// An OpenAI-compatible HTTP endpoint (vLLM, llama.cpp server, OpenAI, DeepSeek).
+    Openai {
+        /// `http://host:port/v1`; default: the `OPENAI_BASE_URL` environment variable.
+        #[serde(default)]
+        base_url: Option<String>,
+        /// The served model name sent in each request.
+        name: String,
+        #[serde(default)]
+        api: OpenAiApi,
+        /// Environment variable holding the API key (sent as a bearer token).
+        #[serde(default)]
+        api_key_env: Option<String>,
+        /// The served weights file: content-hashed into the model's identity,
+        /// so completions of other weights under the same name never replay.
+        #[serde(default)]
+        weights: Option<String>,
+        /// Identity of the model in the ledger (default: `openai:<name>`, plus
+        /// the weights' hash). Set it to a checkpoint hash or a dated snapshot.
+        #[serde(default)]
+        identity: Option<String>,
+        /// Requests in flight at once.
+        #[serde(default = "default_concurrency")]
+        concurrency: usize,
+        /// Ask for k samples of one prompt with one request (`n: k`); by
+        /// default each sample is its own request with its own seed, because
+        /// some servers ignore `n` (missing choices are asked for one by one).
+        #[serde(default)]
+        n_per_request: bool,
+        /// Seconds one request may take.
+        #[serde(default = "default_timeout")]
+        timeout_s: f64,
+        /// Retries after a 429, a 5xx, a timeout, a dropped connection or a
+        /// malformed body, with exponential backoff from `backoff_s`.
+        #[serde(default = "default_retries")]
+        retries: u32,
+        #[serde(default = "default_backoff")]
+        backoff_s: f64,
+    },
+    /// The in-process libtorch model (cargo feature `torch`).
+    Tch {
+        /// An HF model directory, or an `sft` LoRA adapter.
+        path: String,
+        #[serde(default)]
+        base: Option<String>,
+        #[serde(default = "default_chat")]
+        chat_format: String,
+        #[serde(default = "default_auto")]
+        device: String,
+        #[serde(default = "default_auto")]
+        dtype: String,
+        #[serde(default = "default_batch")]
+        batch_size: usize,
+    },
+}
+
+fn default_concurrency() -> usize {
+    4
+}
+fn default_timeout() -> f64 {
+    120.0
+}
+fn default_retries() -> u32 {
+    4
+}
+fn default_backoff() -> f64 {
+    1.0
+}
+fn default_batch() -> usize {
+    8
+}
+fn default_chat() -> String {
+    "hf".into()
+}
+fn default_auto() -> String {
+    "auto".into()
+}
+
+#[cfg(feature = "torch")]
+fn model_dir_deps(param: &str, dir: &str, env: &PlanEnv) -> Vec<FileDep> {
+    crate::sft::model_dir_deps(param, dir, env)
+}
+
+/// Without the model runtime the directory cannot be opened anyway; its
+/// config stands in for it so that a missing directory is still reported.
+#[cfg(not(feature = "torch"))]
+fn model_dir_deps(param: &str, dir: &str, _env: &PlanEnv) -> Vec<FileDep> {
+    vec![FileDep {
+        param: param.into(),
+        path: format!("{}/config.json", dir.trim_end_matches('/')),
+    }]
+}
+
+impl ModelSpec {
+    /// Problems with the spec, their paths under `param`.
+    pub fn problems(&self, param: &str) -> Vec<Problem> {
+        let mut out = Vec::new();
+        match self {
+            ModelSpec::Openai {
+                name,
+                base_url,
+                concurrency,
+                timeout_s,
+                backoff_s,
+                ..
+            } => {
+                if name.trim().is_empty() {
+                    out.push(Problem::at(&format!("{param}.name"), "must not be empty"));
+                }
+                if let Some(url) = base_url
+                    && !(url.starts_with("http://") || url.starts_with("https://"))
+                {
+                    out.push(
+                        Problem::at(
+                            &format!("{param}.base_url"),
+                            "must start with http:// or https://",
+                        )
+                        .help("e.g. http://127.0.0.1:8080/v1"),
+                    );
+                }
+                if *concurrency == 0 {
+                    out.push(Problem::at(
+                        &format!("{param}.concurrency"),
+                        "must be at least 1",
+                    ));
+                }
+                if !(*timeout_s > 0.0 && timeout_s.is_finite()) {
+                    out.push(Problem::at(
+                        &format!("{param}.timeout_s"),
+                        "must be positive",
+                    ));
+                }
+                if !(*backoff_s >= 0.0 && backoff_s.is_finite()) {
+                    out.push(Problem::at(
+                        &format!("{param}.backoff_s"),
+                        "must be zero or positive",
+                    ));
+                }
+            }
+            ModelSpec::Tch {
+                device,
+                dtype,
+                batch_size,
+                ..
+            } => {
+                if !cfg!(feature = "torch") {
+                    out.push(
+                        Problem::at(&format!("{param}.backend"), "`tch` needs the cargo feature `torch`")
+                            .help("rebuild with `cargo build --features torch` (see scripts/setup-torch.sh)"),
+                    );
+                }
+                if *batch_size == 0 {
+                    out.push(Problem::at(
+                        &format!("{param}.batch_size"),
+                        "must be at least 1",
+                    ));
+                }
+                #[cfg(feature = "torch")]
+                out.extend(
+                    crate::sft::runtime_problems(device, dtype)
+                        .into_iter()
+                        .map(|mut p| {
+                            p.path.insert(0, param.to_string());
+                            p
+                        }),
+                );
+                let _ = (device, dtype);
+            }
+        }
+        out
+    }
+
+    /// Files whose bytes identify the model (weights, checkpoint directories).
+    pub fn file_deps(&self, param: &str, env: &PlanEnv) -> Vec<FileDep> {
+        match self {
+            ModelSpec::Openai { weights, .. } => weights
+                .iter()
+                .map(|w| FileDep {
+                    param: format!("{param}.weights"),
+                    path: w.clone(),
+                })
+                .collect(),
+            ModelSpec::Tch { path, base, .. } => {
+                let mut deps = model_dir_deps(&format!("{param}.path"), path, env);
+                if let Some(b) = base {
+                    deps.extend(model_dir_deps(&format!("{param}.base"), b, env));
+                }
+                deps
+            }
+        }
+    }
+
+    /// Requests in flight at once (the in-process model runs one batch at a time).
+    pub fn concurrency(&self) -> usize {
+        match self {
+            ModelSpec::Openai { concurrency, .. } => *concurrency,
+            ModelSpec::Tch { .. } => 1,
+        }
+    }
+
+    /// Open the backend the spec names.
+    pub fn open(&self, ctx: &RunCtx<'_>) -> Result<Box<dyn Backend>, StageError> {
+        match self {
+            ModelSpec::Openai {
+                base_url,
+                name,
+                api,
+                api_key_env,
+                weights,
+                identity,
+                concurrency,
+                n_per_request,
+                timeout_s,
+                retries,
+                backoff_s,
+            } => {
+                let base_url = match base_url {
+                    Some(u) => u.clone(),
+                    None => std::env::var("OPENAI_BASE_URL").map_err(|_| {
+                        StageError::failed(
+                            "model.base_url is not set and neither is OPENAI_BASE_URL; name the endpoint (e.g. http://127.0.0.1:8080/v1)",
+                        )
+                    })?,
+                };
+                let api_key = match api_key_env {
+                    Some(var) => Some(std::env::var(var).map_err(|_| {
+                        StageError::failed(format!(
+                            "model.api_key_env names `{var}`, which is not set in the environment"
+                        ))
+                    })?),
+                    None => None,
+                };
+                let identity = match identity {
+                    Some(id) => id.clone(),
+                    None => {
+                        let mut id = format!("openai:{name}");
+                        if let Some(w) = weights {
+                            let path = ctx.resolve(w);
+                            let hash = crate::artifact::hash_file(&path).map_err(|e| {
+                                StageError::failed(format!("model.weights {}: {e}", path.display()))
+                            })?;
+                            id.push_str(&format!("@{}", &hash[..16]));
+                        }
+                        id
+                    }
+                };
+                Ok(Box::new(super::http::OpenAiBackend::new(
+                    super::http::OpenAiConfig {
+                        base_url,
+                        model: name.clone(),
+                        api: *api,
+                        api_key,
+                        identity,
+                        concurrency: *concurrency,
+                        n_per_request: *n_per_request,
+                        timeout: std::time::Duration::from_secs_f64(*timeout_s),
+                        retries: *retries,
+                        backoff: std::time::Duration::from_secs_f64(*backoff_s),
+                    },
+                )))
+            }
+            #[cfg(feature = "torch")]
+            ModelSpec::Tch {
+                path,
+                base,
+                chat_format,
+                device,
+                dtype,
+                batch_size,
+            } => {
+                use crate::model;
+                let failed = |e: model::ModelError| StageError::failed(e.to_string());
+                let device = model::parse_device(device).map_err(failed)?;
+                let kind = model::parse_kind(dtype, device).map_err(failed)?;
+                let chat = if chat_format == "hf" {
+                    "hf".to_string()
+                } else {
+                    ctx.resolve(chat_format).to_string_lossy().into_owned()
+                };
+                let base = base.as_ref().map(|b| ctx.resolve(b));
+                let backend = model::guard(|| {
+                    model::TchBackend::open(
+                        &ctx.resolve(path),
+                        base.as_deref(),
+                        &chat,
+                        device,
+                        kind,
+                        *batch_size,
+                    )
+                })
+                .map_err(failed)?;
+                Ok(Box::new(backend))
+            }
+            #[cfg(not(feature = "torch"))]
+            ModelSpec::Tch { .. } => Err(StageError::failed(
+                "model.backend `tch` needs the cargo feature `torch`; rebuild with `--features torch`",
+            )),
+        }
+    }
+}

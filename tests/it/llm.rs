@@ -1,0 +1,548 @@
+//! LLM backends and test-time scaling: the OpenAI client against a scripted
+//! HTTP server (500s, malformed JSON, slow answers, a dead endpoint, a
+//! partial failure) and against a real llama.cpp `llama-server` serving
+//! SmolLM2 (`scripts/setup-llama-server.sh`, `scripts/setup-models.sh`):
+//! generation, sequential and parallel scaling, replay with the server dead,
+//! and a server killed mid-stage.
+
+use crate::harness::Project;
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Three HumanEval-format problems, each with a `check` of two asserts.
+const PROBLEMS: &str = r#"{"task_id": "T/0", "prompt": "def add(a, b):\n    \"\"\"Add two numbers.\"\"\"\n", "entry_point": "add", "canonical_solution": "    return a + b\n", "test": "def check(candidate):\n    assert candidate(1, 2) == 3\n    assert candidate(-1, 1) == 0\n"}
+{"task_id": "T/1", "prompt": "def double(x):\n    \"\"\"Twice x.\"\"\"\n", "entry_point": "double", "canonical_solution": "    return 2 * x\n", "test": "def check(candidate):\n    assert candidate(2) == 4\n    assert candidate(0) == 0\n"}
+{"task_id": "T/2", "prompt": "def last(xs):\n    \"\"\"The last element of xs.\"\"\"\n", "entry_point": "last", "canonical_solution": "    return xs[-1]\n", "test": "def check(candidate):\n    assert candidate([1, 2]) == 2\n    assert candidate([5]) == 5\n"}
+"#;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// What the scripted server does with the k-th request (0-based) it receives.
+type Script = dyn Fn(usize, &Value) -> (u16, String, Duration) + Send + Sync;
+
+struct FakeServer {
+    port: u16,
+    hits: Arc<AtomicUsize>,
+    bodies: Arc<Mutex<Vec<Value>>>,
+}
+
+impl FakeServer {
+    fn start(script: Box<Script>) -> FakeServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let script: Arc<Script> = Arc::from(script);
+        let (h, b) = (hits.clone(), bodies.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (h, b, script) = (h.clone(), b.clone(), script.clone());
+                std::thread::spawn(move || serve(stream, &h, &b, script.as_ref()));
+            }
+        });
+        FakeServer { port, hits, bodies }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/v1", self.port)
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+fn serve(stream: TcpStream, hits: &AtomicUsize, bodies: &Mutex<Vec<Value>>, script: &Script) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        if line == "\r\n" {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body).unwrap();
+    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let k = hits.fetch_add(1, Ordering::SeqCst);
+    bodies.lock().unwrap().push(request.clone());
+    let (status, text, delay) = script(k, &request);
+    std::thread::sleep(delay);
+    let mut stream = stream;
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+        text.len()
+    );
+}
+
+/// A chat reply whose code solves the problem the prompt names.
+fn solving_reply(request: &Value) -> String {
+    let prompt = request["messages"].to_string();
+    let code = if prompt.contains("def add") {
+        "def add(a, b):\n    return a + b"
+    } else if prompt.contains("def double") {
+        "def double(x):\n    return x + x"
+    } else {
+        "def last(xs):\n    y = xs[0]\n    return y * 10"
+    };
+    let content = format!(
+        "[[ ## reasoning ## ]]\nsimple\n\n[[ ## code ## ]]\n```python\n{code}\n```\n\n[[ ## completed ## ]]"
+    );
+    json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+           "usage": {"prompt_tokens": 10, "completion_tokens": 5}})
+    .to_string()
+}
+
+fn ok() -> Duration {
+    Duration::ZERO
+}
+
+fn project(model: &str, extra: &str) -> Project {
+    project_sampling(model, 2, 200, extra)
+}
+
+/// HE-format problems and a `generate` stage asking `n` samples of each.
+fn project_sampling(model: &str, n: usize, max_tokens: usize, extra: &str) -> Project {
+    let p = Project::new();
+    let templates = repo().join("templates");
+    p.write("data/problems.jsonl", PROBLEMS).write(
+        "spec.yaml",
+        &format!(
+            r#"experiment: tts
+stages:
+  he:
+    kind: load_benchmark
+    params: {{ benchmark: humaneval, path: data/problems.jsonl }}
+  samples:
+    kind: generate
+    inputs: {{ problems: he.problems }}
+    params:
+      model: {model}
+      template: {t}/prompts/nl2code.j2
+      n: {n}
+      sampling: {{ max_tokens: {max_tokens} }}
+{extra}"#,
+            t = templates.display()
+        ),
+    );
+    p
+}
+
+fn fast_model(url: &str) -> String {
+    format!(
+        r#"{{ backend: openai, base_url: "{url}", name: fake, retries: 3, backoff_s: 0.05, timeout_s: 2 }}"#
+    )
+}
+
+fn manifests(p: &Project, kind: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let obj = p.path("cache/v1/obj");
+    for shard in fs_err::read_dir(obj).into_iter().flatten().flatten() {
+        for entry in fs_err::read_dir(shard.path()).unwrap().flatten() {
+            let m = entry.path().join("manifest.json");
+            if let Ok(text) = fs_err::read_to_string(&m) {
+                let v: Value = serde_json::from_str(&text).unwrap();
+                if v["kind"] == kind {
+                    out.push(v);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn ledger_files(p: &Project) -> usize {
+    let mut n = 0;
+    for shard in fs_err::read_dir(p.path("cache/ledger"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        n += fs_err::read_dir(shard.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+            .count();
+    }
+    n
+}
+
+#[test]
+fn retries_through_500s_malformed_json_and_slow_answers() {
+    // Request 0: 500; 1: malformed JSON; 2: slower than the 2 s timeout;
+    // later ones answer. Six samples (3 problems x 2) must all arrive.
+    let server = FakeServer::start(Box::new(|k, req| match k {
+        0 => (500, "{\"error\": \"overloaded\"}".into(), ok()),
+        1 => (200, "{\"choices\": [".into(), ok()),
+        2 => (200, solving_reply(req), Duration::from_secs(4)),
+        _ => (200, solving_reply(req), ok()),
+    }));
+    let p = project(
+        &format!(
+            r#"{{ backend: openai, base_url: "{}", name: fake, retries: 3, backoff_s: 0.05, timeout_s: 2, concurrency: 1 }}"#,
+            server.url()
+        ),
+        "",
+    );
+    p.run_ok("spec.yaml");
+    assert_eq!(server.hits(), 6 + 3, "three failed attempts were retried");
+    let m = &manifests(&p, "generate")[0];
+    assert_eq!(m["notes"]["llm_calls"], 6);
+    assert_eq!(m["notes"]["llm_replayed"], 0);
+    // Every sampling field is sent explicitly, with a per-sample seed.
+    let bodies = server.bodies.lock().unwrap();
+    let seeds: std::collections::BTreeSet<String> =
+        bodies.iter().map(|b| b["seed"].to_string()).collect();
+    assert_eq!(seeds.len(), 6, "one seed per sample");
+    for b in bodies.iter() {
+        assert_eq!(b["model"], "fake");
+        assert_eq!(b["temperature"], 0.7);
+        assert_eq!(b["max_tokens"], 200);
+        assert_eq!(b["top_p"], 1.0);
+    }
+}
+
+#[test]
+fn a_dead_endpoint_fails_clearly_and_a_partial_run_resumes_with_only_the_rest() {
+    // Nothing listens: the error names the URL and the cause.
+    let dead = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://127.0.0.1:{}/v1", dead.local_addr().unwrap().port());
+    drop(dead);
+    let p = project(&fast_model(&url), "");
+    let ran = p.tw(&["run", "spec.yaml"]);
+    assert_ne!(ran.code, 0);
+    assert!(
+        ran.stderr.contains(&format!("{url}/chat/completions")),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains("gave up after 4 attempts"),
+        "{}",
+        ran.stderr
+    );
+    assert!(ran.stderr.contains("0 received"), "{}", ran.stderr);
+
+    // A server that rejects every request about `last`: the other four land.
+    let flaky = FakeServer::start(Box::new(|_, req| {
+        if req["messages"].to_string().contains("def last") {
+            (400, "{\"error\": \"bad request\"}".into(), ok())
+        } else {
+            (200, solving_reply(req), ok())
+        }
+    }));
+    let p = project(&fast_model(&flaky.url()), "");
+    let ran = p.tw(&["run", "spec.yaml"]);
+    assert_ne!(ran.code, 0);
+    assert!(
+        ran.stderr
+            .contains("2 of 6 completions failed (4 received and kept in the ledger"),
+        "{}",
+        ran.stderr
+    );
+    assert!(ran.stderr.contains("HTTP 400"), "{}", ran.stderr);
+    assert_eq!(ledger_files(&p), 4);
+
+    // The next run, against a healthy server on another port, asks for two.
+    let healthy = FakeServer::start(Box::new(|_, req| (200, solving_reply(req), ok())));
+    let spec = p.read("spec.yaml").replace(&flaky.url(), &healthy.url());
+    p.write("spec.yaml", &spec);
+    p.run_ok("spec.yaml");
+    assert_eq!(healthy.hits(), 2);
+    let m = &manifests(&p, "generate")[0];
+    assert_eq!(
+        (
+            m["notes"]["llm_calls"].as_u64(),
+            m["notes"]["llm_replayed"].as_u64()
+        ),
+        (Some(2), Some(4))
+    );
+}
+
+#[test]
+fn scaling_stages_select_and_score_honestly_and_as_the_oracle_did() {
+    // The fake model solves `add` and `double` and gets `last` wrong; so the
+    // oracle and the honest selection agree on 2 of 3 problems.
+    let server = FakeServer::start(Box::new(|_, req| (200, solving_reply(req), ok())));
+    let t = repo().join("templates");
+    let model = fast_model(&server.url());
+    let extra = format!(
+        r#"  pick:
+    kind: parallel_scaling
+    inputs: {{ problems: he.problems, tests: he.tests, candidates: samples.candidates }}
+    params: {{ selection: public_filter, labels: {{ model: fake }} }}
+  debug:
+    kind: sequential_scaling
+    inputs: {{ problems: he.problems, tests: he.tests }}
+    params:
+      model: {model}
+      first_template: {t}/prompts/nl2code.j2
+      debug_template: {t}/prompts/self_debug.j2
+      representation: {t}/traces/next.j2
+      n: 2
+      rounds: 2
+      labels: {{ model: fake }}
+"#,
+        t = t.display()
+    );
+    let p = project(&model, &extra);
+    p.run_ok("spec.yaml");
+    let summary = crate::dataset::export(&p, "spec.yaml", "pick.summary");
+    assert_eq!(summary[0]["honest_pct"].as_f64().unwrap().round(), 67.0);
+    assert_eq!(summary[0]["oracle_pct"].as_f64().unwrap().round(), 67.0);
+    assert_eq!(summary[0]["model"], "fake");
+    let seq = crate::dataset::export(&p, "spec.yaml", "debug.summary");
+    assert_eq!(seq[0]["strategy"], "sequential");
+    assert_eq!(seq[0]["representation"], "next");
+    assert_eq!(seq[0]["oracle_mean_pct"].as_f64().unwrap().round(), 67.0);
+    // `last` is wrong on its public test, so its samples were revised in
+    // rounds 1 and 2 with feedback that carries the NExT trace of the run.
+    let rounds = crate::dataset::export(&p, "spec.yaml", "debug.rounds");
+    let last: Vec<_> = rounds.iter().filter(|r| r["task_id"] == "T/2").collect();
+    assert_eq!(last.len(), 2 * 3);
+    let solved: Vec<_> = rounds.iter().filter(|r| r["task_id"] == "T/0").collect();
+    assert_eq!(
+        solved.len(),
+        2,
+        "a sample that passes its public tests stops"
+    );
+    let feedback: Vec<Value> = serde_json::from_str(last[0]["feedback"].as_str().unwrap()).unwrap();
+    assert_eq!(feedback[0]["passed"], false);
+    assert!(
+        feedback[0]["trace"].as_str().unwrap().contains("xs"),
+        "{feedback:?}"
+    );
+    let bodies = server.bodies.lock().unwrap();
+    assert!(
+        bodies.iter().any(|b| b["messages"]
+            .to_string()
+            .contains("[Round 0 Test Feedback]")),
+        "revisions see the feedback"
+    );
+}
+
+// ---- against a real llama.cpp server -------------------------------------
+
+struct LlamaServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl LlamaServer {
+    fn start(port: Option<u16>) -> Option<LlamaServer> {
+        let (server, gguf) = match (
+            std::env::var("TW_LLAMA_SERVER"),
+            std::env::var("TW_SMOLLM2_GGUF"),
+        ) {
+            (Ok(s), Ok(g)) => (s, g),
+            _ => {
+                assert!(
+                    std::env::var_os("TW_REQUIRE_LLM").is_none(),
+                    "TW_REQUIRE_LLM is set but TW_LLAMA_SERVER / TW_SMOLLM2_GGUF are not: run scripts/setup-llama-server.sh and scripts/setup-models.sh"
+                );
+                eprintln!("skipping: no llama-server (set TW_LLAMA_SERVER and TW_SMOLLM2_GGUF)");
+                return None;
+            }
+        };
+        let port = port.unwrap_or_else(|| {
+            TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        });
+        let child = std::process::Command::new(server)
+            .args([
+                "-m",
+                &gguf,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "-c",
+                "8192",
+                "-np",
+                "4",
+                "-t",
+                "2",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let s = LlamaServer { child, port };
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(60) {
+            if let Ok(mut c) = TcpStream::connect(("127.0.0.1", port)) {
+                let _ = write!(
+                    c,
+                    "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                );
+                let mut text = String::new();
+                let _ = c.read_to_string(&mut text);
+                if text.starts_with("HTTP/1.1 200") {
+                    return Some(s);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("llama-server did not become healthy on port {port}");
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/v1", self.port)
+    }
+}
+
+impl Drop for LlamaServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn llama_model(url: &str) -> String {
+    let gguf = std::env::var("TW_SMOLLM2_GGUF").unwrap_or_default();
+    format!(
+        r#"{{ backend: openai, base_url: "{url}", name: smollm2, weights: "{gguf}", retries: 2, backoff_s: 0.2, concurrency: 4 }}"#
+    )
+}
+
+#[test]
+fn real_server_runs_scaling_and_a_rerun_replays_with_the_server_dead() {
+    let Some(server) = LlamaServer::start(None) else {
+        return;
+    };
+    let t = repo().join("templates");
+    let model = llama_model(&server.url());
+    let extra = format!(
+        r#"  vote:
+    kind: parallel_scaling
+    inputs: {{ problems: he.problems, tests: he.tests, candidates: samples.candidates }}
+    params:
+      selection: output_agreement
+      model: {model}
+      inputs_template: {t}/prompts/test_inputs.j2
+      sampling: {{ max_tokens: 200 }}
+  judge:
+    kind: parallel_scaling
+    inputs: {{ problems: he.problems, tests: he.tests, candidates: samples.candidates }}
+    params:
+      selection: llm_judge_pairwise
+      model: {model}
+      inputs_template: {t}/prompts/test_inputs.j2
+      judge_template: {t}/prompts/judge_pairwise.j2
+      representation: {t}/traces/concise.j2
+      sampling: {{ max_tokens: 120 }}
+  debug:
+    kind: sequential_scaling
+    inputs: {{ problems: he.problems, tests: he.tests }}
+    params:
+      model: {model}
+      first_template: {t}/prompts/nl2code.j2
+      debug_template: {t}/prompts/self_debug.j2
+      representation: {t}/traces/next.j2
+      n: 2
+      rounds: 1
+      sampling: {{ max_tokens: 200 }}
+"#,
+        t = t.display()
+    );
+    let p = project(&model, &extra);
+    p.run_ok("spec.yaml");
+    let calls: u64 = ["generate", "parallel_scaling", "sequential_scaling"]
+        .iter()
+        .flat_map(|k| manifests(&p, k))
+        .map(|m| m["notes"]["llm_calls"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(calls >= 6 + 3 + 6, "the model was asked ({calls} calls)");
+    for target in ["vote.summary", "judge.summary", "debug.summary"] {
+        let s = crate::dataset::export(&p, "spec.yaml", target);
+        let honest = s[0]["honest_pct"].as_f64().unwrap();
+        let oracle = s[0]["oracle_pct"].as_f64().unwrap();
+        assert!(
+            (0.0..=oracle).contains(&honest),
+            "{target}: honest {honest} > oracle {oracle}"
+        );
+    }
+    let before: Vec<_> = ["samples.candidates", "debug.rounds", "judge.selected"]
+        .iter()
+        .map(|t| crate::dataset::export(&p, "spec.yaml", t))
+        .collect();
+
+    // Forget every stage result but keep the ledger; stop the server. The
+    // rerun must make no call at all and reproduce every output.
+    drop(server);
+    fs_err::remove_dir_all(p.path("cache/v1")).unwrap();
+    p.run_ok("spec.yaml");
+    for m in ["generate", "parallel_scaling", "sequential_scaling"]
+        .iter()
+        .flat_map(|k| manifests(&p, k))
+    {
+        if m["notes"].get("llm_calls").is_some() {
+            assert_eq!(m["notes"]["llm_calls"], 0, "{}", m["node"]);
+        }
+    }
+    let after: Vec<_> = ["samples.candidates", "debug.rounds", "judge.selected"]
+        .iter()
+        .map(|t| crate::dataset::export(&p, "spec.yaml", t))
+        .collect();
+    assert_eq!(before, after);
+}
+
+#[test]
+fn real_server_killed_mid_stage_keeps_what_arrived() {
+    let Some(server) = LlamaServer::start(None) else {
+        return;
+    };
+    let port = server.port;
+    let model = llama_model(&server.url()).replace("concurrency: 4", "concurrency: 1");
+    let p = project_sampling(&model, 12, 96, "");
+    let mut run = p
+        .command(&["run", "spec.yaml"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while ledger_files(&p) < 3 && started.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(server);
+    let mut stderr = String::new();
+    run.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(
+        !run.wait().unwrap().success(),
+        "the run fails when its server dies"
+    );
+    let kept = ledger_files(&p);
+    assert!((3..36).contains(&kept), "{kept} completions kept\n{stderr}");
+    assert!(
+        stderr.contains("received and kept in the ledger"),
+        "{stderr}"
+    );
+
+    let _server = LlamaServer::start(Some(port)).unwrap();
+    p.run_ok("spec.yaml");
+    let m = &manifests(&p, "generate")[0];
+    assert_eq!(m["notes"]["llm_replayed"].as_u64(), Some(kept as u64));
+    assert_eq!(m["notes"]["llm_calls"].as_u64(), Some(36 - kept as u64));
+    assert_eq!(ledger_files(&p), 36);
+}
