@@ -52,7 +52,6 @@
 use crate::api::{FileDep, InputSlot, PlanEnv, Problem, RunCtx, Stage, StageError, module_doc};
 use crate::artifact;
 use crate::llm::{FinishReason, ModelSpec};
-use crate::programs::{Row, nonempty_text};
 use crate::tts::{self, SamplingParams};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -154,7 +153,7 @@ impl Stage for Generate {
         let tasks: Vec<tts::Task> = problems
             .iter()
             .enumerate()
-            .map(|(i, row)| task_of(row, i))
+            .map(|(i, row)| tts::task_from_row(row.clone(), i))
             .collect::<Result<_, _>>()?;
         let mut vars = p.vars.clone();
         vars.entry("cot".into())
@@ -232,25 +231,4 @@ impl Stage for Generate {
             &artifact::json_rows_to_typed_table(rows, template_row)?,
         )
     }
-}
-
-/// A problem row as a task without tests (generation needs none).
-fn task_of(row: &Row, i: usize) -> Result<tts::Task, StageError> {
-    let id = nonempty_text(row, "task_id").ok_or_else(|| StageError::BadInput {
-        slot: "problems".into(),
-        message: format!("row {i}: `task_id` is empty"),
-    })?;
-    let mode = match nonempty_text(row, "mode").as_deref() {
-        Some("stdio") => crate::programs::ProgramMode::Stdio,
-        _ => crate::programs::ProgramMode::Function,
-    };
-    Ok(tts::Task {
-        id,
-        row: row.clone(),
-        mode,
-        entry_point: nonempty_text(row, "entry_point"),
-        public: Vec::new(),
-        private: Vec::new(),
-        atol: 0.0,
-    })
 }

@@ -265,23 +265,17 @@ impl Stage for ParallelScaling {
                 .to_string();
             by_task.entry(task).or_default().push((sample, program));
         }
-        let runner = tts::Runner {
-            sandbox: crate::programs::open_sandbox(ctx, None)?,
-            timeout: p.timeout,
-            memory_mb: p.memory_mb,
-            trace: None,
-            comparator: None,
-        };
-        let tracer = if p.representation.is_some() {
-            Some(tts::Runner {
-                sandbox: crate::programs::open_sandbox(ctx, Some(1))?,
-                timeout: p.timeout,
-                memory_mb: p.memory_mb,
-                trace: tts::open_representation(ctx, &p.representation)?,
-                comparator: None,
-            })
-        } else {
-            None
+        let runner = tts::Runner::open(ctx, p.timeout, p.memory_mb, &None, None)?;
+        // Judges that read traces run each cluster's representative traced.
+        let tracer = match &p.representation {
+            Some(_) => Some(tts::Runner::open(
+                ctx,
+                p.timeout,
+                p.memory_mb,
+                &p.representation,
+                Some(1),
+            )?),
+            None => None,
         };
         let llm = match &p.model {
             Some(m) if p.selection.needs_inputs() => Some(ctx.open_llm(m)?),

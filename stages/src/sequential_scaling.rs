@@ -238,13 +238,7 @@ impl Stage for SequentialScaling {
             }));
         let first = tts::PromptTemplate::open(ctx, &p.first_template, &vars)?;
         let debug = tts::PromptTemplate::open(ctx, &p.debug_template, &vars)?;
-        let runner = tts::Runner {
-            sandbox: crate::programs::open_sandbox(ctx, None)?,
-            timeout: p.timeout,
-            memory_mb: p.memory_mb,
-            trace: tts::open_representation(ctx, &p.representation)?,
-            comparator: None,
-        };
+        let runner = tts::Runner::open(ctx, p.timeout, p.memory_mb, &p.representation, None)?;
         let llm = ctx.open_llm(&p.model)?;
         ctx.progress()
             .set_total((tasks.len() * p.n * (p.rounds + 1)) as u64);

@@ -67,10 +67,6 @@ pub fn load_tasks(ctx: &RunCtx<'_>, split: &TestSplit) -> Result<Vec<Task>, Stag
     let problems = crate::artifact::table_to_json_rows(&ctx.input("problems")?)?;
     let tests = crate::artifact::table_to_json_rows(&ctx.input("tests")?)?;
     programs::require_column(&problems, "problems", "task_id", "task_id")?;
-    let mode_of = |row: &Row| match nonempty_text(row, "mode").as_deref() {
-        Some("stdio") => ProgramMode::Stdio,
-        _ => ProgramMode::Function,
-    };
     let mut suites: BTreeMap<String, Vec<(usize, TestCase)>> = BTreeMap::new();
     for mode in [ProgramMode::Function, ProgramMode::Stdio] {
         let ids: std::collections::BTreeSet<String> = problems
@@ -105,12 +101,8 @@ pub fn load_tasks(ctx: &RunCtx<'_>, split: &TestSplit) -> Result<Vec<Task>, Stag
     }
     let mut out = Vec::with_capacity(problems.len());
     for (i, row) in problems.into_iter().enumerate() {
-        let id = nonempty_text(&row, "task_id").ok_or_else(|| StageError::BadInput {
-            slot: "problems".into(),
-            message: format!("row {i}: `task_id` is empty"),
-        })?;
-        let mode = mode_of(&row);
-        let cases = suites.remove(&id).unwrap_or_default();
+        let mut task = task_from_row(row, i)?;
+        let cases = suites.remove(&task.id).unwrap_or_default();
         let any_public = cases.iter().any(|(p, _)| *p == 1);
         let mut public = Vec::new();
         let mut private = Vec::new();
@@ -129,25 +121,44 @@ pub fn load_tasks(ctx: &RunCtx<'_>, split: &TestSplit) -> Result<Vec<Task>, Stag
                 private.push(case);
             }
         }
-        let entry_point = nonempty_text(&row, "entry_point");
-        if mode == ProgramMode::Function && entry_point.is_none() {
+        if task.mode == ProgramMode::Function && task.entry_point.is_none() {
             return Err(StageError::BadInput {
                 slot: "problems".into(),
-                message: format!("row {i} ({id}): a function-mode problem needs `entry_point`"),
+                message: format!(
+                    "row {i} ({}): a function-mode problem needs `entry_point`",
+                    task.id
+                ),
             });
         }
-        let atol = row.get("atol").and_then(Value::as_f64).unwrap_or(0.0);
-        out.push(Task {
-            id,
-            row,
-            mode,
-            entry_point,
-            public,
-            private,
-            atol,
-        });
+        task.public = public;
+        task.private = private;
+        out.push(task);
     }
     Ok(out)
+}
+
+fn mode_of(row: &Row) -> ProgramMode {
+    match nonempty_text(row, "mode").as_deref() {
+        Some("stdio") => ProgramMode::Stdio,
+        _ => ProgramMode::Function,
+    }
+}
+
+/// Problem row `i` as a task without tests (generation needs none).
+pub fn task_from_row(row: Row, i: usize) -> Result<Task, StageError> {
+    let id = nonempty_text(&row, "task_id").ok_or_else(|| StageError::BadInput {
+        slot: "problems".into(),
+        message: format!("row {i}: `task_id` is empty"),
+    })?;
+    Ok(Task {
+        id,
+        mode: mode_of(&row),
+        entry_point: nonempty_text(&row, "entry_point"),
+        atol: row.get("atol").and_then(Value::as_f64).unwrap_or(0.0),
+        row,
+        public: Vec::new(),
+        private: Vec::new(),
+    })
 }
 
 /// A chat-prompt template (`templates/prompts/*.j2`), loaded once.
@@ -370,6 +381,23 @@ pub enum Suite {
 }
 
 impl Runner {
+    /// A sandbox for a stage's runs; `representation` traces public runs.
+    pub fn open(
+        ctx: &mut RunCtx<'_>,
+        timeout: f64,
+        memory_mb: u64,
+        representation: &Option<String>,
+        workers: Option<usize>,
+    ) -> Result<Runner, StageError> {
+        Ok(Runner {
+            sandbox: programs::open_sandbox(ctx, workers)?,
+            timeout,
+            memory_mb,
+            trace: open_representation(ctx, representation)?,
+            comparator: None,
+        })
+    }
+
     fn job(
         &self,
         task: &Task,
@@ -782,9 +810,10 @@ fn json_objects(text: &str) -> Vec<Map<String, Value>> {
 
 /// A judge's answer: the integer in its `field` (DSPy marker) or the reply's first integer.
 pub fn parse_index(reply: &str, field: &str) -> Option<i64> {
-    let text = parse_reply_field(reply, field);
-    let re = regex::Regex::new(r"-?\d+").ok()?;
-    re.find(&text).and_then(|m| m.as_str().parse().ok())
+    static INTEGER: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = INTEGER.get_or_init(|| regex::Regex::new(r"-?\d+").expect("valid regex"));
+    re.find(&parse_reply_field(reply, field))
+        .and_then(|m| m.as_str().parse().ok())
 }
 
 /// Constant label columns (`labels: {model: smollm2}`) added to a table's rows.

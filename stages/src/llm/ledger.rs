@@ -250,20 +250,11 @@ impl Llm {
                 first: Box::new(first),
             });
         }
-        Ok(results
+        // Every slot is filled now: a missing one was counted as failed above.
+        results
             .into_iter()
-            .map(|r| r.unwrap_or_else(unreachable_completion))
-            .collect())
-    }
-}
-
-/// Every slot is filled or counted as failed above; this keeps the types simple.
-fn unreachable_completion() -> Completion {
-    Completion {
-        text: String::new(),
-        finish_reason: super::FinishReason::Stop,
-        prompt_tokens: 0,
-        completion_tokens: 0,
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| LlmError::Backend("a completion went missing".into()))
     }
 }
 
