@@ -56,6 +56,25 @@ pub enum Command {
         #[arg(long)]
         no_progress: bool,
     },
+    /// Run what a spec's `report` stages need and write their tables and plots.
+    Report {
+        spec: PathBuf,
+        /// Only these report stages (default: every stage of kind `report`).
+        #[arg(long, value_name = "STAGE")]
+        stage: Vec<String>,
+        /// Where files go: `<out>/<report stage>/table3.md`, ...
+        #[arg(short, long, default_value = "reports")]
+        out: PathBuf,
+        /// Run nothing: write reports that are cached, fail on the others.
+        #[arg(long)]
+        no_run: bool,
+        /// Stages run in parallel at most (default: number of cores).
+        #[arg(short, long)]
+        jobs: Option<usize>,
+        /// Never draw progress bars.
+        #[arg(long)]
+        no_progress: bool,
+    },
     /// Print the schema and first rows of a cached stage output.
     Show {
         spec: PathBuf,
@@ -270,6 +289,61 @@ fn make_plan(
     })
 }
 
+fn run_options(jobs: Option<usize>, keep_going: bool, no_progress: bool) -> RunOptions {
+    RunOptions {
+        jobs: jobs.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        }),
+        keep_going,
+        progress: !no_progress && std::io::stderr().is_terminal(),
+    }
+}
+
+/// Plan and run the selected stages, write the lock file, and turn stage
+/// failures into one message that says what finished is kept.
+fn run_selection(
+    spec: &spec::Spec,
+    store: &Store,
+    selection: &Selection,
+    options: &RunOptions,
+) -> Result<(), Failure> {
+    let facts = Facts::default();
+    let plan = make_plan(spec, store, selection, &facts)?;
+    eprintln!(
+        "tw: {}: {} stages, {} to run",
+        spec.experiment(),
+        spec.nodes().len(),
+        plan.to_run()
+    );
+    let report = run::execute(spec, store, &plan, &facts, options).map_err(|e| match e {
+        run::RunError::MissingUpstream { .. } => Failure::usage(format!(
+            "error: {e}\n  = help: run without --only, or add the upstream stage to the selection"
+        )),
+        other => Failure::runtime(format!("error: {other}")),
+    })?;
+    let lock = crate::lockfile::write(spec, &report)
+        .map_err(|e| Failure::runtime(format!("error: {e}")))?;
+    eprintln!("tw: {}", report.summary_line());
+    eprintln!("tw: wrote {}", lock.display());
+    if report.failures.is_empty() {
+        Ok(())
+    } else {
+        let mut message = String::new();
+        for f in &report.failures {
+            message.push_str(&format!(
+                "error: stage `{}` ({}) failed: {}\n",
+                f.node, f.kind, f.error
+            ));
+        }
+        message.push_str(
+            "  = note: results that finished are cached; the next run continues from them",
+        );
+        Err(Failure::runtime(message))
+    }
+}
+
 /// Run a parsed command line; stdout gets data, stderr gets logs.
 pub fn execute(cli: Cli, stdout: &mut dyn Write) -> Result<(), Failure> {
     let io = |e: std::io::Error| Failure::runtime(format!("error: {e}"));
@@ -325,47 +399,33 @@ pub fn execute(cli: Cli, stdout: &mut dyn Write) -> Result<(), Failure> {
         } => {
             let spec = load_spec(&spec)?;
             let store = open_store(&cli.cache_dir)?;
-            let facts = Facts::default();
-            let plan = make_plan(&spec, &store, &select.into(), &facts)?;
-            eprintln!(
-                "tw: {}: {} stages, {} to run",
-                spec.experiment(),
-                spec.nodes().len(),
-                plan.to_run()
-            );
-            let options = RunOptions {
-                jobs: jobs.unwrap_or_else(|| {
-                    std::thread::available_parallelism()
-                        .map(|n| n.get())
-                        .unwrap_or(1)
-                }),
-                keep_going,
-                progress: !no_progress && std::io::stderr().is_terminal(),
-            };
-            let report = run::execute(&spec, &store, &plan, &facts, &options).map_err(|e| match e {
-                run::RunError::MissingUpstream { .. } => Failure::usage(format!(
-                    "error: {e}\n  = help: run without --only, or add the upstream stage to the selection"
-                )),
-                other => Failure::runtime(format!("error: {other}")),
-            })?;
-            let lock = crate::lockfile::write(&spec, &report).map_err(io)?;
-            eprintln!("tw: {}", report.summary_line());
-            eprintln!("tw: wrote {}", lock.display());
-            if report.failures.is_empty() {
-                Ok(())
-            } else {
-                let mut message = String::new();
-                for f in &report.failures {
-                    message.push_str(&format!(
-                        "error: stage `{}` ({}) failed: {}\n",
-                        f.node, f.kind, f.error
-                    ));
-                }
-                message.push_str(
-                    "  = note: results that finished are cached; the next run continues from them",
-                );
-                Err(Failure::runtime(message))
+            let options = run_options(jobs, keep_going, no_progress);
+            run_selection(&spec, &store, &select.into(), &options)
+        }
+        Command::Report {
+            spec,
+            stage,
+            out,
+            no_run,
+            jobs,
+            no_progress,
+        } => {
+            let spec = load_spec(&spec)?;
+            let store = open_store(&cli.cache_dir)?;
+            let reports = crate::report_cmd::report_nodes(&spec, &stage)?;
+            if !no_run {
+                let selection = Selection {
+                    to: reports
+                        .iter()
+                        .map(|&i| spec.nodes()[i].id.clone())
+                        .collect(),
+                    ..Selection::default()
+                };
+                let options = run_options(jobs, false, no_progress);
+                run_selection(&spec, &store, &selection, &options)?;
             }
+            let plan = make_plan(&spec, &store, &Selection::default(), &Facts::default())?;
+            crate::report_cmd::write_reports(&spec, &plan, &store, &reports, &out, stdout)
         }
         Command::Show { spec, target, head } => {
             let spec = load_spec(&spec)?;

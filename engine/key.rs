@@ -27,6 +27,12 @@ pub struct PreImage {
     pub files: BTreeMap<String, String>,
     /// fact name -> value.
     pub env: BTreeMap<String, String>,
+    /// slot -> ids of the nodes the bound artifacts come from, only for kinds
+    /// that read where their inputs came from (`report` labels rows with
+    /// them). Empty, and then absent from the pre-image, for every other kind,
+    /// so their keys do not move when an upstream stage is renamed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub origins: BTreeMap<String, Vec<String>>,
 }
 
 impl PreImage {
@@ -103,6 +109,17 @@ pub fn diff(old: &PreImage, new: &PreImage) -> Vec<String> {
             _ => {}
         }
     }
+    for slot in union(old.origins.keys(), new.origins.keys()) {
+        if old.origins.get(slot) != new.origins.get(slot) {
+            reasons.push(format!(
+                "input `{slot}` now comes from {}",
+                new.origins
+                    .get(slot)
+                    .map(|ids| ids.join(", "))
+                    .unwrap_or_else(|| "(nothing)".into())
+            ));
+        }
+    }
     for path in union(old.files.keys(), new.files.keys()) {
         match (old.files.get(path), new.files.get(path)) {
             (Some(a), Some(b)) if a != b => reasons.push(format!("file {path} changed")),
@@ -173,6 +190,7 @@ mod tests {
             inputs: BTreeMap::new(),
             files: BTreeMap::from([("a.jsonl".to_string(), "h1".to_string())]),
             env: BTreeMap::new(),
+            origins: BTreeMap::new(),
         }
     }
 

@@ -16,6 +16,7 @@ pub mod inspect;
 pub mod key;
 pub mod lockfile;
 pub mod plan;
+pub mod report_cmd;
 pub mod run;
 pub mod score_cmd;
 pub mod source;

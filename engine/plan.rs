@@ -179,7 +179,54 @@ pub fn pre_image(
         inputs: input_hashes,
         files,
         env,
+        origins: input_origin_ids(spec, node),
     })
+}
+
+/// slot -> upstream node ids, for the kinds that read where inputs came from.
+fn input_origin_ids(spec: &Spec, node: &Node) -> BTreeMap<String, Vec<String>> {
+    if !node.stage_impl.reads_input_origins(&node.params) {
+        return BTreeMap::new();
+    }
+    node.inputs
+        .iter()
+        .map(|input| {
+            let ids = input
+                .sources
+                .iter()
+                .map(|s| spec.nodes()[s.node].id.clone())
+                .collect();
+            (input.slot.clone(), ids)
+        })
+        .collect()
+}
+
+/// Where each bound artifact of `node` comes from: the upstream stage's name
+/// and matrix binding, for kinds that ask ([`tw_stages::api::Stage::reads_input_origins`]).
+pub fn input_origins(
+    spec: &Spec,
+    node: &Node,
+) -> BTreeMap<String, Vec<tw_stages::api::InputOrigin>> {
+    if !node.stage_impl.reads_input_origins(&node.params) {
+        return BTreeMap::new();
+    }
+    node.inputs
+        .iter()
+        .map(|input| {
+            let origins = input
+                .sources
+                .iter()
+                .map(|s| {
+                    let upstream = &spec.nodes()[s.node];
+                    tw_stages::api::InputOrigin {
+                        stage: upstream.stage.clone(),
+                        binding: upstream.binding.clone(),
+                    }
+                })
+                .collect();
+            (input.slot.clone(), origins)
+        })
+        .collect()
 }
 
 /// Files that stages read but that do not exist, each reported at its param.
@@ -455,11 +502,97 @@ pub fn build(
 }
 
 /// `tw plan` as text: one line per node, aligned.
+/// What a planned stage may cost in model calls.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LlmEstimate {
+    /// At most this many calls; `None` when the input is not computed yet
+    /// or the bound depends on data.
+    pub at_most: Option<u64>,
+    /// `30 problems x 8 samples x (1 + 4 rounds)`.
+    pub formula: String,
+}
+
+impl LlmEstimate {
+    fn describe(&self) -> String {
+        match self.at_most {
+            Some(n) => format!(
+                "at most {n} LLM call{} ({}; ledger hits are free)",
+                if n == 1 { "" } else { "s" },
+                self.formula
+            ),
+            None => format!("LLM calls: {}", self.formula),
+        }
+    }
+}
+
+/// The model calls node `i` may make if it runs: `None` for kinds that ask
+/// no model and for nodes that will not run (cached, skipped).
+pub fn llm_estimate(spec: &Spec, plan: &Plan, i: usize) -> Option<LlmEstimate> {
+    let node = &spec.nodes()[i];
+    let calls = node.stage_impl.llm_calls(&node.params)?;
+    if !matches!(
+        plan.nodes[i].status,
+        Status::Run | Status::Forced | Status::After
+    ) {
+        return None;
+    }
+    let rows: Option<usize> = node
+        .inputs
+        .iter()
+        .find(|input| input.slot == calls.slot)
+        .and_then(|input| {
+            input
+                .sources
+                .iter()
+                .map(|s| {
+                    plan.nodes[s.node]
+                        .manifest
+                        .as_ref()
+                        .and_then(|m| m.outputs.get(&s.output))
+                        .map(|o| o.rows)
+                })
+                .sum()
+        });
+    let at_most = match (rows, calls.per_row) {
+        (Some(rows), Some(per_row)) => Some(rows as u64 * per_row),
+        _ => None,
+    };
+    let formula = match (rows, calls.per_row) {
+        (Some(rows), _) => format!("{rows} {} x {}", calls.slot, calls.formula),
+        (None, Some(_)) => format!(
+            "{} per row of `{}`, whose size is known once its upstream runs",
+            calls.formula, calls.slot
+        ),
+        (None, None) => format!("{} per row of `{}`", calls.formula, calls.slot),
+    };
+    Some(LlmEstimate { at_most, formula })
+}
+
 pub fn render_text(spec: &Spec, plan: &Plan) -> String {
     let mut out = String::new();
     let total = spec.nodes().len();
+    let estimates: Vec<Option<LlmEstimate>> =
+        (0..total).map(|i| llm_estimate(spec, plan, i)).collect();
+    let known: u64 = estimates.iter().flatten().filter_map(|e| e.at_most).sum();
+    let unknown = estimates
+        .iter()
+        .flatten()
+        .filter(|e| e.at_most.is_none())
+        .count();
+    let calls = match (estimates.iter().flatten().count(), unknown) {
+        (0, _) => String::new(),
+        (_, 0) => format!(", at most {known} LLM calls"),
+        (_, u) => {
+            let unbounded = format!("{u} stage{} not yet bounded", if u == 1 { "" } else { "s" });
+            if known == 0 {
+                format!(", LLM calls: {unbounded}")
+            } else {
+                format!(", at most {known} LLM calls + {unbounded}")
+            }
+        }
+    };
     out.push_str(&format!(
-        "{}: {total} stage{}, {} to run\n",
+        "{}: {total} stage{}, {} to run{calls}\n",
         spec.experiment(),
         if total == 1 { "" } else { "s" },
         plan.to_run()
@@ -471,9 +604,13 @@ pub fn render_text(spec: &Spec, plan: &Plan) -> String {
         .map(|n| n.kind().len())
         .max()
         .unwrap_or(0);
-    for (node, planned) in spec.nodes().iter().zip(&plan.nodes) {
+    for ((node, planned), estimate) in spec.nodes().iter().zip(&plan.nodes).zip(&estimates) {
         let key = planned.key.as_deref().map(|k| &k[..12]).unwrap_or("-");
-        let reasons = planned.reasons.join("; ");
+        let mut reasons = planned.reasons.clone();
+        if let Some(e) = estimate {
+            reasons.push(e.describe());
+        }
+        let reasons = reasons.join("; ");
         let line = format!(
             "  {:<7} {:<id_w$}  {:<kind_w$}  {:<12}  {}",
             planned.status.as_str(),
@@ -507,6 +644,8 @@ struct JsonNode<'a> {
     matrix: BTreeMap<&'a str, &'a serde_json::Value>,
     inputs: BTreeMap<&'a str, Vec<String>>,
     outputs: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    llm_calls: Option<LlmEstimate>,
 }
 
 /// `tw plan --json`: stable, sorted, for scripts and tests.
@@ -526,7 +665,8 @@ pub fn render_json(spec: &Spec, plan: &Plan) -> String {
         .nodes()
         .iter()
         .zip(&plan.nodes)
-        .map(|(node, planned)| JsonNode {
+        .enumerate()
+        .map(|(i, (node, planned))| JsonNode {
             id: &node.id,
             stage: &node.stage,
             kind: node.kind(),
@@ -548,6 +688,7 @@ pub fn render_json(spec: &Spec, plan: &Plan) -> String {
                 })
                 .collect(),
             outputs: &node.outputs,
+            llm_calls: llm_estimate(spec, plan, i),
         })
         .collect();
     let plan = JsonPlan {

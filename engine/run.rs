@@ -405,7 +405,8 @@ fn run_node(
         &staging.dir,
         &progress,
     )
-    .with_ledger_dir(store.root().join("ledger"));
+    .with_ledger_dir(store.root().join("ledger"))
+    .with_input_origins(crate::plan::input_origins(spec, node));
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         node.stage_impl.run(&node.params, &mut ctx)
     }));

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Point data/benchmarks at a directory holding the benchmark files the specs read
-# (HumanEval.jsonl.gz, mbpp.jsonl, cruxeval.jsonl, humaneval_codegen16b_100samples.jsonl, ...).
+# (HumanEval.jsonl.gz, mbpp.jsonl, cruxeval.jsonl, humaneval_codegen16b_100samples.jsonl, ...),
+# and data/seed-artifacts at the original study's artifacts beside it (HE-R, MBPP-R).
 #   scripts/link-data.sh [DIR]     # default: ../shared/data/benchmarks beside the checkout
 # Without such a directory, download the files yourself into data/benchmarks/ (the README
 # lists their sources); nothing here is committed.
@@ -18,3 +19,9 @@ if [ -e "$root/data/benchmarks" ] && [ ! -L "$root/data/benchmarks" ]; then
 fi
 ln -sfn "$(cd "$src" && pwd)" "$root/data/benchmarks"
 echo "data/benchmarks -> $(cd "$src" && pwd)" >&2
+# The original study's artifacts (HE-R / MBPP-R buggy programs), when they sit beside it.
+artifacts="$src/../seed-artifacts"
+if [ -d "$artifacts" ] && { [ ! -e "$root/data/seed-artifacts" ] || [ -L "$root/data/seed-artifacts" ]; }; then
+  ln -sfn "$(cd "$artifacts" && pwd)" "$root/data/seed-artifacts"
+  echo "data/seed-artifacts -> $(cd "$artifacts" && pwd)" >&2
+fi

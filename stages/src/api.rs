@@ -106,6 +106,27 @@ pub enum EnvFact {
     Var { name: String },
 }
 
+/// Which stage (and matrix cell) produced an input artifact.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputOrigin {
+    /// The upstream stage's name as written in the spec.
+    pub stage: String,
+    /// Its matrix axis values, in axis order (empty outside a matrix).
+    pub binding: Vec<(String, serde_json::Value)>,
+}
+
+/// An upper bound on the model calls a stage makes, for `tw plan`: at most
+/// `per_row` calls for each row of input `slot`. Completions already in the
+/// ledger are replayed for free, so a run often makes fewer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LlmCalls {
+    pub slot: &'static str,
+    /// `None` when the bound depends on data the plan cannot see.
+    pub per_row: Option<u64>,
+    /// How the bound is made up, e.g. `8 samples x (1 + 4 rounds)`.
+    pub formula: String,
+}
+
 /// Whether a successful result may be stored (buck2 DICE `validity`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CachePolicy {
@@ -201,6 +222,7 @@ pub struct RunCtx<'a> {
     notes: BTreeMap<String, serde_json::Value>,
     progress: &'a dyn Progress,
     ledger_dir: Option<PathBuf>,
+    origins: BTreeMap<String, Vec<InputOrigin>>,
 }
 
 impl<'a> RunCtx<'a> {
@@ -220,7 +242,21 @@ impl<'a> RunCtx<'a> {
             notes: BTreeMap::new(),
             progress,
             ledger_dir: None,
+            origins: BTreeMap::new(),
         }
+    }
+
+    /// Where each input artifact came from; the engine sets it for kinds that
+    /// declare [`Stage::reads_input_origins`] (and hashes it into their key).
+    pub fn with_input_origins(mut self, origins: BTreeMap<String, Vec<InputOrigin>>) -> Self {
+        self.origins = origins;
+        self
+    }
+
+    /// Origins of the artifacts bound to `slot`, parallel to [`RunCtx::input_paths`];
+    /// empty unless the kind reads origins.
+    pub fn input_origins(&self, slot: &str) -> &[InputOrigin] {
+        self.origins.get(slot).map(Vec::as_slice).unwrap_or(&[])
     }
 
     /// Where LLM completions are kept (`<cache>/ledger`); the engine sets it.
@@ -354,6 +390,17 @@ pub trait Stage: Send + Sync + 'static {
     fn cache_policy(_p: &Self::Params) -> CachePolicy {
         CachePolicy::Store
     }
+    /// Whether the stage reads which upstream stage each input came from
+    /// ([`RunCtx::input_origins`]). Those ids then go in its key, so renaming
+    /// an upstream stage reruns it; keep `false` unless output depends on them.
+    fn reads_input_origins(_p: &Self::Params) -> bool {
+        false
+    }
+    /// The most LLM calls the stage makes per row of an input slot, for
+    /// `tw plan`; `None` for kinds that ask no model.
+    fn llm_calls(_p: &Self::Params) -> Option<LlmCalls> {
+        None
+    }
     /// Read inputs from `ctx`, write every declared output; touch nothing else.
     fn run(p: &Self::Params, ctx: &mut RunCtx<'_>) -> Result<(), StageError>;
 }
@@ -386,6 +433,8 @@ pub trait DynStage: Send + Sync {
     fn file_deps(&self, p: &ParsedParams, env: &PlanEnv) -> Vec<FileDep>;
     fn env_facts(&self, p: &ParsedParams) -> Vec<EnvFact>;
     fn cache_policy(&self, p: &ParsedParams) -> CachePolicy;
+    fn reads_input_origins(&self, p: &ParsedParams) -> bool;
+    fn llm_calls(&self, p: &ParsedParams) -> Option<LlmCalls>;
     fn run(&self, p: &ParsedParams, ctx: &mut RunCtx<'_>) -> Result<(), StageError>;
 }
 
@@ -491,6 +540,14 @@ impl<S: Stage> DynStage for Erased<S> {
 
     fn cache_policy(&self, p: &ParsedParams) -> CachePolicy {
         S::cache_policy(Self::typed(p))
+    }
+
+    fn reads_input_origins(&self, p: &ParsedParams) -> bool {
+        S::reads_input_origins(Self::typed(p))
+    }
+
+    fn llm_calls(&self, p: &ParsedParams) -> Option<LlmCalls> {
+        S::llm_calls(Self::typed(p))
     }
 
     fn run(&self, p: &ParsedParams, ctx: &mut RunCtx<'_>) -> Result<(), StageError> {

@@ -49,7 +49,9 @@
 //!     temperature: 0.7
 //! ```
 
-use crate::api::{FileDep, InputSlot, PlanEnv, Problem, RunCtx, Stage, StageError, module_doc};
+use crate::api::{
+    FileDep, InputSlot, LlmCalls, PlanEnv, Problem, RunCtx, Stage, StageError, module_doc,
+};
 use crate::artifact;
 use crate::llm::{FinishReason, ModelSpec};
 use crate::tts::{self, SamplingParams};
@@ -124,6 +126,15 @@ impl Stage for Generate {
 
     fn outputs(_p: &GenerateParams) -> Vec<String> {
         vec!["candidates".into()]
+    }
+
+    fn llm_calls(p: &GenerateParams) -> Option<LlmCalls> {
+        let n = p.n() as u64;
+        Some(LlmCalls {
+            slot: "problems",
+            per_row: Some(n),
+            formula: format!("{n} sample{}", if n == 1 { "" } else { "s" }),
+        })
     }
 
     fn validate(p: &GenerateParams) -> Vec<Problem> {

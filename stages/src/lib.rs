@@ -52,6 +52,8 @@ mod join;
 #[cfg(feature = "polars")]
 mod relational;
 #[cfg(feature = "polars")]
+pub mod report;
+#[cfg(feature = "polars")]
 mod sample;
 #[cfg(feature = "polars")]
 mod select;

@@ -175,7 +175,8 @@ fn default_timeout() -> f64 {
 
 impl Stage for LoadBenchmark {
     const KIND: &'static str = "load_benchmark";
-    const VERSION: u32 = 1;
+    // 2: HE-R / MBPP-R problems get an `entry_point`.
+    const VERSION: u32 = 2;
     type Params = LoadBenchmarkParams;
 
     fn doc() -> String {
@@ -595,6 +596,7 @@ fn parse(p: &LoadBenchmarkParams, row: &Row) -> Result<Option<Parsed>, String> {
                     format!("{}: no `solution` (the buggy program)", out.task_id)
                 })?);
             out.prompt = cell_text(row, "prompt").unwrap_or_default();
+            out.entry_point = repair_entry_point(&out.prompt, out.buggy.as_deref());
         }
         Source::CruxEval => {
             out.task_id = required(row, "id", "a CRUXEval")?;
@@ -1045,8 +1047,36 @@ fn run_reference(
     Ok(())
 }
 
+/// The function a repair benchmark's tests call. The seed's files do not say:
+/// HE-R prompts are HumanEval's, which end with the tested function's
+/// signature (helpers come first), and MBPP-R prompts are prose, so take the
+/// last top-level `def` of the prompt, else of the buggy program.
+fn repair_entry_point(prompt: &str, buggy: Option<&str>) -> Option<String> {
+    static DEF: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let def = DEF
+        .get_or_init(|| regex::Regex::new(r"(?m)^def\s+([A-Za-z_]\w*)\s*\(").expect("valid regex"));
+    let last = |text: &str| def.captures_iter(text).last().map(|c| c[1].to_string());
+    last(prompt).or_else(|| buggy.and_then(last))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn repair_entry_points_come_from_the_prompt_then_the_program() {
+        let he = "def is_palindrome(s: str) -> bool:\n    return s == s[::-1]\n\n\ndef make_palindrome(string: str) -> str:\n    \"\"\" doc \"\"\"\n";
+        assert_eq!(
+            repair_entry_point(he, None).as_deref(),
+            Some("make_palindrome")
+        );
+        let mbpp_prose = "Write a function to find the shared elements.";
+        let buggy = "import math\ndef helper(x):\n    return x\n\ndef similar_elements(a, b):\n    def inner(y):\n        return y\n    return set(a) - set(b)\n";
+        assert_eq!(
+            repair_entry_point(mbpp_prose, Some(buggy)).as_deref(),
+            Some("similar_elements")
+        );
+        assert_eq!(repair_entry_point(mbpp_prose, Some("x = 1\n")), None);
+    }
+
     use super::*;
 
     #[test]

@@ -66,7 +66,9 @@
 //!     inputs_template: ../templates/prompts/test_inputs.j2
 //! ```
 
-use crate::api::{FileDep, InputSlot, PlanEnv, Problem, RunCtx, Stage, StageError, module_doc};
+use crate::api::{
+    FileDep, InputSlot, LlmCalls, PlanEnv, Problem, RunCtx, Stage, StageError, module_doc,
+};
 use crate::artifact;
 use crate::llm::{Llm, ModelSpec};
 use crate::programs::nonempty_text;
@@ -175,6 +177,36 @@ impl Stage for ParallelScaling {
 
     fn outputs(_p: &ParallelParams) -> Vec<String> {
         vec!["selected".into(), "summary".into()]
+    }
+
+    fn llm_calls(p: &ParallelParams) -> Option<LlmCalls> {
+        let inputs = p.max_inputs as u64;
+        let (per_row, formula) = match p.selection {
+            s if !s.needs_inputs() => return None,
+            Selection::OutputAgreement => (Some(1), "1 test-input reply".to_string()),
+            Selection::LlmJudgePointwise => (
+                Some(1 + inputs),
+                format!("1 test-input reply + {inputs} judgements"),
+            ),
+            // Every pair of distinct-output clusters, both orders, on every input.
+            _ => (
+                p.n.map(|n| 1 + inputs * (n * n.saturating_sub(1)) as u64),
+                match p.n {
+                    Some(n) => format!(
+                        "1 test-input reply + {inputs} inputs x {n}x{} ordered pairs",
+                        n.saturating_sub(1)
+                    ),
+                    None => format!(
+                        "1 test-input reply + {inputs} inputs x ordered pairs of candidates (set `n` to bound it)"
+                    ),
+                },
+            ),
+        };
+        Some(LlmCalls {
+            slot: "problems",
+            per_row,
+            formula,
+        })
     }
 
     fn validate(p: &ParallelParams) -> Vec<Problem> {

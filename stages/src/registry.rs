@@ -44,9 +44,10 @@ impl Registry {
             r.add::<crate::sample::Sample>();
             r.add::<crate::join::Join>();
             r.add::<crate::concat::Concat>();
+            r.add::<crate::report::Report>();
         }
         #[cfg(not(feature = "polars"))]
-        for kind in ["filter", "select", "sample", "join", "concat"] {
+        for kind in ["filter", "select", "sample", "join", "concat", "report"] {
             r.unavailable.insert(kind, "polars");
         }
         #[cfg(feature = "torch")]

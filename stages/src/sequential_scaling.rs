@@ -75,7 +75,9 @@
 //!     rounds: 4
 //! ```
 
-use crate::api::{FileDep, InputSlot, PlanEnv, Problem, RunCtx, Stage, StageError, module_doc};
+use crate::api::{
+    FileDep, InputSlot, LlmCalls, PlanEnv, Problem, RunCtx, Stage, StageError, module_doc,
+};
 use crate::artifact;
 use crate::llm::ModelSpec;
 use crate::programs::Row;
@@ -196,6 +198,15 @@ impl Stage for SequentialScaling {
 
     fn outputs(_p: &SequentialParams) -> Vec<String> {
         vec!["rounds".into(), "scores".into(), "summary".into()]
+    }
+
+    fn llm_calls(p: &SequentialParams) -> Option<LlmCalls> {
+        // Beam search also revises `n` programs a round (parents repeat).
+        Some(LlmCalls {
+            slot: "problems",
+            per_row: Some((p.n * (1 + p.rounds)) as u64),
+            formula: format!("{} samples x (1 + {} rounds)", p.n, p.rounds),
+        })
     }
 
     fn validate(p: &SequentialParams) -> Vec<Problem> {

@@ -237,6 +237,72 @@ fn retries_through_500s_malformed_json_and_slow_answers() {
 }
 
 #[test]
+fn plan_bounds_the_llm_calls_and_a_cached_stage_makes_none() {
+    let server = FakeServer::start(Box::new(|_, req| (200, solving_reply(req), ok())));
+    let model = fast_model(&server.url());
+    let p = project(&model, &sequential_stage(&model, 2, ""));
+    let line = |stdout: &str, id: &str| {
+        stdout
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(id))
+            .unwrap_or_else(|| panic!("no {id} in {stdout}"))
+            .to_string()
+    };
+    // The problems are not loaded yet: a bound per problem only.
+    let plan = p.tw(&["plan", "spec.yaml"]);
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    assert!(
+        plan.stdout
+            .starts_with("tts: 3 stages, 3 to run, LLM calls: 2 stages not yet bounded\n"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        line(&plan.stdout, "samples").ends_with(
+            "LLM calls: 2 samples per row of `problems`, whose size is known once its upstream runs"
+        ),
+        "{}",
+        plan.stdout
+    );
+    let ran = p.tw(&["run", "spec.yaml", "--only", "he"]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let plan = p.tw(&["plan", "spec.yaml"]);
+    assert!(
+        plan.stdout
+            .starts_with("tts: 3 stages, 2 to run, at most 24 LLM calls\n"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        line(&plan.stdout, "samples")
+            .ends_with("at most 6 LLM calls (3 problems x 2 samples; ledger hits are free)"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        line(&plan.stdout, "debug").ends_with(
+            "at most 18 LLM calls (3 problems x 2 samples x (1 + 2 rounds); ledger hits are free)"
+        ),
+        "{}",
+        plan.stdout
+    );
+    let json = p.tw(&["plan", "spec.yaml", "--json"]);
+    let json: Value = serde_json::from_str(&json.stdout).unwrap();
+    let samples = json["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "samples")
+        .unwrap();
+    assert_eq!(samples["llm_calls"]["at_most"], 6);
+    p.run_ok("spec.yaml");
+    assert!(server.hits() <= 24, "{} calls", server.hits());
+    // Cached: nothing to ask.
+    let plan = p.tw(&["plan", "spec.yaml"]);
+    assert!(!plan.stdout.contains("LLM call"), "{}", plan.stdout);
+}
+
+#[test]
 fn a_dead_endpoint_fails_clearly_and_a_partial_run_resumes_with_only_the_rest() {
     // Nothing listens: the error names the URL and the cause.
     let dead = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -306,6 +372,16 @@ fn scaling_stages_select_and_score_honestly_and_as_the_oracle_did() {
 "#
     .to_string()
         + &sequential_stage(&model, 2, "labels: { model: fake }");
+    let extra = extra
+        + r#"  report:
+    kind: report
+    inputs: { rows: [pick.summary, debug.summary, debug.scores] }
+    params:
+      tables:
+        - { name: main, rows: [model], columns: [strategy, representation], value: honest_pct, where: "strategy IS NOT NULL", formats: [markdown] }
+      plots:
+        - { name: rounds, kind: line, x: round, y: [honest_pct, oracle_pct], where: "round IS NOT NULL", formats: [svg] }
+"#;
     let p = project(&model, &extra);
     p.run_ok("spec.yaml");
     let summary = crate::dataset::export(&p, "spec.yaml", "pick.summary");
@@ -332,6 +408,21 @@ fn scaling_stages_select_and_score_honestly_and_as_the_oracle_did() {
     assert!(
         feedback[0]["trace"].as_str().unwrap().contains("xs"),
         "{feedback:?}"
+    );
+    // The report reads the strategies' own summaries.
+    let ran = p.tw(&["report", "spec.yaml", "--no-run"]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let rounds = crate::dataset::export(&p, "spec.yaml", "report.rounds");
+    assert_eq!(
+        rounds.len(),
+        2 * 3,
+        "honest and oracle lines over rounds 0..=2"
+    );
+    assert_eq!(
+        p.read("reports/report/main.md"),
+        "| model | parallel / none | sequential / next |\n\
+         | :--- | ---: | ---: |\n\
+         | fake | 66.7 | 66.7 |\n"
     );
     let bodies = server.bodies.lock().unwrap();
     assert!(

@@ -15,5 +15,6 @@ mod models;
 mod plans;
 mod programs;
 mod prompts;
+mod reports;
 mod representations;
 mod scoring;

@@ -362,3 +362,81 @@ stages:
     assert_eq!(labels.len(), 4);
     assert!(labels.iter().all(|l| l["tests"].as_u64().unwrap() > 0));
 }
+
+#[test]
+fn smollm2_in_process_generates_through_the_ledger_and_replays_for_free() {
+    let Some(dir) = smollm2() else { return };
+    let Some(data) =
+        crate::harness::shared_data("TW_BENCHMARKS", "benchmarks", "HumanEval.jsonl.gz")
+    else {
+        return;
+    };
+    let templates = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("templates");
+    let p = Project::new();
+    p.write(
+        "gen.yaml",
+        &format!(
+            r#"experiment: smol_generate
+stages:
+  humaneval:
+    kind: load_benchmark
+    params: {{ benchmark: humaneval, path: "{data}/HumanEval.jsonl.gz", limit: 2 }}
+  greedy:
+    kind: generate
+    inputs: {{ problems: humaneval.problems }}
+    params:
+      model: {{ backend: tch, path: "{model}", device: cpu }}
+      template: {t}/prompts/nl2code.j2
+      strategy: sample
+      n: 2
+      sampling: {{ max_tokens: 32 }}
+  pick:
+    kind: parallel_scaling
+    inputs: {{ problems: humaneval.problems, tests: humaneval.tests, candidates: greedy.candidates }}
+    params: {{ selection: best_of_n }}
+"#,
+            data = data.display(),
+            model = dir.display(),
+            t = templates.display()
+        ),
+    );
+    p.run_ok("gen.yaml");
+    let first = rows(&p, "gen.yaml", "greedy.candidates");
+    assert_eq!(first.len(), 4, "2 problems x 2 samples");
+    assert!(
+        first
+            .iter()
+            .all(|c| c["completion_tokens"].as_u64().unwrap() > 0)
+    );
+    let notes = |p: &Project| -> serde_json::Value {
+        let text = p.tw(&["plan", "gen.yaml", "--json"]).stdout;
+        let plan: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let key = plan["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == "greedy")
+            .unwrap()["key"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let manifest = p.path(&format!("cache/v1/obj/{}/{key}/manifest.json", &key[..2]));
+        serde_json::from_str::<serde_json::Value>(&fs_err::read_to_string(manifest).unwrap())
+            .unwrap()["notes"]
+            .clone()
+    };
+    let cold = notes(&p);
+    assert_eq!(cold["llm_calls"], 4);
+    assert!(
+        cold["model"].as_str().unwrap().starts_with("tch:"),
+        "{cold}"
+    );
+    // Without the cached artifacts, the ledger answers: no generation, same programs.
+    fs_err::remove_dir_all(p.path("cache/v1")).unwrap();
+    p.run_ok("gen.yaml");
+    let warm = notes(&p);
+    assert_eq!(warm["llm_calls"], 0, "{warm}");
+    assert_eq!(warm["llm_replayed"], 4, "{warm}");
+    assert_eq!(rows(&p, "gen.yaml", "greedy.candidates"), first);
+    assert_eq!(rows(&p, "gen.yaml", "pick.summary").len(), 1);
+}
