@@ -179,30 +179,16 @@ pub fn pre_image(
         inputs: input_hashes,
         files,
         env,
-        origins: input_origin_ids(spec, node),
+        origins: input_origins(spec, node)
+            .into_iter()
+            .map(|(slot, origins)| (slot, origins.into_iter().map(|o| o.id).collect()))
+            .collect(),
     })
 }
 
-/// slot -> upstream node ids, for the kinds that read where inputs came from.
-fn input_origin_ids(spec: &Spec, node: &Node) -> BTreeMap<String, Vec<String>> {
-    if !node.stage_impl.reads_input_origins(&node.params) {
-        return BTreeMap::new();
-    }
-    node.inputs
-        .iter()
-        .map(|input| {
-            let ids = input
-                .sources
-                .iter()
-                .map(|s| spec.nodes()[s.node].id.clone())
-                .collect();
-            (input.slot.clone(), ids)
-        })
-        .collect()
-}
-
-/// Where each bound artifact of `node` comes from: the upstream stage's name
-/// and matrix binding, for kinds that ask ([`tw_stages::api::Stage::reads_input_origins`]).
+/// Where each bound artifact of `node` comes from, for kinds that ask
+/// ([`tw_stages::api::Stage::reads_input_origins`]): the stage gets them when
+/// it runs, and their ids go in its key.
 pub fn input_origins(
     spec: &Spec,
     node: &Node,
@@ -219,6 +205,7 @@ pub fn input_origins(
                 .map(|s| {
                     let upstream = &spec.nodes()[s.node];
                     tw_stages::api::InputOrigin {
+                        id: upstream.id.clone(),
                         stage: upstream.stage.clone(),
                         binding: upstream.binding.clone(),
                     }

@@ -109,6 +109,8 @@ pub enum EnvFact {
 /// Which stage (and matrix cell) produced an input artifact.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InputOrigin {
+    /// The upstream instance's id (`seq[repr=next]`), unique in the spec.
+    pub id: String,
     /// The upstream stage's name as written in the spec.
     pub stage: String,
     /// Its matrix axis values, in axis order (empty outside a matrix).

@@ -20,9 +20,9 @@
 use super::{Backend, Completion, LlmError, Request};
 use crate::api::Progress;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 
 /// The format of a ledger record; part of every key.
 const LEDGER_FORMAT: u32 = 1;
@@ -159,6 +159,12 @@ impl Llm {
     /// replayed from the ledger where stored, asked for otherwise. Each
     /// completion is stored as it arrives; if some fail, the rest are still
     /// stored and the error says how many arrived.
+    ///
+    /// A prompt that another stage of this process is asking right now (the
+    /// first round of sequential scaling is the same for every trace
+    /// representation of a matrix) is not asked twice: this stage asks for
+    /// the rest first, then waits and takes that stage's completion from the
+    /// ledger.
     pub fn complete(
         &self,
         asks: &[(Request, u64)],
@@ -170,64 +176,48 @@ impl Llm {
             .collect();
         let mut results: Vec<Option<Completion>> =
             keys.iter().map(|k| self.ledger.get(k)).collect();
-        let replayed = results.iter().filter(|r| r.is_some()).count();
+        let mut replayed = results.iter().filter(|r| r.is_some()).count();
         progress.inc(replayed as u64);
-        // Ask once per distinct key (a greedy prompt asked twice is one call).
+        // Ask once per distinct key (a greedy prompt asked twice is one call),
+        // in the order the asks first name them.
         let mut missing: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
         for (i, (key, r)) in keys.iter().zip(&results).enumerate() {
             if r.is_none() {
                 missing.entry(key.as_str()).or_default().push(i);
             }
         }
-        let order: Vec<(&str, Vec<usize>)> = {
-            let mut v: Vec<(&str, Vec<usize>)> = missing.into_iter().collect();
-            v.sort_by_key(|(_, idx)| idx[0]);
-            v
-        };
-        let requests: Vec<Request> = order
-            .iter()
-            .map(|(_, idx)| asks[idx[0]].0.clone())
-            .collect();
-        let arrived: Vec<Mutex<Option<Result<Completion, LlmError>>>> =
-            requests.iter().map(|_| Mutex::new(None)).collect();
-        let unix = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        if !requests.is_empty() {
-            self.backend.complete_each(&requests, &|j, result| {
-                let (key, idx) = &order[j];
-                let result = result.and_then(|received| {
-                    let completion = self.ledger.put(&Record {
-                        key: key.to_string(),
-                        model: self.model.clone(),
-                        request: requests[j].clone(),
-                        index: asks[idx[0]].1,
-                        completion: received,
-                        received_unix: unix,
-                    })?;
-                    if let Ok(mut s) = self.stats.lock() {
-                        s.calls += 1;
-                        s.prompt_tokens += completion.prompt_tokens as u64;
-                        s.completion_tokens += completion.completion_tokens as u64;
+        let mut order: Vec<(&str, Vec<usize>)> = missing.into_iter().collect();
+        order.sort_by_key(|(_, idx)| idx[0]);
+
+        let (mine, busy) = IN_FLIGHT.claim(&self.ledger.dir, order);
+        let mut outcomes = self.ask(asks, &mine.keys, progress);
+        drop(mine);
+        if !busy.is_empty() {
+            IN_FLIGHT.wait_for(&self.ledger.dir, &busy);
+            let mut again = Vec::new();
+            for (key, idx) in busy {
+                match self.ledger.get(key) {
+                    Some(c) => {
+                        replayed += idx.len();
+                        progress.inc(idx.len() as u64);
+                        outcomes.push((idx, Some(Ok(c))));
                     }
-                    progress.inc(idx.len() as u64);
-                    Ok(completion)
-                });
-                if let Ok(mut slot) = arrived[j].lock() {
-                    *slot = Some(result);
+                    // The other stage failed to get it: ask ourselves.
+                    None => again.push((key, idx)),
                 }
-            });
+            }
+            outcomes.extend(self.ask(asks, &again, progress));
         }
         if let Ok(mut s) = self.stats.lock() {
             s.replayed += replayed as u64;
         }
+
         let mut first_error: Option<LlmError> = None;
         let mut failed = 0usize;
-        for ((_, idx), slot) in order.iter().zip(arrived) {
-            match slot.into_inner().ok().flatten() {
+        for (idx, outcome) in outcomes {
+            match outcome {
                 Some(Ok(c)) => {
-                    for &i in idx {
+                    for &i in &idx {
                         results[i] = Some(c.clone());
                     }
                 }
@@ -255,6 +245,132 @@ impl Llm {
             .into_iter()
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| LlmError::Backend("a completion went missing".into()))
+    }
+
+    /// Ask the backend for each `(key, asks using it)` and store what arrives;
+    /// one outcome per key, `None` where the backend never answered.
+    fn ask(
+        &self,
+        asks: &[(Request, u64)],
+        order: &[(&str, Vec<usize>)],
+        progress: &dyn Progress,
+    ) -> Vec<Outcome> {
+        if order.is_empty() {
+            return Vec::new();
+        }
+        let requests: Vec<Request> = order
+            .iter()
+            .map(|(_, idx)| asks[idx[0]].0.clone())
+            .collect();
+        let arrived: Vec<Mutex<Option<Result<Completion, LlmError>>>> =
+            requests.iter().map(|_| Mutex::new(None)).collect();
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        self.backend.complete_each(&requests, &|j, result| {
+            let (key, idx) = &order[j];
+            let result = result.and_then(|received| {
+                let completion = self.ledger.put(&Record {
+                    key: key.to_string(),
+                    model: self.model.clone(),
+                    request: requests[j].clone(),
+                    index: asks[idx[0]].1,
+                    completion: received,
+                    received_unix: unix,
+                })?;
+                if let Ok(mut s) = self.stats.lock() {
+                    s.calls += 1;
+                    s.prompt_tokens += completion.prompt_tokens as u64;
+                    s.completion_tokens += completion.completion_tokens as u64;
+                }
+                progress.inc(idx.len() as u64);
+                Ok(completion)
+            });
+            if let Ok(mut slot) = arrived[j].lock() {
+                *slot = Some(result);
+            }
+        });
+        order
+            .iter()
+            .zip(arrived)
+            .map(|((_, idx), slot)| (idx.clone(), slot.into_inner().ok().flatten()))
+            .collect()
+    }
+}
+
+/// The asks sharing one key, and what the backend said (`None`: nothing).
+type Outcome = (Vec<usize>, Option<Result<Completion, LlmError>>);
+
+/// Ledger keys some stage of this process is asking the backend for now.
+struct InFlight {
+    keys: Mutex<BTreeSet<String>>,
+    released: Condvar,
+}
+
+static IN_FLIGHT: InFlight = InFlight {
+    keys: Mutex::new(BTreeSet::new()),
+    released: Condvar::new(),
+};
+
+/// Keys claimed by one `complete` call; released (and waiters woken) on
+/// drop, so a stage that fails or panics never leaves others waiting.
+struct Claim<'k> {
+    ids: Vec<String>,
+    keys: Vec<(&'k str, Vec<usize>)>,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        let mut keys = IN_FLIGHT.lock();
+        for id in &self.ids {
+            keys.remove(id);
+        }
+        IN_FLIGHT.released.notify_all();
+    }
+}
+
+impl InFlight {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+        self.keys.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The ledger holds each key once per directory; two caches may share a process.
+    fn id(dir: &Path, key: &str) -> String {
+        format!("{}/{key}", dir.display())
+    }
+
+    /// Claim the keys nobody asks for now; return them and the busy rest.
+    fn claim<'k>(
+        &self,
+        dir: &Path,
+        order: Vec<(&'k str, Vec<usize>)>,
+    ) -> (Claim<'k>, Vec<(&'k str, Vec<usize>)>) {
+        let mut keys = self.lock();
+        let mut mine = Claim {
+            ids: Vec::new(),
+            keys: Vec::new(),
+        };
+        let mut busy = Vec::new();
+        for (key, idx) in order {
+            let id = Self::id(dir, key);
+            if keys.insert(id.clone()) {
+                mine.ids.push(id);
+                mine.keys.push((key, idx));
+            } else {
+                busy.push((key, idx));
+            }
+        }
+        (mine, busy)
+    }
+
+    /// Block until none of `busy` is being asked for.
+    fn wait_for(&self, dir: &Path, busy: &[(&str, Vec<usize>)]) {
+        let ids: Vec<String> = busy.iter().map(|(k, _)| Self::id(dir, k)).collect();
+        let mut keys = self.lock();
+        while ids.iter().any(|id| keys.contains(id)) {
+            keys = self.released.wait(keys).unwrap_or_else(|e| e.into_inner());
+        }
     }
 }
 
@@ -369,6 +485,60 @@ mod tests {
         );
         let stats = again.stats();
         assert_eq!((stats.calls, stats.replayed), (1, 3), "only `c` is new");
+    }
+
+    /// Echo that takes a while per request and counts, shared by two "stages".
+    struct Slow(std::sync::Arc<AtomicUsize>);
+
+    impl Backend for Slow {
+        fn model_id(&self) -> String {
+            "slow".into()
+        }
+        fn complete(&self, requests: &[Request]) -> Result<Vec<Completion>, LlmError> {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            self.0.fetch_add(requests.len(), Ordering::SeqCst);
+            Echo {
+                calls: AtomicUsize::new(0),
+            }
+            .complete(requests)
+        }
+    }
+
+    #[test]
+    fn two_stages_asking_the_same_prompts_at_once_share_one_call_each() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let calls = std::sync::Arc::new(AtomicUsize::new(0));
+        let stage = || {
+            Llm::new(
+                Box::new(Slow(calls.clone())),
+                Ledger::open(dir.path()).expect("ledger"),
+            )
+        };
+        let (a, b) = (stage(), stage());
+        // Both ask a, b, c; `b` also asks its own d.
+        let shared: Vec<_> = (0..3).map(|i| ask(&format!("p{i}"), i, 0)).collect();
+        let mut with_own = shared.clone();
+        with_own.push(ask("own", 9, 0));
+        let (out_a, out_b) = std::thread::scope(|s| {
+            let ta = s.spawn(|| a.complete(&shared, &NoProgress));
+            let tb = s.spawn(|| b.complete(&with_own, &NoProgress));
+            (ta.join().expect("a"), tb.join().expect("b"))
+        });
+        let (out_a, out_b) = (out_a.expect("a succeeds"), out_b.expect("b succeeds"));
+        assert_eq!(out_a[..], out_b[..3], "both see the same completions");
+        assert_eq!(calls.load(Ordering::SeqCst), 4, "p0..p2 once, `own` once");
+        let (sa, sb) = (a.stats(), b.stats());
+        assert_eq!(sa.calls + sb.calls, 4);
+        assert_eq!(
+            sa.replayed + sb.replayed,
+            3,
+            "what one asked, the other replayed"
+        );
+        let ours = InFlight::id(dir.path(), "");
+        assert!(
+            !IN_FLIGHT.lock().iter().any(|id| id.starts_with(&ours)),
+            "claims are released"
+        );
     }
 
     #[test]

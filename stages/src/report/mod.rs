@@ -675,7 +675,8 @@ fn aggregate_expr(column: &str, aggregate: Aggregate) -> Expr {
     }
 }
 
-/// Filter, group by `keys` in order of first appearance, and aggregate each
+/// Filter, group by `keys` (never empty: validation asks for row keys or an
+/// x) in order of first appearance, and aggregate each
 /// of `values`; value columns come back as `__v0`, `__v1`, ...
 fn grouped(
     data: &DataFrame,
@@ -703,15 +704,14 @@ fn grouped(
         .enumerate()
         .map(|(i, v)| aggregate_expr(v, aggregate).alias(format!("__v{i}")))
         .collect();
-    let out = if keys.is_empty() {
-        lazy.select(aggs)
-    } else {
-        lazy.group_by_stable(key_exprs).agg(aggs)
-    };
-    let frame = out.collect().map_err(|e| match condition {
-        Some(c) => format!("`where: {c}` or the aggregation failed: {e}"),
-        None => format!("aggregation failed: {e}"),
-    })?;
+    let frame = lazy
+        .group_by_stable(key_exprs)
+        .agg(aggs)
+        .collect()
+        .map_err(|e| match condition {
+            Some(c) => format!("`where: {c}` or the aggregation failed: {e}"),
+            None => format!("aggregation failed: {e}"),
+        })?;
     if frame.height() == 0 {
         return Err(match condition {
             Some(c) => format!("no rows left after `where: {c}`"),

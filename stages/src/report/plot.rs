@@ -6,7 +6,7 @@
 
 use super::pivot::Pivot;
 use plotters::coord::Shift;
-use plotters::coord::ranged1d::{KeyPointHint, NoDefaultFormatting, ValueFormatter};
+use plotters::coord::ranged1d::{AsRangedCoord, KeyPointHint, NoDefaultFormatting, ValueFormatter};
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -182,6 +182,45 @@ fn draw<DB: DrawingBackend>(
     }
 }
 
+/// What `titled_chart` builds over the coordinates `x` and `y`.
+type Chart2d<'a, DB, X, Y> = ChartContext<
+    'a,
+    DB,
+    Cartesian2d<<X as AsRangedCoord>::CoordDescType, <Y as AsRangedCoord>::CoordDescType>,
+>;
+
+/// A titled chart over `x` by `y`, `y_label_area` pixels left for the y labels.
+fn titled_chart<'a, DB: DrawingBackend, X: AsRangedCoord, Y: AsRangedCoord>(
+    root: &'a DrawingArea<DB, Shift>,
+    frame: &Frame,
+    y_label_area: u32,
+    x: X,
+    y: Y,
+) -> Result<Chart2d<'a, DB, X, Y>, String> {
+    ChartBuilder::on(root)
+        .caption(&frame.title, (FONT, 22))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(y_label_area)
+        .build_cartesian_2d(x, y)
+        .map_err(err)
+}
+
+/// The legend box of every chart with named series.
+fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+) -> DrawResult {
+    chart
+        .configure_series_labels()
+        .label_font((FONT, 14))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.4))
+        .position(position)
+        .draw()
+        .map_err(err)
+}
+
 /// A y range from 0 (or below, for negative data) to `headroom` (a share of
 /// the span) above the top.
 fn auto_range(values: impl Iterator<Item = f64>, headroom: f64) -> (f64, f64) {
@@ -242,16 +281,13 @@ fn draw_lines<DB: DrawingBackend>(
     } else {
         Vec::new()
     };
-    let mut chart = ChartBuilder::on(root)
-        .caption(&frame.title, (FONT, 22))
-        .margin(16)
-        .x_label_area_size(48)
-        .y_label_area_size(64)
-        .build_cartesian_2d(
-            KeyedAxis::new(x0 - margin..x1 + margin, key_points.clone()),
-            y0..y1,
-        )
-        .map_err(err)?;
+    let mut chart = titled_chart(
+        root,
+        frame,
+        64,
+        KeyedAxis::new(x0 - margin..x1 + margin, key_points.clone()),
+        y0..y1,
+    )?;
     let x_format = |v: &f64| tick(if log_x { 2f64.powf(*v) } else { *v });
     let mut mesh = chart.configure_mesh();
     mesh.x_desc(frame.x_label.as_str())
@@ -280,14 +316,7 @@ fn draw_lines<DB: DrawingBackend>(
             .map_err(err)?;
     }
     if lines.len() > 1 || lines.iter().any(|l| !l.label.is_empty()) {
-        chart
-            .configure_series_labels()
-            .label_font((FONT, 14))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.4))
-            .position(SeriesLabelPosition::LowerRight)
-            .draw()
-            .map_err(err)?;
+        draw_legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     }
     Ok(())
 }
@@ -311,13 +340,7 @@ fn draw_bars<DB: DrawingBackend>(
     // Room above the bars for the legend in the upper right.
     let (y0, y1) = y_range.unwrap_or_else(|| auto_range(tops, 0.3));
     let centers: Vec<f64> = (0..categories.len()).map(|c| c as f64 + 0.5).collect();
-    let mut chart = ChartBuilder::on(root)
-        .caption(&frame.title, (FONT, 22))
-        .margin(16)
-        .x_label_area_size(48)
-        .y_label_area_size(64)
-        .build_cartesian_2d(KeyedAxis::new(0.0..n, centers), y0..y1)
-        .map_err(err)?;
+    let mut chart = titled_chart(root, frame, 64, KeyedAxis::new(0.0..n, centers), y0..y1)?;
     let x_format = |v: &f64| {
         let i = (*v - 0.5).round();
         if i >= 0.0 && (i as usize) < categories.len() {
@@ -365,15 +388,7 @@ fn draw_bars<DB: DrawingBackend>(
             .label(label.as_str())
             .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], color.filled()));
     }
-    chart
-        .configure_series_labels()
-        .label_font((FONT, 14))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.4))
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()
-        .map_err(err)?;
-    Ok(())
+    draw_legend(&mut chart, SeriesLabelPosition::UpperRight)
 }
 
 /// White to blue for plain values; red through white to blue for gains,
@@ -417,22 +432,19 @@ fn draw_heatmap<DB: DrawingBackend>(
         .map(|l| l.chars().count())
         .max()
         .unwrap_or(4);
-    let mut chart = ChartBuilder::on(root)
-        .caption(&frame.title, (FONT, 22))
-        .margin(16)
-        .x_label_area_size(48)
-        .y_label_area_size((longest_row_label as u32 * 8 + 24).min(frame.width / 3))
-        .build_cartesian_2d(
-            KeyedAxis::new(
-                0.0..cols as f64,
-                (0..cols).map(|c| c as f64 + 0.5).collect(),
-            ),
-            KeyedAxis::new(
-                0.0..rows as f64,
-                (0..rows).map(|r| r as f64 + 0.5).collect(),
-            ),
-        )
-        .map_err(err)?;
+    let mut chart = titled_chart(
+        root,
+        frame,
+        (longest_row_label as u32 * 8 + 24).min(frame.width / 3),
+        KeyedAxis::new(
+            0.0..cols as f64,
+            (0..cols).map(|c| c as f64 + 0.5).collect(),
+        ),
+        KeyedAxis::new(
+            0.0..rows as f64,
+            (0..rows).map(|r| r as f64 + 0.5).collect(),
+        ),
+    )?;
     // Row 0 at the top, as in the table.
     let row_at = |y: f64| rows - 1 - (y - 0.5).round().clamp(0.0, rows as f64 - 1.0) as usize;
     let x_format = |v: &f64| {
