@@ -303,6 +303,48 @@ fn plan_bounds_the_llm_calls_and_a_cached_stage_makes_none() {
 }
 
 #[test]
+fn a_replay_needs_no_endpoint_and_a_new_ask_says_what_is_missing() {
+    let server = FakeServer::start(Box::new(|_, req| (200, solving_reply(req), ok())));
+    let model = fast_model(&server.url());
+    let p = project(&model, "");
+    p.run_ok("spec.yaml");
+    let first = crate::dataset::export(&p, "spec.yaml", "samples.candidates");
+    let hits = server.hits();
+    // No base_url, no OPENAI_BASE_URL: the params changed, so the stage
+    // reruns, and the ledger answers everything.
+    let unset = r#"{ backend: openai, name: fake, retries: 3, backoff_s: 0.05, timeout_s: 2 }"#;
+    p.write("spec.yaml", &p.read("spec.yaml").replace(&model, unset));
+    let run = |p: &Project| {
+        crate::harness::into_ran(
+            p.command(&["run", "spec.yaml"])
+                .env_remove("OPENAI_BASE_URL")
+                .output()
+                .unwrap(),
+        )
+    };
+    let ran = run(&p);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(
+        crate::dataset::export(&p, "spec.yaml", "samples.candidates"),
+        first
+    );
+    assert_eq!(server.hits(), hits, "nothing was asked");
+    // One more sample per problem must be asked for: now the missing URL is the error.
+    p.write("spec.yaml", &p.read("spec.yaml").replace("n: 2", "n: 3"));
+    let ran = run(&p);
+    assert_eq!(ran.code, 1);
+    assert!(
+        ran.stderr
+            .contains("3 of 9 completions failed (6 received and kept in the ledger")
+            && ran
+                .stderr
+                .contains("model.base_url is not set and neither is OPENAI_BASE_URL"),
+        "{}",
+        ran.stderr
+    );
+}
+
+#[test]
 fn a_dead_endpoint_fails_clearly_and_a_partial_run_resumes_with_only_the_rest() {
     // Nothing listens: the error names the URL and the cause.
     let dead = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -3,7 +3,7 @@
 //! environment variable `api_key_env` names, so it is neither hashed into a
 //! cache key nor written to a manifest or the ledger.
 
-use super::Backend;
+use super::{Backend, Completion, LlmError, Request};
 use crate::api::{FileDep, PlanEnv, Problem, RunCtx, StageError};
 use serde::{Deserialize, Serialize};
 
@@ -242,22 +242,6 @@ impl ModelSpec {
                 retries,
                 backoff_s,
             } => {
-                let base_url = match base_url {
-                    Some(u) => u.clone(),
-                    None => std::env::var("OPENAI_BASE_URL").map_err(|_| {
-                        StageError::failed(
-                            "model.base_url is not set and neither is OPENAI_BASE_URL; name the endpoint (e.g. http://127.0.0.1:8080/v1)",
-                        )
-                    })?,
-                };
-                let api_key = match api_key_env {
-                    Some(var) => Some(std::env::var(var).map_err(|_| {
-                        StageError::failed(format!(
-                            "model.api_key_env names `{var}`, which is not set in the environment"
-                        ))
-                    })?),
-                    None => None,
-                };
                 let identity = match identity {
                     Some(id) => id.clone(),
                     None => {
@@ -271,6 +255,34 @@ impl ModelSpec {
                         }
                         id
                     }
+                };
+                // A run the ledger answers needs no endpoint and no key: say
+                // what is missing only if a completion must really be asked for.
+                let base_url = match base_url
+                    .clone()
+                    .or_else(|| std::env::var("OPENAI_BASE_URL").ok())
+                {
+                    Some(u) => u,
+                    None => {
+                        return Ok(Box::new(Unconfigured {
+                            identity,
+                            why: "model.base_url is not set and neither is OPENAI_BASE_URL; name the endpoint (e.g. http://127.0.0.1:8080/v1)".into(),
+                        }));
+                    }
+                };
+                let api_key = match api_key_env {
+                    Some(var) => match std::env::var(var) {
+                        Ok(key) => Some(key),
+                        Err(_) => {
+                            return Ok(Box::new(Unconfigured {
+                                identity,
+                                why: format!(
+                                    "model.api_key_env names `{var}`, which is not set in the environment"
+                                ),
+                            }));
+                        }
+                    },
+                    None => None,
                 };
                 Ok(Box::new(super::http::OpenAiBackend::new(
                     super::http::OpenAiConfig {
@@ -324,5 +336,21 @@ impl ModelSpec {
                 "model.backend `tch` needs the cargo feature `torch`; rebuild with `--features torch`",
             )),
         }
+    }
+}
+/// An endpoint that cannot be asked (no URL, no key): replays from the
+/// ledger still work; anything that must be asked fails saying why.
+struct Unconfigured {
+    identity: String,
+    why: String,
+}
+
+impl Backend for Unconfigured {
+    fn model_id(&self) -> String {
+        self.identity.clone()
+    }
+
+    fn complete(&self, _requests: &[Request]) -> Result<Vec<Completion>, LlmError> {
+        Err(LlmError::Backend(self.why.clone()))
     }
 }
