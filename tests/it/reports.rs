@@ -252,3 +252,63 @@ fn tw_report_needs_a_report_stage_and_no_run_needs_the_cache() {
     assert!(ran.stderr.contains("without --no-run"), "{}", ran.stderr);
     assert!(!p.path("reports").exists(), "nothing written");
 }
+
+#[test]
+fn loss_curves_are_told_apart_by_the_stage_they_came_from() {
+    let p = Project::new();
+    // `sft` writes its loss table without naming the run; the report does.
+    p.write(
+        "data/full.jsonl",
+        "{\"step\": 1, \"loss\": 2.0}\n{\"step\": 2, \"loss\": 1.5}\n{\"step\": 3, \"loss\": 1.2}\n",
+    )
+    .write(
+        "data/lora.jsonl",
+        "{\"step\": 1, \"loss\": 2.1}\n{\"step\": 2, \"loss\": 1.9}\n{\"step\": 3, \"loss\": 1.8}\n",
+    )
+    .write(
+        "loss.yaml",
+        r#"experiment: loss
+stages:
+  full_sft:
+    kind: load
+    params: { path: data/full.jsonl }
+  lora_sft:
+    kind: load
+    params: { path: data/lora.jsonl }
+  curves:
+    kind: report
+    inputs: { rows: [full_sft.rows, lora_sft.rows] }
+    params:
+      plots:
+        - { name: loss, kind: line, x: step, y: loss, series: [stage], formats: [png] }
+      tables:
+        - { name: final, rows: [stage], value: loss, aggregate: last, digits: 2, formats: [csv] }
+"#,
+    );
+    let ran = p.tw(&["report", "loss.yaml"]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let points = crate::dataset::export(&p, "loss.yaml", "curves.loss");
+    let series: Vec<(&str, f64)> = points
+        .iter()
+        .map(|r| (r["series"].as_str().unwrap(), r["y"].as_f64().unwrap()))
+        .collect();
+    assert_eq!(
+        series,
+        [
+            ("full_sft", 2.0),
+            ("full_sft", 1.5),
+            ("full_sft", 1.2),
+            ("lora_sft", 2.1),
+            ("lora_sft", 1.9),
+            ("lora_sft", 1.8)
+        ]
+    );
+    assert_eq!(
+        p.read("reports/curves/final.csv"),
+        "stage,loss\nfull_sft,1.2\nlora_sft,1.8\n"
+    );
+    assert_eq!(
+        png_size(&fs_err::read(p.path("reports/curves/loss.png")).unwrap()),
+        (800, 500)
+    );
+}
