@@ -31,7 +31,13 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check specs and report every problem at once.
-    Validate { specs: Vec<PathBuf> },
+    Validate {
+        specs: Vec<PathBuf>,
+        /// Check the spec alone: files it reads (data, model weights) may be
+        /// missing, as on a machine that has not fetched them yet.
+        #[arg(long)]
+        allow_missing: bool,
+    },
     /// Say what `tw run` would run, and why.
     Plan {
         spec: PathBuf,
@@ -40,6 +46,10 @@ pub enum Command {
         /// Print a stable JSON plan instead of the table.
         #[arg(long)]
         json: bool,
+        /// Plan stages whose files (data, model weights) are missing as
+        /// `missing`, naming each file, instead of failing.
+        #[arg(long)]
+        allow_missing: bool,
     },
     /// Run a spec: only what is not cached runs.
     Run {
@@ -236,6 +246,7 @@ impl From<SelectArgs> for Selection {
             from: a.from,
             to: a.to,
             force: a.force,
+            allow_missing: false,
         }
     }
 }
@@ -348,7 +359,10 @@ fn run_selection(
 pub fn execute(cli: Cli, stdout: &mut dyn Write) -> Result<(), Failure> {
     let io = |e: std::io::Error| Failure::runtime(format!("error: {e}"));
     match cli.command {
-        Command::Validate { specs } => {
+        Command::Validate {
+            specs,
+            allow_missing,
+        } => {
             if specs.is_empty() {
                 return Err(Failure::usage("error: name at least one spec file"));
             }
@@ -357,10 +371,15 @@ pub fn execute(cli: Cli, stdout: &mut dyn Write) -> Result<(), Failure> {
                 match spec::load(path) {
                     Ok(s) => {
                         let missing = plan::missing_files(&s);
-                        if missing.is_empty() {
+                        if missing.is_empty() || allow_missing {
+                            let absent = match missing.len() {
+                                0 => String::new(),
+                                1 => "; 1 file it reads is missing".to_string(),
+                                n => format!("; {n} files it reads are missing"),
+                            };
                             writeln!(
                                 stdout,
-                                "{}: ok ({} stages)",
+                                "{}: ok ({} stages{absent})",
                                 path.display(),
                                 s.nodes().len()
                             )
@@ -378,11 +397,20 @@ pub fn execute(cli: Cli, stdout: &mut dyn Write) -> Result<(), Failure> {
                 Err(Failure::usage(failed.join("\n")))
             }
         }
-        Command::Plan { spec, select, json } => {
+        Command::Plan {
+            spec,
+            select,
+            json,
+            allow_missing,
+        } => {
             let spec = load_spec(&spec)?;
             let store = open_store(&cli.cache_dir)?;
             let facts = Facts::default();
-            let plan = make_plan(&spec, &store, &select.into(), &facts)?;
+            let selection = Selection {
+                allow_missing,
+                ..select.into()
+            };
+            let plan = make_plan(&spec, &store, &selection, &facts)?;
             let text = if json {
                 plan::render_json(&spec, &plan) + "\n"
             } else {

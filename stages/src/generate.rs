@@ -25,10 +25,13 @@
 //! # Inputs
 //! - `problems`: `task_id`, `prompt`, `entry_point`, `mode` (a
 //!   `load_benchmark` output), plus whatever the template reads.
+//! - `model` (only with `model: {backend: tch}` and no `path`): an `sft`
+//!   stage's `model` output; its checkpoint (full or LoRA) is the model asked.
 //!
 //! # Outputs
 //! - `candidates`: `candidate` (`<task_id>#<n>`), `task_id`, `sample`,
-//!   `program`, `reasoning`, `reply`, `finish_reason`, `completion_tokens`.
+//!   `program`, `entry_point` (the problem's; empty for stdin programs),
+//!   `reasoning`, `reply`, `finish_reason`, `completion_tokens`.
 //!
 //! # Caching
 //! The key covers the params (the endpoint's address included) and the
@@ -113,15 +116,18 @@ impl GenerateParams {
 
 impl Stage for Generate {
     const KIND: &'static str = "generate";
-    const VERSION: u32 = 1;
+    // 2: candidates carry the problem's `entry_point`, as `load_samples` writes it.
+    const VERSION: u32 = 2;
     type Params = GenerateParams;
 
     fn doc() -> String {
         module_doc(include_str!("generate.rs"))
     }
 
-    fn inputs(_p: &GenerateParams) -> Vec<InputSlot> {
-        vec![InputSlot::one("problems")]
+    fn inputs(p: &GenerateParams) -> Vec<InputSlot> {
+        let mut slots = vec![InputSlot::one("problems")];
+        slots.extend(p.model.input_slot());
+        slots
     }
 
     fn outputs(_p: &GenerateParams) -> Vec<String> {
@@ -204,6 +210,10 @@ impl Stage for Generate {
                     "program".into(),
                     Value::String(tts::program_for(task, &reply.code)),
                 );
+                r.insert(
+                    "entry_point".into(),
+                    Value::String(task.entry_point.clone().unwrap_or_default()),
+                );
                 r.insert("reasoning".into(), Value::String(reply.reasoning));
                 r.insert("reply".into(), Value::String(c.text));
                 r.insert(
@@ -229,6 +239,7 @@ impl Stage for Generate {
             "candidate",
             "task_id",
             "program",
+            "entry_point",
             "reasoning",
             "reply",
             "finish_reason",

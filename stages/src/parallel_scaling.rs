@@ -42,6 +42,8 @@
 //! # Inputs
 //! - `problems`, `tests`: outputs of `load_benchmark`.
 //! - `candidates`: `task_id`, `sample`, `program` (a `generate` output).
+//! - `model` (only with `model: {backend: tch}` and no `path`): an `sft`
+//!   stage's `model` output; its checkpoint (full or LoRA) is the model asked.
 //!
 //! # Outputs
 //! - `selected`: per problem: `task_id`, `candidate` (sample index),
@@ -167,12 +169,14 @@ impl Stage for ParallelScaling {
         module_doc(include_str!("parallel_scaling.rs"))
     }
 
-    fn inputs(_p: &ParallelParams) -> Vec<InputSlot> {
-        vec![
+    fn inputs(p: &ParallelParams) -> Vec<InputSlot> {
+        let mut slots = vec![
             InputSlot::one("problems"),
             InputSlot::one("tests"),
             InputSlot::one("candidates"),
-        ]
+        ];
+        slots.extend(p.model.iter().flat_map(ModelSpec::input_slot));
+        slots
     }
 
     fn outputs(_p: &ParallelParams) -> Vec<String> {

@@ -44,6 +44,8 @@
 //!
 //! # Inputs
 //! - `problems`, `tests`: outputs of `load_benchmark`.
+//! - `model` (only with `model: {backend: tch}` and no `path`): an `sft`
+//!   stage's `model` output; its checkpoint (full or LoRA) is the model asked.
 //!
 //! # Outputs
 //! - `rounds`: `task_id`, `sample`, `round`, `parent` (the sample revised),
@@ -192,8 +194,10 @@ impl Stage for SequentialScaling {
         module_doc(include_str!("sequential_scaling.rs"))
     }
 
-    fn inputs(_p: &SequentialParams) -> Vec<InputSlot> {
-        vec![InputSlot::one("problems"), InputSlot::one("tests")]
+    fn inputs(p: &SequentialParams) -> Vec<InputSlot> {
+        let mut slots = vec![InputSlot::one("problems"), InputSlot::one("tests")];
+        slots.extend(p.model.input_slot());
+        slots
     }
 
     fn outputs(_p: &SequentialParams) -> Vec<String> {
@@ -205,7 +209,13 @@ impl Stage for SequentialScaling {
         Some(LlmCalls {
             slot: "problems",
             per_row: Some((p.n * (1 + p.rounds)) as u64),
-            formula: format!("{} samples x (1 + {} rounds)", p.n, p.rounds),
+            formula: format!(
+                "{} sample{} x (1 + {} round{})",
+                p.n,
+                if p.n == 1 { "" } else { "s" },
+                p.rounds,
+                if p.rounds == 1 { "" } else { "s" }
+            ),
         })
     }
 

@@ -15,7 +15,8 @@
 //! - `lora_rank` (8), `lora_alpha` (default 2 × rank), `lora_dropout` (0.0),
 //!   `lora_target` (`[all]` = every linear layer; or names like `q_proj`).
 //! - `learning_rate` (5e-5), `epochs` (3.0), `max_steps` (overrides epochs),
-//!   `batch_size` (1), `grad_accum` (8), `warmup_ratio` (0.1),
+//!   `batch_size` (1), `grad_accum` (8), `warmup_ratio` (0.1) or
+//!   `warmup_steps` (overrides the ratio; the study used 5),
 //!   `weight_decay` (0.0), `max_grad_norm` (1.0; 0 = off), `cutoff_len` (2048),
 //!   `packing` (false), `seed` (42).
 //! - `chat_format`: `hf` (the model's own template, default) or a chat format
@@ -95,6 +96,8 @@ pub struct SftParams {
     pub grad_accum: usize,
     #[serde(default = "default_warmup")]
     pub warmup_ratio: f64,
+    #[serde(default)]
+    pub warmup_steps: Option<i64>,
     #[serde(default)]
     pub weight_decay: f64,
     #[serde(default = "default_clip")]
@@ -183,6 +186,7 @@ impl SftParams {
             batch_size: self.batch_size,
             grad_accum: self.grad_accum,
             warmup_ratio: self.warmup_ratio,
+            warmup_steps: self.warmup_steps,
             weight_decay: self.weight_decay,
             max_grad_norm: self.max_grad_norm,
             packing: self.packing,
@@ -311,6 +315,9 @@ impl Stage for Sft {
         }
         if !(0.0..1.0).contains(&p.warmup_ratio) {
             out.push(Problem::at("warmup_ratio", "must be in [0, 1)"));
+        }
+        if p.warmup_steps.is_some_and(|w| w < 0) {
+            out.push(Problem::at("warmup_steps", "must be zero or positive"));
         }
         if !(0.0..1.0).contains(&p.lora_dropout) {
             out.push(Problem::at("lora_dropout", "must be in [0, 1)"));

@@ -440,3 +440,83 @@ stages:
     assert_eq!(rows(&p, "gen.yaml", "greedy.candidates"), first);
     assert_eq!(rows(&p, "gen.yaml", "pick.summary").len(), 1);
 }
+
+#[test]
+fn a_stage_asks_the_checkpoint_an_upstream_sft_wrote() {
+    let p = project();
+    let templates = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("templates");
+    p.write(
+        "data/problems.jsonl",
+        r#"{"task_id": "T/0", "prompt": "def f(x):\n    \"\"\"Add one.\"\"\"\n", "entry_point": "f"}
+"#,
+    );
+    let ask = |name: &str, model: &str, inputs: &str| {
+        format!(
+            r#"  {name}:
+    kind: generate
+    inputs: {{ problems: problems.rows{inputs} }}
+    params:
+      model: {model}
+      template: {t}/prompts/nl2code.j2
+      strategy: greedy
+      sampling: {{ max_tokens: 4 }}
+"#,
+            t = templates.display()
+        )
+    };
+    let spec = spec("lora", ", lora_rank: 4")
+        + "  problems:\n    kind: load\n    params: { path: data/problems.jsonl }\n"
+        + &ask(
+            "tuned",
+            "{ backend: tch, device: cpu }",
+            ", model: tune.model",
+        )
+        + &ask("base", "{ backend: tch, path: tiny, device: cpu }", "");
+    p.write("ask.yaml", &spec);
+    let plan = p.tw(&["plan", "ask.yaml"]).stdout;
+    assert!(
+        plan.contains("input `model` changes (tune reruns)"),
+        "the checkpoint is an input like any other:\n{plan}"
+    );
+    p.run_ok("ask.yaml");
+    let model_of = |stage: &str| -> String {
+        let text = p.tw(&["plan", "ask.yaml", "--json"]).stdout;
+        let plan: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let key = plan["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == stage)
+            .unwrap()["key"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let manifest = p.path(&format!("cache/v1/obj/{}/{key}/manifest.json", &key[..2]));
+        let m: serde_json::Value =
+            serde_json::from_str(&fs_err::read_to_string(manifest).unwrap()).unwrap();
+        assert_eq!(m["notes"]["llm_calls"], 1, "{stage}: {m}");
+        m["notes"]["model"].as_str().unwrap().to_string()
+    };
+    let (tuned, base) = (model_of("tuned"), model_of("base"));
+    assert!(tuned.starts_with("tch:") && base.starts_with("tch:"));
+    assert_ne!(tuned, base, "the adapter is part of the model's identity");
+
+    // A checkpoint gone from the cache is named, with the way to write it again.
+    fs_err::remove_dir_all(checkpoint(&p)).unwrap();
+    let tuned_obj = p
+        .objects()
+        .into_iter()
+        .find(|o| {
+            fs_err::read_to_string(o.join("manifest.json"))
+                .is_ok_and(|m| m.contains(r#""node": "tuned""#) || m.contains(r#""node":"tuned""#))
+        })
+        .expect("the tuned stage's object");
+    fs_err::remove_dir_all(tuned_obj).unwrap();
+    let failed = p.tw(&["run", "ask.yaml"]);
+    assert_eq!(failed.code, 1, "{}", failed.stderr);
+    assert!(
+        failed.stderr.contains("which is missing") && failed.stderr.contains("--force"),
+        "{}",
+        failed.stderr
+    );
+}

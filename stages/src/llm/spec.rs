@@ -4,7 +4,7 @@
 //! cache key nor written to a manifest or the ledger.
 
 use super::{Backend, Completion, LlmError, Request};
-use crate::api::{FileDep, PlanEnv, Problem, RunCtx, StageError};
+use crate::api::{FileDep, InputSlot, PlanEnv, Problem, RunCtx, StageError};
 use serde::{Deserialize, Serialize};
 
 /// Which OpenAI endpoint to call.
@@ -23,6 +23,7 @@ pub enum OpenAiApi {
 /// ```yaml
 /// model: { backend: openai, base_url: "http://127.0.0.1:8080/v1", name: smollm2 }
 /// model: { backend: tch, path: ../models/smollm2/hf }
+/// model: { backend: tch }   # the checkpoint an upstream `sft` wrote, wired as input `model`
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "backend", rename_all = "snake_case", deny_unknown_fields)]
@@ -67,8 +68,11 @@ pub enum ModelSpec {
     },
     /// The in-process libtorch model (cargo feature `torch`).
     Tch {
-        /// An HF model directory, or an `sft` LoRA adapter.
-        path: String,
+        /// An HF model directory, or an `sft` LoRA adapter. Leave it out to
+        /// ask the checkpoint of an upstream `sft` stage instead: the stage
+        /// then takes an input `model` (that stage's `model` output).
+        #[serde(default)]
+        path: Option<String>,
         #[serde(default)]
         base: Option<String>,
         #[serde(default = "default_chat")]
@@ -119,7 +123,21 @@ fn model_dir_deps(param: &str, dir: &str, _env: &PlanEnv) -> Vec<FileDep> {
     }]
 }
 
+/// The input slot that carries an `sft` checkpoint to a stage whose
+/// `model: {backend: tch}` names no `path`.
+pub const CHECKPOINT_SLOT: &str = "model";
+
 impl ModelSpec {
+    /// The input slot this model needs: an `sft` stage's `model` output when
+    /// an in-process model names no `path`. Stages that ask a model add it to
+    /// their inputs, so the engine wires, hashes and orders it like any input.
+    pub fn input_slot(&self) -> Option<InputSlot> {
+        match self {
+            ModelSpec::Tch { path: None, .. } => Some(InputSlot::one(CHECKPOINT_SLOT)),
+            _ => None,
+        }
+    }
+
     /// Problems with the spec, their paths under `param`.
     pub fn problems(&self, param: &str) -> Vec<Problem> {
         let mut out = Vec::new();
@@ -209,7 +227,12 @@ impl ModelSpec {
                 })
                 .collect(),
             ModelSpec::Tch { path, base, .. } => {
-                let mut deps = model_dir_deps(&format!("{param}.path"), path, env);
+                // A checkpoint from an input is in the key through that
+                // artifact, whose rows carry the checkpoint's fingerprint.
+                let mut deps = path
+                    .iter()
+                    .flat_map(|p| model_dir_deps(&format!("{param}.path"), p, env))
+                    .collect::<Vec<_>>();
                 if let Some(b) = base {
                     deps.extend(model_dir_deps(&format!("{param}.base"), b, env));
                 }
@@ -318,15 +341,12 @@ impl ModelSpec {
                     ctx.resolve(chat_format).to_string_lossy().into_owned()
                 };
                 let base = base.as_ref().map(|b| ctx.resolve(b));
+                let dir = match path {
+                    Some(p) => ctx.resolve(p),
+                    None => upstream_checkpoint(ctx)?,
+                };
                 let backend = model::guard(|| {
-                    model::TchBackend::open(
-                        &ctx.resolve(path),
-                        base.as_deref(),
-                        &chat,
-                        device,
-                        kind,
-                        *batch_size,
-                    )
+                    model::TchBackend::open(&dir, base.as_deref(), &chat, device, kind, *batch_size)
                 })
                 .map_err(failed)?;
                 Ok(Box::new(backend))
@@ -338,6 +358,34 @@ impl ModelSpec {
         }
     }
 }
+/// The checkpoint directory named by the one row of input `model` (an `sft`
+/// stage's `model` output), which lives next to that artifact in the cache.
+#[cfg(feature = "torch")]
+fn upstream_checkpoint(ctx: &RunCtx<'_>) -> Result<std::path::PathBuf, StageError> {
+    let table = ctx.input(CHECKPOINT_SLOT)?;
+    let rows = crate::artifact::table_to_json_rows(&table)?;
+    let artifact = &ctx.input_paths(CHECKPOINT_SLOT)[0];
+    let checkpoint = match rows.as_slice() {
+        [row] => row.get("checkpoint").and_then(|v| v.as_str()),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        StageError::failed(format!(
+            "input `{CHECKPOINT_SLOT}` ({}) must be one row with a `checkpoint` column, as `sft` writes; it has {} row(s)",
+            artifact.display(),
+            rows.len()
+        ))
+    })?;
+    let dir = crate::sft::checkpoint_dir(artifact, checkpoint);
+    if !dir.is_dir() {
+        return Err(StageError::failed(format!(
+            "input `{CHECKPOINT_SLOT}` names checkpoint {}, which is missing; `tw run --force` the `sft` stage to write it again",
+            dir.display()
+        )));
+    }
+    Ok(dir)
+}
+
 /// An endpoint that cannot be asked (no URL, no key): replays from the
 /// ledger still work; anything that must be asked fails saying why.
 struct Unconfigured {

@@ -67,6 +67,7 @@ fn config(method: Method, steps: i64, lr: f64) -> TrainConfig {
         batch_size: 2,
         grad_accum: 1,
         warmup_ratio: 0.0,
+        warmup_steps: None,
         weight_decay: 0.01,
         max_grad_norm: 1.0,
         packing: false,

@@ -98,6 +98,9 @@ pub struct TrainConfig {
     pub batch_size: usize,
     pub grad_accum: usize,
     pub warmup_ratio: f64,
+    /// Warmup in optimizer steps (LLaMA-Factory's `warmup_steps`); overrides the ratio.
+    #[serde(default)]
+    pub warmup_steps: Option<i64>,
     pub weight_decay: f64,
     /// 0 turns clipping off.
     pub max_grad_norm: f64,
@@ -279,7 +282,9 @@ impl Trainer<'_> {
             .max_steps
             .unwrap_or_else(|| (cfg.epochs * per_epoch as f64).ceil() as i64)
             .max(1);
-        let warmup = (cfg.warmup_ratio * total as f64).ceil() as i64;
+        let warmup = cfg
+            .warmup_steps
+            .unwrap_or_else(|| (cfg.warmup_ratio * total as f64).ceil() as i64);
         let mut log = Vec::new();
         let mut start = 0;
         if let Some(dir) = resume {
