@@ -4,6 +4,7 @@
 //! Exit codes: 0 success, 1 a stage or the environment failed, 2 the spec or
 //! the command line is wrong. Data goes to stdout, progress and logs to stderr.
 
+use crate::executor::{Executor, SlurmOptions};
 use crate::inspect::{self, ExportFormat};
 use crate::plan::{self, Facts, Selection};
 use crate::run::{self, RunOptions};
@@ -65,6 +66,8 @@ pub enum Command {
         /// Never draw progress bars.
         #[arg(long)]
         no_progress: bool,
+        #[command(flatten)]
+        executor: ExecutorArgs,
     },
     /// Run what a spec's `report` stages need and write their tables and plots.
     Report {
@@ -84,6 +87,8 @@ pub enum Command {
         /// Never draw progress bars.
         #[arg(long)]
         no_progress: bool,
+        #[command(flatten)]
+        executor: ExecutorArgs,
     },
     /// Print the schema and first rows of a cached stage output.
     Show {
@@ -125,6 +130,46 @@ pub enum Command {
         #[command(subcommand)]
         command: Option<StagesCommand>,
     },
+    /// Run one unit of work a cluster executor submitted (a Slurm array task).
+    #[command(hide = true)]
+    ExecTask { task: PathBuf },
+}
+
+#[derive(Debug, Args)]
+pub struct ExecutorArgs {
+    /// Where stages and shards run: `local` (this process) or `slurm` (one
+    /// `sbatch` job array per stage, over the shared cache directory).
+    #[arg(long, value_enum, default_value = "local")]
+    pub executor: ExecutorKind,
+    /// Slurm: resubmit a failed array task this many times.
+    #[arg(long, default_value_t = 2)]
+    pub retries: usize,
+    /// Slurm: seconds between `squeue` polls.
+    #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
+    pub poll: f64,
+    /// Slurm: an extra `sbatch` argument for every job (repeat it), e.g.
+    /// `--sbatch-arg=--account=lab`.
+    #[arg(long = "sbatch-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub sbatch_args: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExecutorKind {
+    Local,
+    Slurm,
+}
+
+impl ExecutorArgs {
+    fn executor(&self) -> Executor {
+        match self.executor {
+            ExecutorKind::Local => Executor::Local,
+            ExecutorKind::Slurm => Executor::Slurm(SlurmOptions {
+                retries: self.retries,
+                poll: std::time::Duration::from_secs_f64(self.poll.max(0.05)),
+                sbatch_args: self.sbatch_args.clone(),
+            }),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -300,8 +345,14 @@ fn make_plan(
     })
 }
 
-fn run_options(jobs: Option<usize>, keep_going: bool, no_progress: bool) -> RunOptions {
+fn run_options(
+    jobs: Option<usize>,
+    keep_going: bool,
+    no_progress: bool,
+    executor: Executor,
+) -> RunOptions {
     RunOptions {
+        executor,
         jobs: jobs.unwrap_or_else(|| {
             std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -424,10 +475,11 @@ pub fn execute(cli: Cli, stdout: &mut dyn Write) -> Result<(), Failure> {
             jobs,
             keep_going,
             no_progress,
+            executor,
         } => {
             let spec = load_spec(&spec)?;
             let store = open_store(&cli.cache_dir)?;
-            let options = run_options(jobs, keep_going, no_progress);
+            let options = run_options(jobs, keep_going, no_progress, executor.executor());
             run_selection(&spec, &store, &select.into(), &options)
         }
         Command::Report {
@@ -437,6 +489,7 @@ pub fn execute(cli: Cli, stdout: &mut dyn Write) -> Result<(), Failure> {
             no_run,
             jobs,
             no_progress,
+            executor,
         } => {
             let spec = load_spec(&spec)?;
             let store = open_store(&cli.cache_dir)?;
@@ -449,7 +502,7 @@ pub fn execute(cli: Cli, stdout: &mut dyn Write) -> Result<(), Failure> {
                         .collect(),
                     ..Selection::default()
                 };
-                let options = run_options(jobs, false, no_progress);
+                let options = run_options(jobs, false, no_progress, executor.executor());
                 run_selection(&spec, &store, &selection, &options)?;
             }
             let plan = make_plan(&spec, &store, &Selection::default(), &Facts::default())?;
@@ -499,12 +552,17 @@ pub fn execute(cli: Cli, stdout: &mut dyn Write) -> Result<(), Failure> {
             for path in &specs {
                 let spec = load_spec(path)?;
                 let plan = make_plan(&spec, &store, &Selection::default(), &Facts::default())?;
-                keep.extend(
-                    plan.nodes
-                        .iter()
-                        .filter(|n| n.manifest.is_some())
-                        .filter_map(|n| n.key.clone()),
-                );
+                for planned in &plan.nodes {
+                    let (Some(key), Some(manifest)) = (&planned.key, &planned.manifest) else {
+                        continue;
+                    };
+                    keep.insert(key.clone());
+                    // A sharded node's shards: kept so a rerun after new rows runs only new shards.
+                    if let Some(parts) = manifest.notes.get("shard_keys").and_then(|k| k.as_array())
+                    {
+                        keep.extend(parts.iter().filter_map(|k| k.as_str().map(String::from)));
+                    }
+                }
             }
             let report = store
                 .gc(&keep, dry_run)
@@ -563,6 +621,18 @@ pub fn execute(cli: Cli, stdout: &mut dyn Write) -> Result<(), Failure> {
                 ))
             }
         }
+        Command::ExecTask { task } => {
+            let done =
+                crate::executor::exec_task(&task, |path| spec::load(path).map_err(|e| e.render()))
+                    .map_err(|e| Failure::runtime(format!("error: {e}")))?;
+            writeln!(
+                stdout,
+                "tw exec-task: {} in {:.2}s",
+                if done.cached { "found cached" } else { "ran" },
+                done.seconds
+            )
+            .map_err(io)
+        }
         Command::Score(args) => crate::score_cmd::run(args, stdout),
         Command::Trace(args) => crate::trace_cmd::run(args, stdout),
         Command::Stages { command } => {
@@ -577,7 +647,15 @@ pub fn execute(cli: Cli, stdout: &mut dyn Write) -> Result<(), Failure> {
                     Ok(())
                 }
                 Some(StagesCommand::Describe { kind }) => match registry.get(&kind) {
-                    Some(stage) => stdout.write_all(stage.doc().as_bytes()).map_err(io),
+                    Some(stage) => {
+                        let mut doc = stage.doc();
+                        if let Some(slot) = stage.row_mapped_slot() {
+                            doc.push_str(&format!(
+                                "\n# Sharding\nMaps over input `{slot}` row by row: `shard: {{ rows: N }}` on the stage runs it in chunks of N rows, each cached on its own (README, \"Scaling out\").\n"
+                            ));
+                        }
+                        stdout.write_all(doc.as_bytes()).map_err(io)
+                    }
                     None => Err(Failure::usage(format!(
                         "error: unknown stage kind `{kind}`{}",
                         crate::diag::did_you_mean(&kind, registry.names())

@@ -33,6 +33,12 @@ pub struct PreImage {
     /// so their keys do not move when an upstream stage is renamed.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub origins: BTreeMap<String, Vec<String>>,
+    /// Sharding, absent (and then out of the pre-image) for unsharded nodes:
+    /// `{"rows": N}` for a sharded node, whose output gathers its shards, and
+    /// `"part"` for one shard, whose row-mapped input is its chunk alone (so
+    /// a shard's key does not depend on the shard size or its position).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<serde_json::Value>,
 }
 
 impl PreImage {
@@ -101,6 +107,12 @@ pub fn diff(old: &PreImage, new: &PreImage) -> Vec<String> {
         ));
     }
     diff_json("params", &old.params, &new.params, &mut reasons);
+    match (&old.shard, &new.shard) {
+        (None, Some(s)) => reasons.push(format!("now sharded ({})", short(s))),
+        (Some(_), None) => reasons.push("no longer sharded".into()),
+        (Some(a), Some(b)) => diff_json("shard", a, b, &mut reasons),
+        (None, None) => {}
+    }
     for slot in union(old.inputs.keys(), new.inputs.keys()) {
         match (old.inputs.get(slot), new.inputs.get(slot)) {
             (Some(a), Some(b)) if a != b => reasons.push(format!("input `{slot}` changed")),
@@ -191,6 +203,7 @@ mod tests {
             files: BTreeMap::from([("a.jsonl".to_string(), "h1".to_string())]),
             env: BTreeMap::new(),
             origins: BTreeMap::new(),
+            shard: None,
         }
     }
 

@@ -12,6 +12,7 @@
 
 pub mod cli;
 pub mod diag;
+pub mod executor;
 pub mod inspect;
 pub mod key;
 pub mod lockfile;
@@ -19,6 +20,7 @@ pub mod plan;
 pub mod report_cmd;
 pub mod run;
 pub mod score_cmd;
+pub mod shard;
 pub mod source;
 pub mod spec;
 pub mod store;

@@ -190,6 +190,10 @@ pub fn pre_image(
             .into_iter()
             .map(|(slot, origins)| (slot, origins.into_iter().map(|o| o.id).collect()))
             .collect(),
+        shard: node
+            .shard
+            .as_ref()
+            .map(|s| serde_json::json!({ "rows": s.rows })),
     })
 }
 
@@ -639,6 +643,14 @@ pub fn render_text(spec: &Spec, plan: &Plan) -> String {
         if let Some(e) = estimate {
             reasons.push(e.describe());
         }
+        if let Some(shard) = &node.shard
+            && matches!(planned.status, Status::Run | Status::After | Status::Forced)
+        {
+            reasons.push(format!(
+                "in shards of {} rows; cached shards are reused",
+                shard.rows
+            ));
+        }
         let reasons = reasons.join("; ");
         let line = format!(
             "  {:<7} {:<id_w$}  {:<kind_w$}  {:<12}  {}",
@@ -675,6 +687,8 @@ struct JsonNode<'a> {
     outputs: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
     llm_calls: Option<LlmEstimate>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shard_rows: Option<usize>,
 }
 
 /// `tw plan --json`: stable, sorted, for scripts and tests.
@@ -722,6 +736,7 @@ pub fn render_json(spec: &Spec, plan: &Plan) -> String {
                 .collect(),
             outputs: &node.outputs,
             llm_calls: llm_estimate(spec, plan, i),
+            shard_rows: node.shard.as_ref().map(|s| s.rows),
         })
         .collect();
     let plan = JsonPlan {

@@ -4,22 +4,30 @@
 //! A node whose upstream reran is keyed again once the upstream's output
 //! bytes exist; if that key is already cached the node is "cut off early"
 //! (DICE-style equality): nothing downstream of an unchanged table reruns.
+//!
+//! Each node to run goes to the [`Executor`] as units: itself, or for a
+//! `shard:` node its uncached shards ([`crate::shard`]), whose outputs this
+//! process then gathers and commits under the node's key.
 
+use crate::executor::{Executor, Unit, UnitDone, record_node, run_unit};
 use crate::plan::{Facts, Plan, Status, input_hashes, pre_image};
+use crate::shard;
 use crate::spec::Spec;
-use crate::store::{KeyLock, Manifest, NodeRecord, OutputRecord, Store};
+use crate::store::{KeyLock, OutputRecord, Store};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use tw_stages::api::{CachePolicy, Progress, RunCtx, StageError};
+use tw_stages::api::{CachePolicy, Progress};
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub jobs: usize,
     pub keep_going: bool,
     pub progress: bool,
+    /// Where units run: this process, or Slurm jobs on the shared cache.
+    pub executor: Executor,
 }
 
 /// How one node ended.
@@ -109,6 +117,8 @@ enum Done {
         key: String,
         outputs: BTreeMap<String, OutputRecord>,
         seconds: f64,
+        /// (shards, shards run now) for a sharded node.
+        shards: Option<(usize, usize)>,
     },
     /// Another process committed this key while we waited for its lock.
     FoundCached {
@@ -118,23 +128,40 @@ enum Done {
     Failed(String),
 }
 
-/// Test hook (fail-rs style): `TW_FAILPOINT=before_commit:<node>:exit|sleep`
-/// makes the process die or hang after a stage wrote its outputs but before
-/// the commit, to prove that nothing half-written becomes visible.
-fn failpoint(node: &str) {
+/// Test hook (fail-rs style): `TW_FAILPOINT=before_commit:<unit>:exit|sleep`
+/// makes the process die or hang after a stage (or one shard, `<node> shard
+/// <k>`) wrote its outputs but before the commit, to prove that nothing
+/// half-written becomes visible. `exit_once=<file>` dies only while `<file>`
+/// does not exist (and creates it), to prove a failed shard is retried.
+pub(crate) fn failpoint(unit: &str) {
     let Ok(spec) = std::env::var("TW_FAILPOINT") else {
         return;
     };
     let mut parts = spec.splitn(3, ':');
-    if parts.next() != Some("before_commit") || parts.next() != Some(node) {
+    if parts.next() != Some("before_commit") || parts.next() != Some(unit) {
         return;
     }
     match parts.next() {
         Some("sleep") => {
-            eprintln!("tw: failpoint before_commit:{node}: sleeping");
+            eprintln!("tw: failpoint before_commit:{unit}: sleeping");
             std::thread::sleep(Duration::from_secs(3600));
         }
-        _ => std::process::exit(137),
+        Some(action) if action.starts_with("exit_once=") => {
+            let marker = &action["exit_once=".len()..];
+            if std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(marker)
+                .is_ok()
+            {
+                eprintln!("tw: failpoint before_commit:{unit}: exiting once");
+                std::process::exit(137);
+            }
+        }
+        _ => {
+            eprintln!("tw: failpoint before_commit:{unit}: exiting");
+            std::process::exit(137)
+        }
     }
 }
 
@@ -304,8 +331,20 @@ pub fn execute(
                     );
                     bar.enable_steady_tick(Duration::from_millis(200));
                     let tx = tx.clone();
+                    let log = &log;
                     scope.spawn(move |_| {
-                        let done = run_node(spec, store, i, key, pre, forced, input_paths, &bar);
+                        let done = run_node(
+                            spec,
+                            store,
+                            i,
+                            key,
+                            pre,
+                            forced,
+                            input_paths,
+                            &bar,
+                            &options.executor,
+                            log,
+                        );
                         bar.finish_and_clear();
                         let _ = tx.send((i, done));
                     });
@@ -322,10 +361,14 @@ pub fn execute(
                     key,
                     outputs,
                     seconds,
+                    shards,
                 } => {
                     let rows: usize = outputs.values().map(|o| o.rows).sum();
+                    let shards = shards
+                        .map(|(n, ran)| format!("  ({ran} of {n} shards ran)"))
+                        .unwrap_or_default();
                     log(format!(
-                        "  ran     {:<id_w$}  {:<kind_w$}  {seconds:.2}s  {rows} rows",
+                        "  ran     {:<id_w$}  {:<kind_w$}  {seconds:.2}s  {rows} rows{shards}",
                         node.id,
                         node.kind()
                     ));
@@ -367,6 +410,9 @@ pub fn execute(
     })
 }
 
+/// Run one node with `executor`: a plain node is one unit; a sharded node
+/// is split, its uncached shards run, and their outputs are gathered into
+/// the node's artifact.
 #[allow(clippy::too_many_arguments)]
 fn run_node(
     spec: &Spec,
@@ -377,128 +423,170 @@ fn run_node(
     forced: bool,
     input_paths: BTreeMap<String, Vec<PathBuf>>,
     bar: &ProgressBar,
+    executor: &Executor,
+    log: &(dyn Fn(String) + Sync),
 ) -> Done {
     let node = &spec.nodes()[i];
-    let _lock: KeyLock = match store.lock(&key) {
+    let progress = BarProgress(bar.clone());
+    let unit = Unit {
+        node: node.id.clone(),
+        shard: None,
+        key,
+        pre_image: pre,
+        inputs: input_paths,
+        row_offset: 0,
+        forced,
+    };
+    let Some(shard) = &node.shard else {
+        let result = match executor {
+            Executor::Local => run_unit(spec, store, i, &unit, &progress),
+            _ => executor
+                .run_units(spec, store, i, std::slice::from_ref(&unit), &progress, log)
+                .pop()
+                .expect("one result per unit"),
+        };
+        return match result {
+            Ok(done) if done.cached => Done::FoundCached {
+                key: unit.key,
+                outputs: done.outputs,
+            },
+            Ok(done) => {
+                if !matches!(executor, Executor::Local) {
+                    record_node(store, spec, &node.id, &unit.key, unit.pre_image.clone());
+                }
+                Done::Ran {
+                    key: unit.key,
+                    outputs: done.outputs,
+                    seconds: done.seconds,
+                    shards: None,
+                }
+            }
+            Err(e) => Done::Failed(e),
+        };
+    };
+    let started = Instant::now();
+    let _lock: KeyLock = match store.lock(&unit.key) {
         Ok(l) => l,
         Err(e) => return Done::Failed(format!("cannot lock the cache: {e}")),
     };
     if !forced
         && node.cache_policy == CachePolicy::Store
-        && let Some(m) = store.lookup(&key)
+        && let Some(m) = store.lookup(&unit.key)
     {
         return Done::FoundCached {
-            key,
+            key: unit.key,
             outputs: m.outputs,
         };
     }
+    let parts = match shard::split(store, node, shard, &unit.pre_image, &unit.inputs) {
+        Ok(p) => p,
+        Err(e) => return Done::Failed(e.to_string()),
+    };
+    let units: Vec<Unit> = parts
+        .iter()
+        .map(|p| Unit {
+            node: node.id.clone(),
+            shard: Some(p.index),
+            key: p.key.clone(),
+            pre_image: p.pre.clone(),
+            inputs: p.inputs.clone(),
+            row_offset: p.offset,
+            forced,
+        })
+        .collect();
+    let mut done: Vec<Option<UnitDone>> = units
+        .iter()
+        .map(|u| {
+            let cached = (!forced).then(|| store.lookup(&u.key)).flatten();
+            cached.map(|m| UnitDone {
+                outputs: m.outputs,
+                notes: m.notes,
+                seconds: 0.0,
+                cached: true,
+            })
+        })
+        .collect();
+    let todo: Vec<usize> = (0..units.len()).filter(|&k| done[k].is_none()).collect();
+    log(format!(
+        "  shards  {}  {} shard{} of up to {} rows: {} cached, {} to run",
+        node.id,
+        units.len(),
+        if units.len() == 1 { "" } else { "s" },
+        shard.rows,
+        units.len() - todo.len(),
+        todo.len()
+    ));
+    let todo_units: Vec<Unit> = todo.iter().map(|&k| units[k].clone()).collect();
+    let results = executor.run_units(spec, store, i, &todo_units, &progress, log);
+    let mut failures = Vec::new();
+    for (&k, result) in todo.iter().zip(results) {
+        match result {
+            Ok(d) => done[k] = Some(d),
+            Err(e) => failures.push(format!(
+                "shard {k} (rows {}..{}): {e}",
+                parts[k].offset,
+                parts[k].offset + parts[k].rows
+            )),
+        }
+    }
+    if !failures.is_empty() {
+        return Done::Failed(format!(
+            "{} of {} shards failed; the {} that finished are cached, so a rerun runs only the failed ones: {}",
+            failures.len(),
+            units.len(),
+            units.len() - failures.len(),
+            failures.join("; ")
+        ));
+    }
+    let done: Vec<UnitDone> = done
+        .into_iter()
+        .map(|d| d.expect("every shard done"))
+        .collect();
     let staging = match store.begin() {
         Ok(s) => s,
         Err(e) => return Done::Failed(format!("cannot create a staging directory: {e}")),
     };
-    let started = Instant::now();
-    let progress = BarProgress(bar.clone());
-    let mut ctx = RunCtx::new(
-        &node.id,
-        &spec.base_dir,
-        input_paths,
-        &staging.dir,
-        &progress,
-    )
-    .with_ledger_dir(store.root().join("ledger"))
-    .with_input_origins(crate::plan::input_origins(spec, node));
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        node.stage_impl.run(&node.params, &mut ctx)
-    }));
-    match result {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Done::Failed(describe(&e)),
-        Err(panic) => {
-            let message = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown panic".into());
-            return Done::Failed(format!("internal error: the stage panicked: {message}"));
-        }
-    }
-    let (written, notes) = ctx.into_parts();
-    let mut outputs = BTreeMap::new();
-    for name in &node.outputs {
-        let Some(w) = written.get(name) else {
-            return Done::Failed(format!(
-                "internal error: the stage did not write its output `{name}`"
-            ));
-        };
-        let hash = match tw_stages::artifact::hash_file(&w.path) {
-            Ok(h) => h,
-            Err(e) => return Done::Failed(e.to_string()),
-        };
-        let bytes = fs_err::metadata(&w.path).map(|m| m.len()).unwrap_or(0);
-        outputs.insert(
-            name.clone(),
-            OutputRecord {
-                file: format!("{name}.parquet"),
-                hash,
-                rows: w.rows,
-                bytes,
-                columns: w.columns.clone(),
-            },
-        );
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    let manifest = Manifest {
-        key: key.clone(),
-        pre_image: pre.clone(),
-        kind: node.kind().to_string(),
-        node: node.id.clone(),
-        experiment: spec.experiment().to_string(),
-        spec: spec.path.display().to_string(),
-        outputs: outputs.clone(),
-        notes,
-        created_unix: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
-        wall_seconds: seconds,
-        tool: format!("tw {}", env!("CARGO_PKG_VERSION")),
+    let gathered: Vec<(shard::Part, BTreeMap<String, OutputRecord>)> = parts
+        .iter()
+        .cloned()
+        .zip(done.iter().map(|d| d.outputs.clone()))
+        .collect();
+    let outputs = match shard::gather(store, &node.outputs, &gathered, &staging.dir) {
+        Ok(o) => o,
+        Err(e) => return Done::Failed(e.to_string()),
     };
+    let ran = done.iter().filter(|d| !d.cached).count();
+    let mut notes = shard::merge_notes(&done.iter().map(|d| d.notes.clone()).collect::<Vec<_>>());
+    // Calls made now: a cached shard's calls were paid by an earlier run.
+    if notes.contains_key("llm_calls") {
+        let now: u64 = done
+            .iter()
+            .filter(|d| !d.cached)
+            .filter_map(|d| d.notes.get("llm_calls").and_then(|v| v.as_u64()))
+            .sum();
+        notes.insert("llm_calls".into(), now.into());
+    }
+    notes.insert("shards".into(), units.len().into());
+    notes.insert("shards_ran".into(), ran.into());
+    notes.insert(
+        "shard_keys".into(),
+        units
+            .iter()
+            .map(|u| u.key.clone())
+            .collect::<Vec<_>>()
+            .into(),
+    );
+    let seconds = started.elapsed().as_secs_f64();
+    let manifest = crate::executor::manifest(spec, i, &unit, outputs.clone(), notes, seconds);
     failpoint(&node.id);
     if let Err(e) = store.commit(staging, &manifest) {
         return Done::Failed(format!("cannot store the result: {e}"));
     }
-    record_node(store, spec, &node.id, &key, pre);
+    record_node(store, spec, &node.id, &unit.key, unit.pre_image);
     Done::Ran {
-        key,
+        key: unit.key,
         outputs,
         seconds,
+        shards: Some((units.len(), ran)),
     }
-}
-
-/// Remember the pre-image a node last ran or hit the cache with: `tw plan`
-/// diffs against it to say why the node reruns. Best effort: a failure here
-/// only costs a less precise reason later.
-fn record_node(store: &Store, spec: &Spec, node: &str, key: &str, pre_image: crate::key::PreImage) {
-    let _ = store.write_node_record(
-        spec.experiment(),
-        &NodeRecord {
-            node: node.to_string(),
-            key: key.to_string(),
-            pre_image,
-        },
-    );
-}
-
-fn describe(e: &StageError) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        let more = s.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = s.source();
-    }
-    text
 }

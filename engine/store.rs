@@ -122,6 +122,25 @@ impl Store {
         complete.then_some(manifest)
     }
 
+    /// Store a sharded node's chunk under its content hash; returns the hash
+    /// and the path. Chunks are cheap to recut, so `gc` drops them all.
+    pub fn put_chunk(
+        &self,
+        table: &arrow::array::RecordBatch,
+    ) -> Result<(String, PathBuf), StoreError> {
+        let bytes = tw_stages::artifact::table_to_bytes(table)
+            .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?;
+        let hash = blake3::hash(&bytes).to_hex().to_string();
+        let dir = self.base.join("chunks");
+        fs_err::create_dir_all(&dir)?;
+        let path = dir.join(format!("{hash}.parquet"));
+        let complete = fs_err::metadata(&path).is_ok_and(|m| m.len() == bytes.len() as u64);
+        if !complete {
+            write_atomic(&path, &bytes)?;
+        }
+        Ok((hash, path))
+    }
+
     pub fn output_path(&self, key: &str, record: &OutputRecord) -> PathBuf {
         self.object_dir(key).join(&record.file)
     }
@@ -131,7 +150,7 @@ impl Store {
         let dir = self
             .base
             .join("tmp")
-            .join(format!("{}-{n}", std::process::id()));
+            .join(format!("{}-{n}-{}", std::process::id(), hostname()));
         if dir.exists() {
             fs_err::remove_dir_all(&dir)?;
         }
@@ -292,6 +311,11 @@ impl Store {
         }
         if !dry_run {
             report.stale_staging = self.clean_stale_staging()?;
+            let chunks = self.base.join("chunks");
+            if chunks.exists() {
+                report.bytes += dir_size(&chunks);
+                fs_err::remove_dir_all(&chunks)?;
+            }
         }
         Ok(report)
     }
@@ -302,10 +326,23 @@ impl Store {
         for entry in fs_err::read_dir(self.base.join("tmp"))? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            let pid = name.split('-').next().and_then(|p| p.parse::<u32>().ok());
-            let alive = pid.is_some_and(|p| {
-                p == std::process::id() || Path::new(&format!("/proc/{p}")).exists()
-            });
+            let mut fields = name.splitn(3, '-');
+            let pid = fields.next().and_then(|p| p.parse::<u32>().ok());
+            let host = fields.nth(1);
+            // Another machine's worker (a cluster job on the shared cache) is
+            // judged by age alone: its pid means nothing here.
+            let alive = if host.is_some_and(|h| h != hostname()) {
+                let age = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok());
+                age.is_none_or(|a| a < std::time::Duration::from_secs(2 * 24 * 3600))
+            } else {
+                pid.is_some_and(|p| {
+                    p == std::process::id() || Path::new(&format!("/proc/{p}")).exists()
+                })
+            };
             if !alive {
                 fs_err::remove_dir_all(entry.path())?;
                 removed += 1;
@@ -370,6 +407,15 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), std::io::Error> {
 }
 
 /// Write via a temp file and rename, so readers never see half a file.
+/// This machine's name, to tell its staging dirs from other hosts' on a shared cache.
+pub fn hostname() -> String {
+    fs_err::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().replace(['-', '/'], "_"))
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), std::io::Error> {
     let n = STAGING_COUNTER.fetch_add(1, Ordering::Relaxed);
     let tmp = path.with_extension(format!("tmp-{}-{n}", std::process::id()));

@@ -3,6 +3,7 @@
 
 pub mod model;
 pub mod parse;
+pub mod placement;
 pub mod resolve;
 
 use crate::diag::{Code, Diagnostic};

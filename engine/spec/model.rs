@@ -47,6 +47,10 @@ pub struct RawStage {
     /// Always a map (empty when the spec gives none).
     pub params: Value,
     pub description: Option<String>,
+    /// `shard: { rows: N }` as written; checked against the kind in `resolve`.
+    pub shard: Option<Value>,
+    /// `resources: { cpus, gpus, mem, time, partition }` for a cluster executor.
+    pub resources: Option<Value>,
     pub span: Span,
 }
 
@@ -70,7 +74,14 @@ pub struct RawRef {
 }
 
 const TOP_FIELDS: &[&str] = &["experiment", "description", "matrix", "defaults", "stages"];
-const STAGE_FIELDS: &[&str] = &["kind", "inputs", "params", "description"];
+const STAGE_FIELDS: &[&str] = &[
+    "kind",
+    "inputs",
+    "params",
+    "description",
+    "shard",
+    "resources",
+];
 
 pub fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
@@ -319,8 +330,12 @@ fn read_stage(id: &Key, body: &Value, errors: &mut Vec<Diagnostic>) -> Option<Ra
     let mut inputs = Vec::new();
     let mut params = Value::new(ValueKind::Map(Vec::new()), body.span);
     let mut description = None;
+    let mut shard = None;
+    let mut resources = None;
     for (key, value) in entries {
         match key.name.as_str() {
+            "shard" => shard = Some(value.clone()),
+            "resources" => resources = Some(value.clone()),
             "kind" => kind = string_of(value, "`kind`", errors).map(|k| (k, value.span)),
             "inputs" => inputs = read_inputs(id, value, errors),
             "params" => match value.kind {
@@ -361,6 +376,8 @@ fn read_stage(id: &Key, body: &Value, errors: &mut Vec<Diagnostic>) -> Option<Ra
         inputs,
         params,
         description,
+        shard,
+        resources,
         span: body.span,
     })
 }

@@ -3,6 +3,7 @@
 //! together; nothing here touches the cache or the disk beyond the spec.
 
 use super::model::{RawRef, RawSpec, RawStage, backticked};
+use super::placement::{self, Resources, ShardSpec};
 use crate::diag::{Code, Diagnostic, did_you_mean};
 use crate::source::Span;
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -28,6 +29,10 @@ pub struct Node {
     pub cache_policy: CachePolicy,
     pub id_span: Span,
     pub description: Option<String>,
+    /// `shard:`: run the row-mapped input in chunks, each its own cached unit.
+    pub shard: Option<ShardSpec>,
+    /// `resources:` for a cluster executor; never in the key.
+    pub resources: Resources,
 }
 
 impl Node {
@@ -408,6 +413,26 @@ pub fn resolve(
                     );
                 }
             }
+            let mut placement_errors = Vec::new();
+            let shard = plan.raw.shard.as_ref().and_then(|v| {
+                placement::read_shard(
+                    &plan.raw.id,
+                    &plan.raw.kind,
+                    stage_impl.row_mapped_slot().is_some(),
+                    v,
+                    &mut placement_errors,
+                )
+            });
+            let resources = plan
+                .raw
+                .resources
+                .as_ref()
+                .map(|v| placement::read_resources(&plan.raw.id, v, &mut placement_errors))
+                .unwrap_or_default();
+            for d in placement_errors {
+                ok = false;
+                push_unique(errors, d);
+            }
             if !ok {
                 failed_stages.insert(i);
                 continue;
@@ -432,6 +457,8 @@ pub fn resolve(
                 inputs,
                 id_span: plan.raw.id_span,
                 description: plan.raw.description.clone(),
+                shard,
+                resources,
             };
             instances.insert((i, key), nodes.len());
             instance_order[i].push(nodes.len());

@@ -225,6 +225,7 @@ pub struct RunCtx<'a> {
     progress: &'a dyn Progress,
     ledger_dir: Option<PathBuf>,
     origins: BTreeMap<String, Vec<InputOrigin>>,
+    row_offset: usize,
 }
 
 impl<'a> RunCtx<'a> {
@@ -245,7 +246,22 @@ impl<'a> RunCtx<'a> {
             progress,
             ledger_dir: None,
             origins: BTreeMap::new(),
+            row_offset: 0,
         }
+    }
+
+    /// Set when this run is one shard of a sharded node: the index, in the
+    /// whole input, of the first row of the [`Stage::ROW_MAPPED`] slot it sees.
+    pub fn with_row_offset(mut self, offset: usize) -> Self {
+        self.row_offset = offset;
+        self
+    }
+
+    /// Index of this run's first row of the row-mapped slot in the whole
+    /// input (0 unless sharded). Kinds whose output numbers rows add it, so a
+    /// sharded run writes the same numbers as an unsharded one.
+    pub fn row_offset(&self) -> usize {
+        self.row_offset
     }
 
     /// Where each input artifact came from; the engine sets it for kinds that
@@ -287,6 +303,7 @@ impl<'a> RunCtx<'a> {
         self.note("llm_replayed", stats.replayed);
         self.note("prompt_tokens", stats.prompt_tokens);
         self.note("completion_tokens", stats.completion_tokens);
+        llm.note_endpoints(self);
     }
 
     /// Paths of the Parquet artifacts bound to `slot` (empty for an unbound optional slot).
@@ -362,6 +379,15 @@ impl<'a> RunCtx<'a> {
     }
 }
 
+/// The input slot a kind maps over ([`Stage::ROW_MAPPED`]). With `group`, rows
+/// that share that column's value must stay in one shard (the kind looks at
+/// them together, as `represent` does with a program's runs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowMap {
+    pub slot: &'static str,
+    pub group: Option<String>,
+}
+
 /// One stage kind. Implement it on a unit struct in its own file and add it
 /// to [`crate::registry::Registry::builtin`].
 pub trait Stage: Send + Sync + 'static {
@@ -370,6 +396,11 @@ pub trait Stage: Send + Sync + 'static {
     /// Bump when the same params and inputs would now produce different output
     /// (a bug fix, a new column). Hashed into every key of this kind.
     const VERSION: u32;
+    /// The input this kind maps over row by row, if it does: each output row
+    /// depends only on its own rows of that slot (and on whole other inputs),
+    /// so `shard:` may split the slot and concatenate the shards' outputs.
+    /// Row numbers in outputs must add [`RunCtx::row_offset`].
+    const ROW_MAPPED: Option<&'static str> = None;
     /// Typed params: `#[serde(deny_unknown_fields)]`, defaults via `#[serde(default)]`, no `flatten`.
     type Params: DeserializeOwned + Serialize + Debug + Send + Sync + 'static;
 
@@ -401,6 +432,11 @@ pub trait Stage: Send + Sync + 'static {
     /// The most LLM calls the stage makes per row of an input slot, for
     /// `tw plan`; `None` for kinds that ask no model.
     fn llm_calls(_p: &Self::Params) -> Option<LlmCalls> {
+        None
+    }
+    /// With [`Stage::ROW_MAPPED`]: the column whose equal values must stay in
+    /// one shard because the kind looks at those rows together.
+    fn row_group(_p: &Self::Params) -> Option<String> {
         None
     }
     /// Read inputs from `ctx`, write every declared output; touch nothing else.
@@ -437,6 +473,9 @@ pub trait DynStage: Send + Sync {
     fn cache_policy(&self, p: &ParsedParams) -> CachePolicy;
     fn reads_input_origins(&self, p: &ParsedParams) -> bool;
     fn llm_calls(&self, p: &ParsedParams) -> Option<LlmCalls>;
+    fn row_map(&self, p: &ParsedParams) -> Option<RowMap>;
+    /// [`Stage::ROW_MAPPED`], without params.
+    fn row_mapped_slot(&self) -> Option<&'static str>;
     fn run(&self, p: &ParsedParams, ctx: &mut RunCtx<'_>) -> Result<(), StageError>;
 }
 
@@ -550,6 +589,17 @@ impl<S: Stage> DynStage for Erased<S> {
 
     fn llm_calls(&self, p: &ParsedParams) -> Option<LlmCalls> {
         S::llm_calls(Self::typed(p))
+    }
+
+    fn row_map(&self, p: &ParsedParams) -> Option<RowMap> {
+        S::ROW_MAPPED.map(|slot| RowMap {
+            slot,
+            group: S::row_group(Self::typed(p)),
+        })
+    }
+
+    fn row_mapped_slot(&self) -> Option<&'static str> {
+        S::ROW_MAPPED
     }
 
     fn run(&self, p: &ParsedParams, ctx: &mut RunCtx<'_>) -> Result<(), StageError> {

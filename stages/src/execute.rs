@@ -124,6 +124,7 @@ impl ExecuteParams {
 impl Stage for Execute {
     const KIND: &'static str = "execute";
     const VERSION: u32 = 2;
+    const ROW_MAPPED: Option<&'static str> = Some("candidates");
     type Params = ExecuteParams;
 
     fn doc() -> String {
@@ -220,7 +221,7 @@ impl Stage for Execute {
                         id: Some(&problem),
                     },
                 )?,
-                None => i.to_string(),
+                None => (ctx.row_offset() + i).to_string(),
             };
             let at = At {
                 slot: "candidates",

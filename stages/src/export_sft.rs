@@ -109,7 +109,29 @@ fn default_id() -> String {
     "pair_id".into()
 }
 
-fn valid_name(s: &str) -> bool {
+/// LLaMA-Factory's `dataset_info.json` entry for a ShareGPT file whose records
+/// hold `messages` as `{role, content}` turns, as the study registered its
+/// datasets; with `system_tag`, a leading `system` turn is the system prompt.
+pub(crate) fn sharegpt_dataset_info(file_name: &str, system_tag: bool) -> Value {
+    let mut tags = json!({
+        "role_tag": "role",
+        "content_tag": "content",
+        "user_tag": "user",
+        "assistant_tag": "assistant"
+    });
+    if system_tag && let Some(t) = tags.as_object_mut() {
+        t.insert("system_tag".into(), Value::String("system".into()));
+    }
+    json!({
+        "file_name": file_name,
+        "formatting": "sharegpt",
+        "columns": { "messages": "messages" },
+        "tags": tags
+    })
+}
+
+/// Letters, digits and `_-.`: safe in a file name and a LLaMA-Factory dataset name.
+pub(crate) fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
@@ -343,20 +365,7 @@ impl Stage for ExportSft {
                 }
                 let file = format!("{dataset}.jsonl");
                 fs_err::write(dir.join(&file), lines)?;
-                dataset_info.insert(
-                    dataset.clone(),
-                    json!({
-                        "file_name": file,
-                        "formatting": "sharegpt",
-                        "columns": { "messages": "messages" },
-                        "tags": {
-                            "role_tag": "role",
-                            "content_tag": "content",
-                            "user_tag": "user",
-                            "assistant_tag": "assistant"
-                        }
-                    }),
-                );
+                dataset_info.insert(dataset.clone(), sharegpt_dataset_info(&file, false));
                 let mut s = Map::new();
                 s.insert("dataset".into(), Value::String(dataset));
                 s.insert("format".into(), Value::String(format.clone()));

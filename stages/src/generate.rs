@@ -13,7 +13,12 @@
 //!
 //! # Params
 //! - `model` (required): `{backend: openai, base_url, name, ...}` or
-//!   `{backend: tch, path}` (see the README's "LLM backends").
+//!   `{backend: tch, path}` (see the README's "LLM backends"). `base_url`
+//!   may list endpoints serving the same model (one vLLM server per GPU),
+//!   each a URL or `{url, concurrency}`; `concurrency` (default 4) is per
+//!   endpoint. Each request goes to the least-loaded endpoint with a free
+//!   slot; one that fails is marked down for a back-off and the request
+//!   moves to another, so the stage fails only if every endpoint does.
 //! - `template` (required): the prompt template; `vars`: constants for it
 //!   (`vars.cot` defaults to false for `greedy`, true otherwise).
 //! - `strategy`: `greedy` | `cot` | `sample` (default).
@@ -34,11 +39,14 @@
 //!   `reasoning`, `reply`, `finish_reason`, `completion_tokens`.
 //!
 //! # Caching
-//! The key covers the params (the endpoint's address included) and the
-//! template's bytes. Completions live in the ledger under (prompt, model,
-//! sampling, index, seed): a rerun with another `base_url`, or after a
-//! crash, replays what was received and asks only for the rest. The manifest
-//! records `llm_calls` and `llm_replayed`.
+//! The key covers the params (a single `base_url` included; a list of
+//! endpoints is not, so adding, dropping or reordering replicas reruns
+//! nothing) and the template's bytes. Completions live in the ledger under
+//! (prompt, model, sampling, index, seed), never the endpoint: a rerun with
+//! another `base_url`, or after a crash, replays what was received and asks
+//! only for the rest. The manifest records `llm_calls`, `llm_replayed` and,
+//! per endpoint, the requests it `served` and attempts that `failed`
+//! (`llm_endpoints`).
 //!
 //! # Example
 //! ```yaml
@@ -118,6 +126,7 @@ impl Stage for Generate {
     const KIND: &'static str = "generate";
     // 2: candidates carry the problem's `entry_point`, as `load_samples` writes it.
     const VERSION: u32 = 2;
+    const ROW_MAPPED: Option<&'static str> = Some("problems");
     type Params = GenerateParams;
 
     fn doc() -> String {

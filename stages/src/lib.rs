@@ -38,7 +38,6 @@ pub mod represent;
 mod sample_candidates;
 pub mod score;
 mod sequential_scaling;
-#[cfg(feature = "torch")]
 pub mod sft;
 pub mod trace;
 pub mod tts;

@@ -33,7 +33,8 @@
 //! # Params
 //! - `selection` (required), `n` (default all), `seed` (default 0).
 //! - `model`: the model that writes inputs and judges (needed by
-//!   `output_agreement` and the judges).
+//!   `output_agreement` and the judges); see `generate` (one endpoint or
+//!   a list of them).
 //! - `inputs_template`, `judge_template`, `vars`; `max_inputs` (default 8);
 //!   `representation` (judges only; default none).
 //! - `sampling`, `judge_temperature` (default 0), `split`, `timeout`

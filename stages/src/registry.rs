@@ -50,15 +50,13 @@ impl Registry {
         for kind in ["filter", "select", "sample", "join", "concat", "report"] {
             r.unavailable.insert(kind, "polars");
         }
+        // `sft` is in every build: its `llamafactory` backend needs no torch, and
+        // its default `tch` backend says to rebuild with `--features torch`.
+        r.add::<crate::sft::Sft>();
         #[cfg(feature = "torch")]
-        {
-            r.add::<crate::sft::Sft>();
-            r.add::<crate::sample_candidates::SampleCandidates>();
-        }
+        r.add::<crate::sample_candidates::SampleCandidates>();
         #[cfg(not(feature = "torch"))]
-        for kind in ["sft", "sample_candidates"] {
-            r.unavailable.insert(kind, "torch");
-        }
+        r.unavailable.insert("sample_candidates", "torch");
         r
     }
 
@@ -87,6 +85,15 @@ impl Registry {
 
     pub fn names(&self) -> Vec<&'static str> {
         self.kinds.keys().copied().collect()
+    }
+
+    /// Kinds that map over rows, which `shard:` may split.
+    pub fn row_mapped_kinds(&self) -> Vec<&'static str> {
+        self.kinds
+            .iter()
+            .filter(|(_, k)| k.row_mapped_slot().is_some())
+            .map(|(name, _)| *name)
+            .collect()
     }
 }
 

@@ -65,6 +65,7 @@ fn default_true() -> bool {
 impl Stage for Render {
     const KIND: &'static str = "render";
     const VERSION: u32 = 1;
+    const ROW_MAPPED: Option<&'static str> = Some("rows");
     type Params = RenderParams;
 
     fn doc() -> String {

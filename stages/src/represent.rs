@@ -127,6 +127,7 @@ fn default_column() -> String {
 impl Stage for Represent {
     const KIND: &'static str = "represent";
     const VERSION: u32 = 1;
+    const ROW_MAPPED: Option<&'static str> = Some("runs");
     type Params = RepresentParams;
 
     fn doc() -> String {
@@ -175,6 +176,10 @@ impl Stage for Represent {
 
     fn file_deps(p: &RepresentParams, env: &PlanEnv) -> Vec<FileDep> {
         crate::render::template_deps(&p.template, env)
+    }
+
+    fn row_group(p: &RepresentParams) -> Option<String> {
+        Some(p.id.clone())
     }
 
     fn run(p: &RepresentParams, ctx: &mut RunCtx<'_>) -> Result<(), StageError> {

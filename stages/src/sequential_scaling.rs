@@ -29,7 +29,7 @@
 //! round to dodge its cache.
 //!
 //! # Params
-//! - `model` (required): see `generate`.
+//! - `model` (required): see `generate` (one endpoint or a list of them).
 //! - `first_template`, `debug_template` (required): prompt templates; `vars`.
 //! - `n` (default 8), `temperature` (default 0.7), `rounds` (default 4: the
 //!   paper's R; the seed's scripts ran 5 rounds in all, `rounds: 4` here).

@@ -160,6 +160,7 @@ impl TraceParams {
 impl Stage for Trace {
     const KIND: &'static str = "trace";
     const VERSION: u32 = 2;
+    const ROW_MAPPED: Option<&'static str> = Some("programs");
     type Params = TraceParams;
 
     fn doc() -> String {
@@ -238,7 +239,7 @@ impl Stage for Trace {
             .zip(jobs.iter().zip(&ids))
             .enumerate()
         {
-            let (run, run_events) = report_rows(p, i, id, row, job, report)?;
+            let (run, run_events) = report_rows(p, ctx.row_offset() + i, id, row, job, report)?;
             runs.push(run);
             events.extend(run_events);
         }

@@ -3,7 +3,8 @@
 //! partial failure) and against a real llama.cpp `llama-server` serving
 //! SmolLM2 (`scripts/setup-llama-server.sh`, `scripts/setup-models.sh`):
 //! generation, sequential and parallel scaling, replay with the server dead,
-//! and a server killed mid-stage.
+//! a server killed mid-stage, and one stage spread over two servers and a
+//! dead URL.
 
 use crate::harness::Project;
 use serde_json::{Value, json};
@@ -475,6 +476,138 @@ fn scaling_stages_select_and_score_honestly_and_as_the_oracle_did() {
     );
 }
 
+/// A URL nothing listens on.
+fn dead_url() -> String {
+    let dead = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://127.0.0.1:{}/v1", dead.local_addr().unwrap().port());
+    drop(dead);
+    url
+}
+
+/// `base_url` as a YAML list of endpoints, with the rest of `fast_model`.
+fn fast_models(urls: &[&str], extra: &str) -> String {
+    let list: Vec<String> = urls.iter().map(|u| format!("\"{u}\"")).collect();
+    format!(
+        r#"{{ backend: openai, base_url: [{}], name: fake, retries: 3, backoff_s: 0.05, timeout_s: 2{extra} }}"#,
+        list.join(", ")
+    )
+}
+
+/// `llm_endpoints` of a manifest: base_url -> (served, failed).
+fn endpoint_notes(m: &Value) -> std::collections::BTreeMap<String, (u64, u64)> {
+    m["notes"]["llm_endpoints"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no llm_endpoints in {}", m["notes"]))
+        .iter()
+        .map(|(url, v)| {
+            (
+                url.clone(),
+                (v["served"].as_u64().unwrap(), v["failed"].as_u64().unwrap()),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_list_of_endpoints_shares_the_work_survives_a_dead_one_and_stays_out_of_the_key() {
+    let slow = |_: usize, req: &Value| (200, solving_reply(req), Duration::from_millis(50));
+    let (a, b) = (
+        FakeServer::start(Box::new(slow)),
+        FakeServer::start(Box::new(slow)),
+    );
+    let dead = dead_url();
+    let (au, bu) = (a.url(), b.url());
+    let model = fast_models(&[&dead, &au, &bu], ", concurrency: 1");
+    let p = project_sampling(&model, 4, 200, "");
+    p.run_ok("spec.yaml");
+    assert_eq!(a.hits() + b.hits(), 12, "each sample asked once");
+    let m = &manifests(&p, "generate")[0];
+    assert_eq!(m["notes"]["llm_calls"], 12);
+    let notes = endpoint_notes(m);
+    let (served_a, served_b) = (notes[&au], notes[&bu]);
+    assert_eq!(
+        (served_a.0 as usize, served_b.0 as usize),
+        (a.hits(), b.hits())
+    );
+    assert!(
+        served_a.0 > 0 && served_b.0 > 0,
+        "both live endpoints served: {notes:?}"
+    );
+    assert_eq!(notes[&dead].0, 0);
+    assert!(notes[&dead].1 >= 1, "the dead one was tried: {notes:?}");
+    let first = crate::dataset::export(&p, "spec.yaml", "samples.candidates");
+
+    // Reordered, without the dead one, another concurrency per endpoint:
+    // the same replicas of the same model, so nothing reruns.
+    let other = fast_models(&[&bu, &au], ", concurrency: 1").replace(
+        &format!("\"{au}\""),
+        &format!("{{ url: \"{au}\", concurrency: 3 }}"),
+    );
+    p.write("spec.yaml", &p.read("spec.yaml").replace(&model, &other));
+    let statuses = p.statuses("spec.yaml");
+    assert!(statuses.iter().all(|(_, s)| s == "cached"), "{statuses:?}");
+
+    // One `base_url`, as a plain string, is in the key: the stage reruns and
+    // the ledger answers everything (the ledger never sees the endpoint).
+    p.write(
+        "spec.yaml",
+        &p.read("spec.yaml").replace(&other, &fast_model(&dead)),
+    );
+    p.run_ok("spec.yaml");
+    let m = manifests(&p, "generate");
+    assert_eq!(m.len(), 2);
+    let rerun = m.iter().find(|m| m["notes"]["llm_replayed"] == 12).unwrap();
+    assert_eq!(rerun["notes"]["llm_calls"], 0);
+    assert_eq!(
+        crate::dataset::export(&p, "spec.yaml", "samples.candidates"),
+        first
+    );
+    assert_eq!(a.hits() + b.hits(), 12, "nothing more was asked");
+
+    // Every endpoint failing: the error names each with its own cause.
+    let broken = FakeServer::start(Box::new(|_, _| {
+        (503, "{\"error\": \"overloaded\"}".into(), ok())
+    }));
+    let p = project(&fast_models(&[&dead, &broken.url()], ""), "");
+    let ran = p.tw(&["run", "spec.yaml"]);
+    assert_ne!(ran.code, 0);
+    for needle in [
+        "every endpoint failed (gave up after 4 attempts on each)".to_string(),
+        format!("{dead}/chat/completions: connection"),
+        format!("{}/chat/completions: HTTP 503", broken.url()),
+        "0 received".to_string(),
+    ] {
+        assert!(ran.stderr.contains(&needle), "{needle}\n{}", ran.stderr);
+    }
+}
+
+#[test]
+fn a_bad_endpoint_list_is_reported_where_it_is_written() {
+    let p = project(
+        r#"{ backend: openai, base_url: ["http://127.0.0.1:1/v1", "127.0.0.1:2/v1", { url: "http://127.0.0.1:3/v1", concurrency: 0 }], name: fake }"#,
+        "",
+    );
+    let ran = p.tw(&["plan", "spec.yaml"]);
+    assert_ne!(ran.code, 0);
+    for needle in [
+        "model.base_url.1",
+        "must start with http:// or https://",
+        "model.base_url.2.concurrency",
+        "must be at least 1",
+    ] {
+        assert!(ran.stderr.contains(needle), "{needle}\n{}", ran.stderr);
+    }
+    let p = project(r#"{ backend: openai, base_url: [], name: fake }"#, "");
+    let ran = p.tw(&["plan", "spec.yaml"]);
+    assert_ne!(ran.code, 0);
+    assert!(
+        ran.stderr.contains("model.base_url")
+            && ran.stderr.contains("must list at least one endpoint"),
+        "{}",
+        ran.stderr
+    );
+}
+
 // ---- against a real llama.cpp server -------------------------------------
 
 struct LlamaServer {
@@ -488,6 +621,11 @@ static ONE_SERVER: Mutex<()> = Mutex::new(());
 
 impl LlamaServer {
     fn start(port: Option<u16>) -> Option<LlamaServer> {
+        Self::start_with(port, 2, 4)
+    }
+
+    /// A server with `threads` CPU threads and `slots` parallel slots.
+    fn start_with(port: Option<u16>, threads: usize, slots: usize) -> Option<LlamaServer> {
         let (server, gguf) = match (
             std::env::var("TW_LLAMA_SERVER"),
             std::env::var("TW_SMOLLM2_GGUF"),
@@ -520,9 +658,9 @@ impl LlamaServer {
                 "-c",
                 "8192",
                 "-np",
-                "4",
+                &slots.to_string(),
                 "-t",
-                "2",
+                &threads.to_string(),
             ])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -695,4 +833,54 @@ fn real_server_killed_mid_stage_keeps_what_arrived() {
     assert_eq!(m["notes"]["llm_replayed"].as_u64(), Some(kept as u64));
     assert_eq!(m["notes"]["llm_calls"].as_u64(), Some(36 - kept as u64));
     assert_eq!(ledger_files(&p), 36);
+}
+
+#[test]
+fn real_servers_share_a_stage_past_a_dead_url_and_a_single_url_replays_it() {
+    let _one = ONE_SERVER.lock().unwrap_or_else(|e| e.into_inner());
+    // Two servers on two cores: one thread and two slots each.
+    let Some(a) = LlamaServer::start_with(None, 1, 2) else {
+        return;
+    };
+    let Some(b) = LlamaServer::start_with(None, 1, 2) else {
+        return;
+    };
+    let dead = dead_url();
+    let list = format!("[\"{dead}\", \"{}\", \"{}\"]", a.url(), b.url());
+    let model = llama_model(&a.url())
+        .replace(&format!("\"{}\"", a.url()), &list)
+        .replace("concurrency: 4", "concurrency: 2");
+    let p = project_sampling(&model, 2, 16, "");
+    p.run_ok("spec.yaml");
+    let m = &manifests(&p, "generate")[0];
+    assert_eq!(m["notes"]["llm_calls"], 6);
+    let notes = endpoint_notes(m);
+    let (served_a, served_b) = (notes[&a.url()].0, notes[&b.url()].0);
+    assert!(
+        served_a > 0 && served_b > 0,
+        "both servers served: {notes:?}"
+    );
+    assert_eq!(served_a + served_b, 6);
+    assert_eq!(notes[&dead].0, 0);
+    assert!(notes[&dead].1 >= 1, "the dead URL was tried: {notes:?}");
+    assert_eq!(ledger_files(&p), 6);
+    let first = crate::dataset::export(&p, "spec.yaml", "samples.candidates");
+
+    // Both servers stopped; one `base_url`: the stage reruns (a single URL is
+    // in its key) and the ledger answers every completion, byte for byte.
+    drop(a);
+    drop(b);
+    let single = llama_model(&dead).replace("concurrency: 4", "concurrency: 2");
+    p.write("spec.yaml", &p.read("spec.yaml").replace(&model, &single));
+    p.run_ok("spec.yaml");
+    let m = manifests(&p, "generate");
+    let rerun = m
+        .iter()
+        .find(|m| m["notes"]["llm_replayed"] == 6)
+        .unwrap_or_else(|| panic!("no replaying manifest in {m:?}"));
+    assert_eq!(rerun["notes"]["llm_calls"], 0);
+    assert_eq!(
+        crate::dataset::export(&p, "spec.yaml", "samples.candidates"),
+        first
+    );
 }

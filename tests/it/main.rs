@@ -17,4 +17,5 @@ mod programs;
 mod prompts;
 mod reports;
 mod representations;
+mod scale;
 mod scoring;

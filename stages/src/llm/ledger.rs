@@ -17,7 +17,7 @@
 //! completion with its request, so the ledger can be read without `tw`.
 //! `tw gc` leaves the ledger alone; delete the directory to forget it.
 
-use super::{Backend, Completion, LlmError, Request};
+use super::{Backend, Completion, EndpointStats, LlmError, Request};
 use crate::api::Progress;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -153,6 +153,31 @@ impl Llm {
 
     pub fn stats(&self) -> CallStats {
         self.stats.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// What each endpoint of an HTTP backend served and failed so far.
+    pub fn endpoints(&self) -> Vec<EndpointStats> {
+        self.backend.endpoints()
+    }
+
+    /// Record in the manifest, as `llm_endpoints`, how many requests each
+    /// endpoint served (and how many attempts on it failed); nothing for an
+    /// in-process model.
+    pub fn note_endpoints(&self, ctx: &mut crate::api::RunCtx<'_>) {
+        let endpoints = self.endpoints();
+        if endpoints.is_empty() {
+            return;
+        }
+        let map: serde_json::Map<String, serde_json::Value> = endpoints
+            .into_iter()
+            .map(|e| {
+                (
+                    e.base_url,
+                    serde_json::json!({ "served": e.served, "failed": e.failed }),
+                )
+            })
+            .collect();
+        ctx.note("llm_endpoints", serde_json::Value::Object(map));
     }
 
     /// Completions of `asks` (a request and its sample index), in order:

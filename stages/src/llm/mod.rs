@@ -14,7 +14,7 @@ pub mod ledger;
 mod spec;
 
 pub use ledger::{CallStats, Ledger, Llm};
-pub use spec::{ModelSpec, OpenAiApi};
+pub use spec::{BaseUrl, Endpoint, ModelSpec, OpenAiApi};
 
 use serde::{Deserialize, Serialize};
 
@@ -98,6 +98,15 @@ pub enum LlmError {
         reason: String,
         attempts: u32,
     },
+    /// Retries ran out on every endpoint of a list: each with its last error.
+    #[error(
+        "every endpoint failed (gave up after {attempts} attempts on each): {}",
+        failures.iter().map(|(url, reason)| format!("{url}: {reason}")).collect::<Vec<_>>().join("; ")
+    )]
+    AllUnavailable {
+        failures: Vec<(String, String)>,
+        attempts: u32,
+    },
     /// Some completions arrived and are kept in the ledger; the rest did not.
     #[error(
         "{failed} of {total} completions failed ({received} received and kept in the ledger; a rerun asks only for the rest): {first}"
@@ -115,12 +124,27 @@ pub enum LlmError {
     },
 }
 
+/// What one endpoint of an HTTP backend did so far.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EndpointStats {
+    pub base_url: String,
+    /// Requests it answered (one request may carry `n` choices).
+    pub served: u64,
+    /// Attempts that failed on it and were retried (here or elsewhere).
+    pub failed: u64,
+}
+
 /// A source of completions. Implementations batch internally as they see fit;
 /// results come back in request order.
 pub trait Backend: Send + Sync {
     /// What identifies the model for caching (a checkpoint hash, a served name).
     fn model_id(&self) -> String;
     fn complete(&self, requests: &[Request]) -> Result<Vec<Completion>, LlmError>;
+
+    /// The endpoints asked and what each did; empty for in-process models.
+    fn endpoints(&self) -> Vec<EndpointStats> {
+        Vec::new()
+    }
 
     /// Complete each request, handing every result to `done` as soon as it is
     /// known, so that what arrived survives a later failure. The default asks

@@ -22,6 +22,12 @@ pub enum OpenAiApi {
 ///
 /// ```yaml
 /// model: { backend: openai, base_url: "http://127.0.0.1:8080/v1", name: smollm2 }
+/// # replicas of one model (one vLLM server per GPU), `concurrency` requests each:
+/// model: { backend: openai, base_url: ["http://gpu0:8000/v1", "http://gpu1:8000/v1"],
+///          name: Qwen/Qwen2.5-Coder-7B-Instruct, concurrency: 16 }
+/// # an item may override `concurrency` for its endpoint:
+/// model: { backend: openai, name: m, concurrency: 4,
+///          base_url: [{ url: "http://big:8000/v1", concurrency: 32 }, "http://small:8000/v1"] }
 /// model: { backend: tch, path: ../models/smollm2/hf }
 /// model: { backend: tch }   # the checkpoint an upstream `sft` wrote, wired as input `model`
 /// ```
@@ -30,9 +36,11 @@ pub enum OpenAiApi {
 pub enum ModelSpec {
     /// An OpenAI-compatible HTTP endpoint (vLLM, llama.cpp server, OpenAI, DeepSeek).
     Openai {
-        /// `http://host:port/v1`; default: the `OPENAI_BASE_URL` environment variable.
-        #[serde(default)]
-        base_url: Option<String>,
+        /// `http://host:port/v1`, or a list of endpoints serving the same
+        /// model; default: the `OPENAI_BASE_URL` environment variable. A list
+        /// is left out of the stage's key (see [`BaseUrl`]).
+        #[serde(default, skip_serializing_if = "BaseUrl::is_list")]
+        base_url: Option<BaseUrl>,
         /// The served model name sent in each request.
         name: String,
         #[serde(default)]
@@ -48,7 +56,7 @@ pub enum ModelSpec {
         /// the weights' hash). Set it to a checkpoint hash or a dated snapshot.
         #[serde(default)]
         identity: Option<String>,
-        /// Requests in flight at once.
+        /// Requests in flight at once, per endpoint (a list item may set its own).
         #[serde(default = "default_concurrency")]
         concurrency: usize,
         /// Ask for k samples of one prompt with one request (`n: k`); by
@@ -84,6 +92,125 @@ pub enum ModelSpec {
         #[serde(default = "default_batch")]
         batch_size: usize,
     },
+}
+
+/// Where an OpenAI-compatible model is served: one `base_url`, or a list of
+/// endpoints serving the same model (one vLLM server per GPU), each item a
+/// URL or `{url, concurrency}`.
+///
+/// Requests go to the least-loaded endpoint with a free slot, and one that
+/// fails (refused, timed out, 5xx, 429, garbage) is retried on another; see
+/// [`super::http`]. The list is not part of the model's identity in the
+/// ledger (no `base_url` is), and it is left out of the stage's cache key:
+/// replicas serve the same model, so which of them answers, how many there
+/// are and in what order they are listed change no output. A single string
+/// stays in the key exactly as it always was, so existing keys do not move.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BaseUrl {
+    One(String),
+    Many(Vec<Endpoint>),
+}
+
+/// One item of a `base_url` list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoint {
+    pub url: String,
+    /// Requests in flight at once on this endpoint; default: the model's `concurrency`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<usize>,
+}
+
+impl BaseUrl {
+    fn is_list(v: &Option<BaseUrl>) -> bool {
+        matches!(v, Some(BaseUrl::Many(_)))
+    }
+
+    /// Each endpoint with its concurrency (`default` unless the item sets one).
+    pub fn endpoints(&self, default: usize) -> Vec<(String, usize)> {
+        match self {
+            BaseUrl::One(url) => vec![(url.clone(), default)],
+            BaseUrl::Many(items) => items
+                .iter()
+                .map(|e| (e.url.clone(), e.concurrency.unwrap_or(default)))
+                .collect(),
+        }
+    }
+}
+
+impl Serialize for BaseUrl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            BaseUrl::One(url) => s.serialize_str(url),
+            BaseUrl::Many(items) => items.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for BaseUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = BaseUrl;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a URL or a list of them (each a URL or `{url, concurrency}`)")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<BaseUrl, E> {
+                Ok(BaseUrl::One(v.to_string()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<BaseUrl, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<EndpointItem>()? {
+                    items.push(item.0);
+                }
+                Ok(BaseUrl::Many(items))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A list item: `"http://..."` or `{url: "http://...", concurrency: 8}`.
+struct EndpointItem(Endpoint);
+
+impl<'de> Deserialize<'de> for EndpointItem {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = EndpointItem;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a URL or `{url, concurrency}`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<EndpointItem, E> {
+                Ok(EndpointItem(Endpoint {
+                    url: v.to_string(),
+                    concurrency: None,
+                }))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<EndpointItem, A::Error> {
+                Endpoint::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(EndpointItem)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Why `url` cannot be an endpoint, if it cannot.
+fn bad_url(url: &str) -> Option<&'static str> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Some("must start with http:// or https://");
+    }
+    match url.parse::<ureq::http::Uri>() {
+        Ok(uri) if uri.host().is_some_and(|h| !h.is_empty()) => None,
+        _ => Some("is not a valid URL with a host"),
+    }
 }
 
 fn default_concurrency() -> usize {
@@ -153,16 +280,58 @@ impl ModelSpec {
                 if name.trim().is_empty() {
                     out.push(Problem::at(&format!("{param}.name"), "must not be empty"));
                 }
-                if let Some(url) = base_url
-                    && !(url.starts_with("http://") || url.starts_with("https://"))
-                {
-                    out.push(
-                        Problem::at(
-                            &format!("{param}.base_url"),
-                            "must start with http:// or https://",
-                        )
-                        .help("e.g. http://127.0.0.1:8080/v1"),
-                    );
+                match base_url {
+                    None => {}
+                    Some(BaseUrl::One(url)) => {
+                        if let Some(why) = bad_url(url) {
+                            out.push(
+                                Problem::at(&format!("{param}.base_url"), why)
+                                    .help("e.g. http://127.0.0.1:8080/v1"),
+                            );
+                        }
+                    }
+                    Some(BaseUrl::Many(items)) => {
+                        if items.is_empty() {
+                            out.push(
+                                Problem::at(
+                                    &format!("{param}.base_url"),
+                                    "must list at least one endpoint",
+                                )
+                                .help("e.g. [\"http://127.0.0.1:8080/v1\", \"http://127.0.0.1:8081/v1\"]"),
+                            );
+                        }
+                        let mut seen: Vec<&str> = Vec::new();
+                        for (i, item) in items.iter().enumerate() {
+                            // A map item's problems point into the map.
+                            let at = format!("{param}.base_url.{i}");
+                            let url_at = match item.concurrency {
+                                Some(_) => format!("{at}.url"),
+                                None => at.clone(),
+                            };
+                            if let Some(why) = bad_url(&item.url) {
+                                out.push(
+                                    Problem::at(&url_at, why).help("e.g. http://127.0.0.1:8080/v1"),
+                                );
+                            }
+                            let same = item.url.trim_end_matches('/');
+                            if let Some(j) = seen.iter().position(|u| *u == same) {
+                                out.push(
+                                    Problem::at(
+                                        &url_at,
+                                        format!("`{}` is listed twice (also item {j})", item.url),
+                                    )
+                                    .help("list each endpoint once; give it `{url, concurrency}` to send it more requests"),
+                                );
+                            }
+                            seen.push(same);
+                            if item.concurrency == Some(0) {
+                                out.push(Problem::at(
+                                    &format!("{at}.concurrency"),
+                                    "must be at least 1",
+                                ));
+                            }
+                        }
+                    }
                 }
                 if *concurrency == 0 {
                     out.push(Problem::at(
@@ -241,9 +410,15 @@ impl ModelSpec {
         }
     }
 
-    /// Requests in flight at once (the in-process model runs one batch at a time).
+    /// Requests in flight at once over every endpoint (the in-process model
+    /// runs one batch at a time).
     pub fn concurrency(&self) -> usize {
         match self {
+            ModelSpec::Openai {
+                base_url: Some(b),
+                concurrency,
+                ..
+            } => b.endpoints(*concurrency).iter().map(|(_, c)| c).sum(),
             ModelSpec::Openai { concurrency, .. } => *concurrency,
             ModelSpec::Tch { .. } => 1,
         }
@@ -281,11 +456,18 @@ impl ModelSpec {
                 };
                 // A run the ledger answers needs no endpoint and no key: say
                 // what is missing only if a completion must really be asked for.
-                let base_url = match base_url
+                let endpoints = match base_url
                     .clone()
-                    .or_else(|| std::env::var("OPENAI_BASE_URL").ok())
+                    .or_else(|| std::env::var("OPENAI_BASE_URL").ok().map(BaseUrl::One))
                 {
-                    Some(u) => u,
+                    Some(b) => b
+                        .endpoints(*concurrency)
+                        .into_iter()
+                        .map(|(base_url, concurrency)| super::http::EndpointConfig {
+                            base_url,
+                            concurrency,
+                        })
+                        .collect(),
                     None => {
                         return Ok(Box::new(Unconfigured {
                             identity,
@@ -309,12 +491,11 @@ impl ModelSpec {
                 };
                 Ok(Box::new(super::http::OpenAiBackend::new(
                     super::http::OpenAiConfig {
-                        base_url,
+                        endpoints,
                         model: name.clone(),
                         api: *api,
                         api_key,
                         identity,
-                        concurrency: *concurrency,
                         n_per_request: *n_per_request,
                         timeout: std::time::Duration::from_secs_f64(*timeout_s),
                         retries: *retries,
@@ -400,5 +581,120 @@ impl Backend for Unconfigured {
 
     fn complete(&self, _requests: &[Request]) -> Result<Vec<Completion>, LlmError> {
         Err(LlmError::Backend(self.why.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(v: serde_json::Value) -> ModelSpec {
+        serde_json::from_value(v).expect("parses")
+    }
+
+    fn paths(spec: &ModelSpec) -> Vec<(String, String)> {
+        spec.problems("model")
+            .into_iter()
+            .map(|p| (p.path.join("."), p.message))
+            .collect()
+    }
+
+    #[test]
+    fn base_url_is_one_url_or_a_list_of_urls_and_url_concurrency_maps() {
+        let one = parse(json!({"backend": "openai", "name": "m", "base_url": "http://a:1/v1"}));
+        let ModelSpec::Openai { base_url, .. } = &one else {
+            unreachable!()
+        };
+        assert_eq!(base_url, &Some(BaseUrl::One("http://a:1/v1".into())));
+        assert_eq!(one.concurrency(), 4);
+        let many = parse(json!({"backend": "openai", "name": "m", "concurrency": 2,
+            "base_url": ["http://a:1/v1", {"url": "http://b:1/v1", "concurrency": 8}]}));
+        let ModelSpec::Openai {
+            base_url: Some(b), ..
+        } = &many
+        else {
+            unreachable!()
+        };
+        assert_eq!(
+            b.endpoints(2),
+            [
+                ("http://a:1/v1".to_string(), 2),
+                ("http://b:1/v1".to_string(), 8)
+            ]
+        );
+        assert_eq!(many.concurrency(), 10, "concurrency is per endpoint");
+        assert!(paths(&many).is_empty(), "{:?}", paths(&many));
+        let err = serde_json::from_value::<ModelSpec>(json!({"backend": "openai", "name": "m",
+            "base_url": [{"url": "http://a:1/v1", "slots": 8}]}))
+        .expect_err("unknown field");
+        assert!(err.to_string().contains("slots"), "{err}");
+        assert!(
+            serde_json::from_value::<ModelSpec>(
+                json!({"backend": "openai", "name": "m", "base_url": 3})
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn a_single_url_stays_in_the_key_as_before_and_a_list_is_left_out() {
+        let key = |v: serde_json::Value| serde_json::to_value(parse(v)).expect("serializes");
+        let one = key(json!({"backend": "openai", "name": "m", "base_url": "http://a:1/v1"}));
+        assert_eq!(one["base_url"], "http://a:1/v1");
+        let unset = key(json!({"backend": "openai", "name": "m"}));
+        assert_eq!(unset["base_url"], serde_json::Value::Null);
+        let ab = key(json!({"backend": "openai", "name": "m",
+            "base_url": ["http://a:1/v1", "http://b:1/v1"]}));
+        let ba = key(json!({"backend": "openai", "name": "m",
+            "base_url": [{"url": "http://b:1/v1", "concurrency": 9}, "http://a:1/v1", "http://c:1/v1"]}));
+        assert!(ab.get("base_url").is_none(), "{ab}");
+        assert_eq!(
+            ab, ba,
+            "order, size and per-endpoint limits are not in the key"
+        );
+    }
+
+    #[test]
+    fn endpoint_problems_name_their_place_in_the_list() {
+        let spec = parse(json!({"backend": "openai", "name": "m", "base_url": []}));
+        assert_eq!(
+            paths(&spec),
+            [(
+                "model.base_url".to_string(),
+                "must list at least one endpoint".to_string()
+            )]
+        );
+        let spec = parse(json!({"backend": "openai", "name": "m", "base_url": [
+            "http://a:1/v1", "ftp://b/v1", {"url": "http://", "concurrency": 0}, "http://a:1/v1/"]}));
+        assert_eq!(
+            paths(&spec),
+            [
+                (
+                    "model.base_url.1".to_string(),
+                    "must start with http:// or https://".to_string()
+                ),
+                (
+                    "model.base_url.2.url".to_string(),
+                    "is not a valid URL with a host".to_string()
+                ),
+                (
+                    "model.base_url.2.concurrency".to_string(),
+                    "must be at least 1".to_string()
+                ),
+                (
+                    "model.base_url.3".to_string(),
+                    "`http://a:1/v1/` is listed twice (also item 0)".to_string()
+                ),
+            ]
+        );
+        let spec = parse(json!({"backend": "openai", "name": "m", "base_url": "localhost:8080"}));
+        assert_eq!(
+            paths(&spec),
+            [(
+                "model.base_url".to_string(),
+                "must start with http:// or https://".to_string()
+            )]
+        );
     }
 }

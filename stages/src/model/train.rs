@@ -79,12 +79,8 @@ pub fn encode_conversation(
     Ok(Example { ids, labels })
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Method {
-    Full,
-    Lora,
-}
+/// Full fine-tuning or LoRA; defined with the `sft` stage, which also builds without torch.
+pub use crate::sft::Method;
 
 /// Hyperparameters; the defaults follow the paper's LLaMA-Factory configs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
