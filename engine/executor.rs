@@ -189,18 +189,9 @@ pub fn run_unit(
                 "internal error: the stage did not write its output `{name}`"
             ));
         };
-        let hash = tw_stages::artifact::hash_file(&w.path).map_err(|e| e.to_string())?;
-        let bytes = fs_err::metadata(&w.path).map(|m| m.len()).unwrap_or(0);
-        outputs.insert(
-            name.clone(),
-            OutputRecord {
-                file: format!("{name}.parquet"),
-                hash,
-                rows: w.rows,
-                bytes,
-                columns: w.columns.clone(),
-            },
-        );
+        let record = OutputRecord::for_file(name, &w.path, w.rows, w.columns.clone())
+            .map_err(|e| e.to_string())?;
+        outputs.insert(name.clone(), record);
     }
     let seconds = started.elapsed().as_secs_f64();
     let manifest = manifest(

@@ -9,7 +9,7 @@
 //! `shard:` node its uncached shards ([`crate::shard`]), whose outputs this
 //! process then gathers and commits under the node's key.
 
-use crate::executor::{Executor, Unit, UnitDone, record_node, run_unit};
+use crate::executor::{Executor, Unit, UnitDone, record_node};
 use crate::plan::{Facts, Plan, Status, input_hashes, pre_image};
 use crate::shard;
 use crate::spec::Spec;
@@ -438,29 +438,22 @@ fn run_node(
         forced,
     };
     let Some(shard) = &node.shard else {
-        let result = match executor {
-            Executor::Local => run_unit(spec, store, i, &unit, &progress),
-            _ => executor
-                .run_units(spec, store, i, std::slice::from_ref(&unit), &progress, log)
-                .pop()
-                .expect("one result per unit"),
-        };
+        // Whoever runs the unit records the node for `tw plan`'s reasons.
+        let result = executor
+            .run_units(spec, store, i, std::slice::from_ref(&unit), &progress, log)
+            .pop()
+            .expect("one result per unit");
         return match result {
             Ok(done) if done.cached => Done::FoundCached {
                 key: unit.key,
                 outputs: done.outputs,
             },
-            Ok(done) => {
-                if !matches!(executor, Executor::Local) {
-                    record_node(store, spec, &node.id, &unit.key, unit.pre_image.clone());
-                }
-                Done::Ran {
-                    key: unit.key,
-                    outputs: done.outputs,
-                    seconds: done.seconds,
-                    shards: None,
-                }
-            }
+            Ok(done) => Done::Ran {
+                key: unit.key,
+                outputs: done.outputs,
+                seconds: done.seconds,
+                shards: None,
+            },
             Err(e) => Done::Failed(e),
         };
     };

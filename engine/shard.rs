@@ -174,29 +174,20 @@ pub fn gather(
             output: name.clone(),
             message: e.to_string(),
         })?;
-        let gather_error = |message: String| ShardError::Gather {
-            output: name.clone(),
-            message,
-        };
-        let hash = artifact::hash_file(&path).map_err(|e| gather_error(e.to_string()))?;
-        let bytes = fs_err::metadata(&path)
-            .map_err(|e| gather_error(e.to_string()))?
-            .len();
-        records.insert(
-            name.clone(),
-            OutputRecord {
-                file: format!("{name}.parquet"),
-                hash,
-                rows: table.num_rows(),
-                bytes,
-                columns: table
-                    .schema()
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().clone())
-                    .collect(),
-            },
-        );
+        let columns = table
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let record =
+            OutputRecord::for_file(name, &path, table.num_rows(), columns).map_err(|e| {
+                ShardError::Gather {
+                    output: name.clone(),
+                    message: e.to_string(),
+                }
+            })?;
+        records.insert(name.clone(), record);
     }
     Ok(records)
 }

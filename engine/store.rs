@@ -39,6 +39,24 @@ pub struct OutputRecord {
     pub columns: Vec<String>,
 }
 
+impl OutputRecord {
+    /// The record of output `name`, written to `path` with `rows` rows.
+    pub fn for_file(
+        name: &str,
+        path: &Path,
+        rows: usize,
+        columns: Vec<String>,
+    ) -> Result<Self, std::io::Error> {
+        Ok(OutputRecord {
+            file: format!("{name}.parquet"),
+            hash: tw_stages::artifact::hash_file(path)?,
+            rows,
+            bytes: fs_err::metadata(path)?.len(),
+            columns,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
     pub key: String,
