@@ -13,8 +13,11 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 checkout="$(cd "$here/.." && pwd)"
 port="${1:-8080}"
-eval "$("$here/setup-models.sh")"
-eval "$("$here/setup-llama-server.sh")"
+# `out=$(...)` keeps a set-up script's failure under set -e; `eval "$(...)"` would hide it.
+models_env="$("$here/setup-models.sh")"
+eval "$models_env"
+server_env="$("$here/setup-llama-server.sh")"
+eval "$server_env"
 mkdir -p "$checkout/cache"
 log="$checkout/cache/llama-server.log"
 threads="$(nproc 2>/dev/null || echo 2)"

@@ -6,10 +6,14 @@
 #   eval "$(scripts/setup-llama-server.sh)"    # TW_LLAMA_SERVER
 #
 # The build takes about 10 minutes on 2 cores; it is cached under
-# ${TW_CACHE_HOME:-$HOME/.cache/tw}/v1/llama-server-<version> and reused.
+# ${TW_CACHE_HOME:-$HOME/.cache/tw}/v1/llama-server-<version>-avx2 and reused.
 set -euo pipefail
 version="0.3.36"
-root="${TW_CACHE_HOME:-$HOME/.cache/tw}/v1/llama-server-$version"
+# A portable build (AVX2, no -march=native): a native build on a virtual machine
+# whose CPU reports AMX that the hypervisor does not give it crashes in ggml's
+# AMX kernels, and a cache may be shared with a machine of another CPU.
+flavour="avx2"
+root="${TW_CACHE_HOME:-$HOME/.cache/tw}/v1/llama-server-$version-$flavour"
 tools="$root/tools-venv"
 mkdir -p "$root"
 
@@ -35,7 +39,9 @@ if [ ! -f "$root/.ok" ]; then
   echo "setup-llama-server.sh: building llama-server (about 10 minutes on 2 cores)" >&2
   PATH="$tool_bin:$PATH" cmake -S "$root/src/vendor/llama.cpp" -B "$root/build" -G Ninja \
     -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF \
-    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON >&2
+    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON \
+    -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+    -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF >&2
   PATH="$tool_bin:$PATH" cmake --build "$root/build" --target llama-server -j "$(nproc)" >&2
   mkdir -p "$root/bin"
   cp "$root/build/bin/llama-server" "$root/bin/llama-server"

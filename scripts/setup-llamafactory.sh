@@ -25,7 +25,9 @@ env_dir="$root/env"
 . "$here/python.sh"
 
 # torch, transformers, peft, accelerate: the parity tests' environment.
-torch_python="$(eval "$("$here/setup-torch.sh" --with-hf)"; echo "$TW_TORCH_PYTHON")"
+# (A failure of setup-torch.sh fails this script: `out=$(...)` keeps its status under set -e.)
+torch_env="$("$here/setup-torch.sh" --with-hf)"
+torch_python="$(eval "$torch_env"; echo "$TW_TORCH_PYTHON")"
 torch_site="$("$torch_python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 # A `pip --target` torch environment (no venv) keeps its packages in site/.
 [ -d "$torch_site/torch" ] || torch_site="$(dirname "$(dirname "$torch_python")")/site"

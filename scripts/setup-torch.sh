@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Install libtorch (PyTorch 2.11.0's PyPI wheel, matching tch 0.24) into a cached
-# environment and print the variables that build `tw --features torch` against it.
+# environment, link it into the checkout as `.libtorch` (where `.cargo/config.toml`
+# points the build of the default `torch` feature), and print its variables:
 #
 #   eval "$(scripts/setup-torch.sh)"            # LIBTORCH, LIBTORCH_CXX11_ABI, TW_TORCH_PYTHON
 #   eval "$(scripts/setup-torch.sh --with-hf)"  # also transformers + peft, for the parity tests
 #
+# After it, a plain `cargo build` finds libtorch through the link, with no variable set.
 # The PyPI wheel is a CUDA build. The Rust binary only loads `libtorch_cpu.so`, which
 # needs just two small NVIDIA runtime wheels (cudart, cupti): 0.5 GB instead of 2.7 GB.
 # Python's `import torch` loads libtorch_cuda and with it cuDNN, cuBLAS, NCCL..., so
@@ -56,6 +58,9 @@ fi
 # Found by path, not by `import torch`, which a `cpu` environment cannot do.
 torch_dir="$(find "$env_dir" -maxdepth 5 -type d -name torch -path '*-packages/torch' -o -maxdepth 5 -type d -path '*/site/torch' | head -n 1)"
 [ -f "$torch_dir/lib/libtorch_cpu.so" ] || { echo "setup-torch.sh: no libtorch in $env_dir; delete $root and retry" >&2; exit 1; }
+# The build's default place for libtorch (.cargo/config.toml); git ignores the link.
+checkout="$(cd "$(dirname "$0")/.." && pwd)"
+ln -sfn "$torch_dir" "$checkout/.libtorch"
 echo "export LIBTORCH=$torch_dir"
 echo "export LIBTORCH_CXX11_ABI=1"
 echo "export TW_TORCH_PYTHON=$env_dir/bin/python"

@@ -95,9 +95,7 @@ pub fn resolve(
                 format!("stage kind `{kind}` is not in this build of tw"),
             )
             .at(span)
-            .help(format!(
-                "rebuild with `--features {feature}` (the default install has it)"
-            )),
+            .help(tw_stages::api::rebuild_hint(feature)),
             None => Diagnostic::new(Code::UnknownKind, format!("unknown stage kind `{kind}`"))
                 .at(span)
                 .label("not a stage kind")

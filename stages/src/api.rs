@@ -609,6 +609,21 @@ impl<S: Stage> DynStage for Erased<S> {
 
 /// How alike a misspelled name and a candidate are, in 0..=1; a prefix either
 /// way counts as close. The one rule behind every "did you mean" of `tw`.
+/// The help for a kind or param that needs a cargo feature this build left out.
+/// Both features (`polars`, `torch`) are in the default build, which
+/// `scripts/setup.sh` and `cargo install --path .` make.
+pub fn rebuild_hint(feature: &str) -> String {
+    let first = if feature == "torch" {
+        " after `scripts/setup-torch.sh`"
+    } else {
+        ""
+    };
+    format!(
+        "this `tw` was built without the default feature `{feature}`: rebuild it with the \
+         default features (`scripts/setup.sh`, or `cargo install --locked --path .`{first})"
+    )
+}
+
 pub fn name_similarity(name: &str, candidate: &str) -> f64 {
     let score = strsim::normalized_damerau_levenshtein(name, candidate);
     if candidate.starts_with(name) || name.starts_with(candidate) {

@@ -17,6 +17,8 @@ pub mod rng;
 pub mod sandbox;
 pub mod scoring;
 pub mod templating;
+#[doc(hidden)]
+pub mod testing;
 pub mod tokens;
 pub mod tracemodel;
 pub mod value;

@@ -148,8 +148,10 @@ impl Stage for MinePairs {
         #[cfg(not(feature = "torch"))]
         if p.embedder == EmbedderKind::Bert {
             problems.push(
-                Problem::at("embedder", "`embedder: bert` runs on libtorch")
-                    .help("rebuild tw with `--features torch`, or use `embedder: lexical`"),
+                Problem::at("embedder", "`embedder: bert` runs on libtorch").help(format!(
+                    "{}; or use `embedder: lexical`",
+                    crate::api::rebuild_hint("torch")
+                )),
             );
         }
         if p.buggy_labels.is_empty() {
@@ -406,9 +408,10 @@ fn make_embedder(p: &MinePairsParams, ctx: &RunCtx<'_>) -> Result<Box<dyn Embedd
         #[cfg(not(feature = "torch"))]
         EmbedderKind::Bert => {
             let _ = ctx;
-            Err(StageError::failed(
-                "`embedder: bert` needs tw built with `--features torch`",
-            ))
+            Err(StageError::Failed(format!(
+                "`embedder: bert` runs on libtorch; {}",
+                crate::api::rebuild_hint("torch")
+            )))
         }
     }
 }

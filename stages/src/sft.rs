@@ -565,7 +565,12 @@ fn failed(e: ModelError) -> StageError {
 }
 
 const NEEDS_TORCH: &str = "`tch` (the default backend) needs the cargo feature `torch`";
-const NEEDS_TORCH_HELP: &str = "rebuild with `--features torch` (the default install has it; see scripts/setup-torch.sh), or train with `backend: llamafactory`";
+fn needs_torch_help() -> String {
+    format!(
+        "{}; or train with `backend: llamafactory`",
+        crate::api::rebuild_hint("torch")
+    )
+}
 
 /// Checks that hold for both backends.
 fn common_problems(p: &SftParams) -> Vec<Problem> {
@@ -620,7 +625,7 @@ fn common_problems(p: &SftParams) -> Vec<Problem> {
 fn tch_problems(p: &SftParams) -> Vec<Problem> {
     let mut out = Vec::new();
     if !cfg!(feature = "torch") {
-        out.push(Problem::at("backend", NEEDS_TORCH).help(NEEDS_TORCH_HELP));
+        out.push(Problem::at("backend", NEEDS_TORCH).help(needs_torch_help()));
     }
     if p.model.starts_with("hf:") {
         out.push(
@@ -706,7 +711,8 @@ impl Stage for Sft {
 #[cfg(not(feature = "torch"))]
 fn run_tch(_p: &SftParams, _ctx: &mut RunCtx<'_>) -> Result<(), StageError> {
     Err(StageError::failed(format!(
-        "{NEEDS_TORCH}: {NEEDS_TORCH_HELP}"
+        "{NEEDS_TORCH}: {}",
+        needs_torch_help()
     )))
 }
 
@@ -928,7 +934,7 @@ mod tests {
             torch.message
         );
         let help = torch.help.as_deref().unwrap_or_default();
-        assert!(help.contains("--features torch"), "{help}");
+        assert!(help.contains("default feature `torch`"), "{help}");
         assert!(help.contains("backend: llamafactory"), "{help}");
         // The same params on LLaMA-Factory need no torch.
         let lf = params(serde_json::json!({

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 fn benchmarks() -> Option<PathBuf> {
-    crate::harness::shared_data("TW_BENCHMARKS", "benchmarks", "HumanEval.jsonl.gz")
+    tw_stages::testing::shared_data("TW_BENCHMARKS", "benchmarks", "HumanEval.jsonl.gz")
 }
 
 fn fixtures() -> PathBuf {
@@ -36,6 +36,7 @@ pub(crate) fn export(p: &Project, spec: &str, target: &str) -> Vec<serde_json::M
 }
 
 #[test]
+#[ignore = "needs the benchmark data: ../shared/data or TW_BENCHMARKS (TW_REQUIRE_DATA)"]
 fn humaneval_samples_become_repair_data_whose_failing_tests_really_separate() {
     let Some(data) = benchmarks() else { return };
     let p = Project::new();
@@ -286,6 +287,7 @@ stages:
 }
 
 #[test]
+#[ignore = "needs the benchmark data: ../shared/data or TW_BENCHMARKS (TW_REQUIRE_DATA)"]
 fn loaders_read_real_benchmarks_with_their_test_counts() {
     let Some(data) = benchmarks() else { return };
     let p = Project::new();

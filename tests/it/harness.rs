@@ -205,21 +205,3 @@ pub fn pipeline_project() -> Project {
 pub fn exists(p: &Path) -> bool {
     p.exists()
 }
-
-/// A directory of `../shared/data` (or the one `env_var` names), when it holds
-/// `marker`; tests that need it skip, saying so, on a machine without it.
-pub fn shared_data(env_var: &str, rel: &str, marker: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os(env_var)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../shared/data")
-                .join(rel)
-        });
-    if dir.join(marker).exists() {
-        Some(dir)
-    } else {
-        eprintln!("skipping: no {marker} in {} (set {env_var})", dir.display());
-        None
-    }
-}

@@ -632,11 +632,11 @@ impl LlamaServer {
         ) {
             (Ok(s), Ok(g)) => (s, g),
             _ => {
-                assert!(
-                    std::env::var_os("TW_REQUIRE_LLM").is_none(),
-                    "TW_REQUIRE_LLM is set but TW_LLAMA_SERVER / TW_SMOLLM2_GGUF are not: run scripts/setup-llama-server.sh and scripts/setup-models.sh"
+                tw_stages::testing::have(
+                    tw_stages::testing::Need::Llm,
+                    false,
+                    "TW_LLAMA_SERVER or TW_SMOLLM2_GGUF is not set",
                 );
-                eprintln!("skipping: no llama-server (set TW_LLAMA_SERVER and TW_SMOLLM2_GGUF)");
                 return None;
             }
         };
@@ -647,6 +647,7 @@ impl LlamaServer {
                 .unwrap()
                 .port()
         });
+        let log = tempfile::NamedTempFile::new().unwrap();
         let child = std::process::Command::new(server)
             .args([
                 "-m",
@@ -663,12 +664,21 @@ impl LlamaServer {
                 &threads.to_string(),
             ])
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(log.reopen().unwrap())
             .spawn()
             .unwrap();
-        let s = LlamaServer { child, port };
+        let mut s = LlamaServer { child, port };
+        // The server's log, for a failure to say why it did not come up.
+        let last_lines = || {
+            let text = fs_err::read_to_string(log.path()).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            lines[lines.len().saturating_sub(15)..].join("\n")
+        };
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(60) {
+            if let Ok(Some(status)) = s.child.try_wait() {
+                panic!("llama-server exited ({status}) before it was healthy:\n{}", last_lines());
+            }
             if let Ok(mut c) = TcpStream::connect(("127.0.0.1", port)) {
                 let _ = write!(
                     c,
@@ -682,7 +692,10 @@ impl LlamaServer {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        panic!("llama-server did not become healthy on port {port}");
+        panic!(
+            "llama-server did not become healthy on port {port} in 60 s:\n{}",
+            last_lines()
+        );
     }
 
     fn url(&self) -> String {
@@ -705,6 +718,7 @@ fn llama_model(url: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs llama-server: scripts/setup-llama-server.sh, scripts/setup-models.sh (TW_REQUIRE_LLM)"]
 fn real_server_runs_scaling_and_a_rerun_replays_with_the_server_dead() {
     let _one = ONE_SERVER.lock().unwrap_or_else(|e| e.into_inner());
     let Some(server) = LlamaServer::start(None) else {
@@ -786,6 +800,7 @@ fn real_server_runs_scaling_and_a_rerun_replays_with_the_server_dead() {
 }
 
 #[test]
+#[ignore = "needs llama-server: scripts/setup-llama-server.sh, scripts/setup-models.sh (TW_REQUIRE_LLM)"]
 fn real_server_killed_mid_stage_keeps_what_arrived() {
     let _one = ONE_SERVER.lock().unwrap_or_else(|e| e.into_inner());
     let Some(server) = LlamaServer::start(None) else {
@@ -836,6 +851,7 @@ fn real_server_killed_mid_stage_keeps_what_arrived() {
 }
 
 #[test]
+#[ignore = "needs llama-server: scripts/setup-llama-server.sh, scripts/setup-models.sh (TW_REQUIRE_LLM)"]
 fn real_servers_share_a_stage_past_a_dead_url_and_a_single_url_replays_it() {
     let _one = ONE_SERVER.lock().unwrap_or_else(|e| e.into_inner());
     // Two servers on two cores: one thread and two slots each.

@@ -7,10 +7,10 @@ mod cache;
 mod dataset;
 mod errors;
 mod harness;
+mod house;
 mod keys;
 mod llm;
 mod matrix;
-#[cfg(feature = "torch")]
 mod models;
 mod plans;
 mod programs;

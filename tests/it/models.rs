@@ -56,15 +56,7 @@ fn rows(p: &Project, spec: &str, target: &str) -> Vec<serde_json::Value> {
 
 /// SmolLM2's HF directory (scripts/setup-models.sh); `None` skips, unless CI requires it.
 fn smollm2() -> Option<PathBuf> {
-    let dir = std::env::var_os("TW_SMOLLM2_HF").map(PathBuf::from);
-    if dir.is_none() {
-        assert!(
-            std::env::var("TW_REQUIRE_MODELS").as_deref() != Ok("1"),
-            "TW_SMOLLM2_HF is not set but TW_REQUIRE_MODELS=1"
-        );
-        eprintln!("skipped: TW_SMOLLM2_HF is not set (scripts/setup-models.sh)");
-    }
-    dir
+    tw_stages::testing::env_path(tw_stages::testing::Need::Models, "TW_SMOLLM2_HF")
 }
 
 #[test]
@@ -203,6 +195,7 @@ fn bad_model_paths_and_rows_are_named() {
 }
 
 #[test]
+#[ignore = "needs SmolLM2 and the HF reference: scripts/setup-models.sh, scripts/setup-torch.sh --with-hf (TW_REQUIRE_MODELS)"]
 fn smollm2_lora_sft_runs_on_cpu() {
     let Some(dir) = smollm2() else { return };
     let p = Project::new();
@@ -316,10 +309,11 @@ fn sample_candidates_draws_k_seeded_programs_per_problem_and_reruns_nothing() {
 }
 
 #[test]
+#[ignore = "needs SmolLM2 and the HF reference: scripts/setup-models.sh, scripts/setup-torch.sh --with-hf (TW_REQUIRE_MODELS)"]
 fn smollm2_samples_humaneval_programs_that_the_sandbox_verifies() {
     let Some(dir) = smollm2() else { return };
     let Some(data) =
-        crate::harness::shared_data("TW_BENCHMARKS", "benchmarks", "HumanEval.jsonl.gz")
+        tw_stages::testing::shared_data("TW_BENCHMARKS", "benchmarks", "HumanEval.jsonl.gz")
     else {
         return;
     };
@@ -364,10 +358,11 @@ stages:
 }
 
 #[test]
+#[ignore = "needs SmolLM2 and the HF reference: scripts/setup-models.sh, scripts/setup-torch.sh --with-hf (TW_REQUIRE_MODELS)"]
 fn smollm2_in_process_generates_through_the_ledger_and_replays_for_free() {
     let Some(dir) = smollm2() else { return };
     let Some(data) =
-        crate::harness::shared_data("TW_BENCHMARKS", "benchmarks", "HumanEval.jsonl.gz")
+        tw_stages::testing::shared_data("TW_BENCHMARKS", "benchmarks", "HumanEval.jsonl.gz")
     else {
         return;
     };

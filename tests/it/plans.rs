@@ -36,23 +36,6 @@ fn every_shipped_spec_validates() {
         // Benchmark files and model weights are not in the repo (a reproduction
         // spec reads ones the user provides): the spec itself must still be right.
         let ran = p.tw(&["validate", "--allow-missing", spec.to_str().unwrap()]);
-        // Specs on the in-process model need the `torch` build; CI validates them there.
-        if ran.code != 0 && !cfg!(feature = "torch") {
-            let errors: Vec<&str> = ran
-                .stderr
-                .lines()
-                .filter(|l| l.starts_with("error["))
-                .collect();
-            if !errors.is_empty()
-                && errors.iter().all(|e| {
-                    e.contains("needs the cargo feature `torch`")
-                        || e.contains("tw::spec::kind_unavailable")
-                })
-            {
-                eprintln!("{}: needs --features torch", spec.display());
-                continue;
-            }
-        }
         assert_eq!(ran.code, 0, "{}: {}", spec.display(), ran.stderr);
     }
 }

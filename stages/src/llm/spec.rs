@@ -360,8 +360,11 @@ impl ModelSpec {
             } => {
                 if !cfg!(feature = "torch") {
                     out.push(
-                        Problem::at(&format!("{param}.backend"), "`tch` needs the cargo feature `torch`")
-                            .help("rebuild with `cargo build --features torch` (see scripts/setup-torch.sh)"),
+                        Problem::at(
+                            &format!("{param}.backend"),
+                            "`tch` needs the cargo feature `torch`",
+                        )
+                        .help(crate::api::rebuild_hint("torch")),
                     );
                 }
                 if *batch_size == 0 {
@@ -533,9 +536,10 @@ impl ModelSpec {
                 Ok(Box::new(backend))
             }
             #[cfg(not(feature = "torch"))]
-            ModelSpec::Tch { .. } => Err(StageError::failed(
-                "model.backend `tch` needs the cargo feature `torch`; rebuild with `--features torch`",
-            )),
+            ModelSpec::Tch { .. } => Err(StageError::Failed(format!(
+                "model.backend `tch` needs the cargo feature `torch`; {}",
+                crate::api::rebuild_hint("torch")
+            ))),
         }
     }
 }

@@ -314,17 +314,7 @@ mod tests {
     use super::*;
 
     fn minilm() -> Option<PathBuf> {
-        match std::env::var_os("TW_MINILM") {
-            Some(v) if !v.is_empty() => Some(PathBuf::from(v)),
-            _ => {
-                assert!(
-                    std::env::var("TW_REQUIRE_MODELS").as_deref() != Ok("1"),
-                    "TW_MINILM is not set but TW_REQUIRE_MODELS=1; run scripts/setup-models.sh"
-                );
-                eprintln!("skipped: TW_MINILM is not set");
-                None
-            }
-        }
+        crate::testing::env_path(crate::testing::Need::Models, "TW_MINILM")
     }
 
     fn texts() -> Vec<&'static str> {
@@ -336,6 +326,7 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "needs all-MiniLM-L6-v2 and the HF reference: scripts/setup-models.sh, scripts/setup-torch.sh --with-hf (TW_REQUIRE_MODELS)"]
     fn minilm_mean_pooling_ignores_padding_and_matches_sentence_transformers() {
         let Some(dir) = minilm() else { return };
         let embedder = BertEmbedder::load(&dir, "cpu", 256).expect("load all-MiniLM-L6-v2");
@@ -352,11 +343,9 @@ mod tests {
             let norm: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
             assert!((norm - 1.0).abs() < 1e-5);
         }
-        let Some(python) = std::env::var_os("TW_TORCH_PYTHON").filter(|p| !p.is_empty()) else {
-            assert!(
-                std::env::var("TW_REQUIRE_MODELS").as_deref() != Ok("1"),
-                "TW_TORCH_PYTHON is not set but TW_REQUIRE_MODELS=1"
-            );
+        let Some(python) =
+            crate::testing::env_path(crate::testing::Need::Models, "TW_TORCH_PYTHON")
+        else {
             return;
         };
         // The reference: transformers' BertModel, sentence-transformers' mean pooling and Normalize.

@@ -14,17 +14,7 @@ use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
 fn setup(var: &str) -> Option<PathBuf> {
-    match std::env::var_os(var) {
-        Some(v) if !v.is_empty() => Some(PathBuf::from(v)),
-        _ => {
-            assert!(
-                std::env::var("TW_REQUIRE_MODELS").as_deref() != Ok("1"),
-                "{var} is not set but TW_REQUIRE_MODELS=1; run scripts/setup-torch.sh --with-hf and scripts/setup-models.sh"
-            );
-            eprintln!("skipped: {var} is not set");
-            None
-        }
-    }
+    crate::testing::env_path(crate::testing::Need::Models, var)
 }
 
 /// Run the HF reference on `requests` and read its tensors back.
@@ -60,6 +50,7 @@ fn ids_of(t: &Tensor) -> Vec<i64> {
 }
 
 #[test]
+#[ignore = "needs SmolLM2 and the HF reference: scripts/setup-models.sh, scripts/setup-torch.sh --with-hf (TW_REQUIRE_MODELS)"]
 fn smollm2_logits_and_greedy_text_match_transformers() {
     let (Some(dir), Some(_)) = (setup("TW_SMOLLM2_HF"), setup("TW_TORCH_PYTHON")) else {
         return;
@@ -142,6 +133,7 @@ fn smollm2_logits_and_greedy_text_match_transformers() {
 }
 
 #[test]
+#[ignore = "needs SmolLM2 and the HF reference: scripts/setup-models.sh, scripts/setup-torch.sh --with-hf (TW_REQUIRE_MODELS)"]
 fn transformers_and_peft_load_what_tw_trains() {
     let Some(_) = setup("TW_TORCH_PYTHON") else {
         return;

@@ -262,8 +262,11 @@ fn os_exit_and_killing_the_parent_are_contained() {
 #[test]
 fn fork_bomb_is_contained() {
     let iso = isolation().unwrap();
-    if iso.unprivileged_uid.is_none() && !iso.pid_namespace {
-        eprintln!("skipping: neither a uid drop nor a PID namespace is available here");
+    if !crate::testing::have(
+        crate::testing::Need::Isolation,
+        iso.unprivileged_uid.is_some() || iso.pid_namespace,
+        "neither a uid drop nor a PID namespace is available here",
+    ) {
         return;
     }
     let mut job = script(
