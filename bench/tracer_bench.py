@@ -22,7 +22,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 spec = importlib.util.spec_from_file_location(
-    "tw_tracer", os.path.join(HERE, "..", "stages", "src", "sandbox", "tracer.py"))
+    "tw_tracer", os.path.join(HERE, "..", "stages", "src", "python", "sandbox", "tracer.py"))
 tw_tracer = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(tw_tracer)
 import pysnooper  # noqa: E402

@@ -10,6 +10,7 @@ use crate::spec::Spec;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use tw_stages::api::fsutil;
 
 #[derive(Serialize)]
 struct LockFile<'a> {
@@ -75,7 +76,7 @@ pub fn write(spec: &Spec, report: &RunReport) -> std::io::Result<PathBuf> {
     text.push('\n');
     let path = path_for(spec);
     if fs_err::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
-        crate::store::write_atomic(&path, text.as_bytes())?;
+        fsutil::write_atomic(&path, text.as_bytes())?;
     }
     Ok(path)
 }

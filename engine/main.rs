@@ -5,7 +5,7 @@ use clap::Parser;
 fn main() {
     let cli = tw_engine::cli::Cli::parse();
     let mut stdout = std::io::stdout().lock();
-    match tw_engine::cli::execute(cli, &mut stdout) {
+    match tw_engine::cmd::execute(cli, &mut stdout) {
         Ok(()) => {}
         Err(failure) => {
             let message = failure.message.trim_end();

@@ -2,7 +2,7 @@
 //! and a snippet, long after parsing.
 
 use std::path::PathBuf;
-pub use tw_stages::value::Span;
+pub use tw_stages::api::value::Span;
 
 #[derive(Debug, Clone)]
 pub struct SourceFile {

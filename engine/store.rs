@@ -14,11 +14,13 @@
 //! the next run or `tw gc` removes. Two processes racing on one key: the
 //! per-key lock makes the second wait and then find the first's result.
 
-use crate::key::PreImage;
+use crate::plan::PreImage;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use tw_stages::api::artifact;
+use tw_stages::api::fsutil::{hostname, write_atomic, write_synced};
 
 pub const LAYOUT: &str = "v1";
 
@@ -49,7 +51,7 @@ impl OutputRecord {
     ) -> Result<Self, std::io::Error> {
         Ok(OutputRecord {
             file: format!("{name}.parquet"),
-            hash: tw_stages::artifact::hash_file(path)?,
+            hash: artifact::hash_file(path)?,
             rows,
             bytes: fs_err::metadata(path)?.len(),
             columns,
@@ -123,6 +125,28 @@ impl Store {
         &self.root
     }
 
+    /// Where every LLM completion is kept (`<cache>/ledger`): outside the
+    /// versioned layout, since completions outlive any key recipe, and never
+    /// touched by `tw gc`.
+    pub fn ledger_dir(&self) -> PathBuf {
+        self.root.join("ledger")
+    }
+
+    /// A fresh directory for one Slurm job of `stage` (its scripts, task
+    /// files and logs): `v1/slurm/<stage>-<time>-<pid>`.
+    pub fn slurm_job_dir(&self, stage: &str) -> Result<PathBuf, StoreError> {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        let dir = self
+            .base
+            .join("slurm")
+            .join(format!("{stage}-{stamp}-{}", std::process::id()));
+        fs_err::create_dir_all(&dir)?;
+        Ok(dir)
+    }
+
     pub fn object_dir(&self, key: &str) -> PathBuf {
         self.base.join("obj").join(&key[..2]).join(key)
     }
@@ -146,7 +170,7 @@ impl Store {
         &self,
         table: &arrow::array::RecordBatch,
     ) -> Result<(String, PathBuf), StoreError> {
-        let bytes = tw_stages::artifact::table_to_bytes(table)
+        let bytes = artifact::table_to_bytes(table)
             .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?;
         let hash = blake3::hash(&bytes).to_hex().to_string();
         let dir = self.base.join("chunks");
@@ -286,7 +310,7 @@ impl Store {
             let mut problems = Vec::new();
             for (name, output) in &manifest.outputs {
                 let path = dir.join(&output.file);
-                match tw_stages::artifact::hash_file(&path) {
+                match artifact::hash_file(&path) {
                     Ok(h) if h == output.hash => {}
                     Ok(h) => problems.push(format!(
                         "output `{name}` hash {} != recorded {}",
@@ -415,30 +439,6 @@ fn sanitize(name: &str) -> String {
         let h = blake3::hash(name.as_bytes()).to_hex();
         format!("{clean}-{}", &h[..8])
     }
-}
-
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), std::io::Error> {
-    use std::io::Write;
-    let mut f = fs_err::File::create(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
-}
-
-/// Write via a temp file and rename, so readers never see half a file.
-/// This machine's name, to tell its staging dirs from other hosts' on a shared cache.
-pub fn hostname() -> String {
-    fs_err::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().replace(['-', '/'], "_"))
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into())
-}
-
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), std::io::Error> {
-    let n = STAGING_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let tmp = path.with_extension(format!("tmp-{}-{n}", std::process::id()));
-    write_synced(&tmp, bytes)?;
-    fs_err::rename(&tmp, path)
 }
 
 #[cfg(test)]

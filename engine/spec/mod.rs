@@ -1,5 +1,9 @@
 //! Spec -> validated spec: read the file, parse YAML or TOML into one spanned
-//! tree, check the schema, expand the matrix and resolve every reference.
+//! tree ([`parse`], into the [`model`] of a raw spec), check the schema,
+//! expand the matrix and resolve every reference against the registry of
+//! kinds ([`resolve`]), with `shard:` and `resources:` read by [`placement`].
+//!
+//! May import: `diag`, `source`, the stages crate's registry. Nothing else of the engine.
 
 pub mod model;
 pub mod parse;

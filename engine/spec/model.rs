@@ -18,7 +18,7 @@
 
 use crate::diag::{Code, Diagnostic, did_you_mean};
 use crate::source::Span;
-use tw_stages::value::{Key, Value, ValueKind};
+use tw_stages::api::value::{Key, Value, ValueKind};
 
 #[derive(Debug, Clone)]
 pub struct RawSpec {

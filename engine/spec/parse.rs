@@ -6,7 +6,7 @@
 
 use crate::diag::{Code, Diagnostic};
 use crate::source::{SourceFile, Span};
-use tw_stages::value::{Key, Value, ValueKind};
+use tw_stages::api::value::{Key, Value, ValueKind};
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 

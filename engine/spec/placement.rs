@@ -6,7 +6,7 @@
 
 use crate::diag::{Code, Diagnostic};
 use crate::spec::model::backticked;
-use tw_stages::value::{Value, ValueKind};
+use tw_stages::api::value::{Value, ValueKind};
 
 /// `shard: { rows: N }`: split the kind's row-mapped input into chunks of N
 /// rows (keeping a group's rows together), run each chunk as its own cached
@@ -32,10 +32,12 @@ pub struct Resources {
 const SHARD_FIELDS: &[&str] = &["rows"];
 const RESOURCE_FIELDS: &[&str] = &["cpus", "gpus", "mem", "time", "partition"];
 
+/// `shardable`: the kinds that map over rows, for the help of a kind that does not.
 pub fn read_shard(
     stage: &str,
     kind: &str,
     row_mapped: bool,
+    shardable: &[&str],
     value: &Value,
     errors: &mut Vec<Diagnostic>,
 ) -> Option<ShardSpec> {
@@ -64,7 +66,7 @@ pub fn read_shard(
             .at(value.span)
             .help(format!(
                 "shard the stages that do: {}",
-                backticked(&crate::spec::registry().row_mapped_kinds())
+                backticked(shardable)
             )),
         );
         return None;

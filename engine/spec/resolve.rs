@@ -9,8 +9,8 @@ use crate::source::Span;
 use petgraph::graph::{DiGraph, NodeIndex};
 use std::collections::{BTreeSet, HashMap};
 use tw_stages::Registry;
+use tw_stages::api::value::{Key, ParamError, ParamErrorKind, Value, ValueKind};
 use tw_stages::api::{Arity, CachePolicy, DynStage, EnvFact, FileDep, ParsedParams};
-use tw_stages::value::{Key, ParamError, ParamErrorKind, Value, ValueKind};
 
 /// One stage instance: a spec stage under one binding of its matrix axes.
 pub struct Node {
@@ -417,6 +417,7 @@ pub fn resolve(
                     &plan.raw.id,
                     &plan.raw.kind,
                     stage_impl.row_mapped_slot().is_some(),
+                    &registry.row_mapped_kinds(),
                     v,
                     &mut placement_errors,
                 )

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 use tw_stages::llm::Sampling;
-use tw_stages::model::lora::{ALL_LINEAR, LoraConfig};
+use tw_stages::model::config::{ALL_LINEAR, LoraConfig};
 use tw_stages::model::optim::AdamW;
 use tw_stages::model::{ModelConfig, Transformer, generate, parse_device, parse_kind};
 

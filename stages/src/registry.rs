@@ -6,6 +6,7 @@
 //! feature X" instead of "unknown kind".
 
 use crate::api::{DynStage, Erased, Stage};
+use crate::kinds::{bench, data, dataset, llm, programs, sft};
 use std::collections::BTreeMap;
 
 pub struct Registry {
@@ -21,42 +22,47 @@ impl Registry {
             kinds: BTreeMap::new(),
             unavailable: BTreeMap::new(),
         };
-        r.add::<crate::load::Load>();
-        r.add::<crate::load_benchmark::LoadBenchmark>();
-        r.add::<crate::load_samples::LoadSamples>();
-        r.add::<crate::mine_pairs::MinePairs>();
-        r.add::<crate::failing_tests::FailingTests>();
-        r.add::<crate::export_sft::ExportSft>();
-        r.add::<crate::decontaminate::Decontaminate>();
-        r.add::<crate::reasoning_tasks::ReasoningTasks>();
-        r.add::<crate::render::Render>();
-        r.add::<crate::score::Score>();
-        r.add::<crate::execute::Execute>();
-        r.add::<crate::trace::Trace>();
-        r.add::<crate::represent::Represent>();
-        r.add::<crate::generate::Generate>();
-        r.add::<crate::sequential_scaling::SequentialScaling>();
-        r.add::<crate::parallel_scaling::ParallelScaling>();
+        // Tables.
+        r.add::<data::load::Load>();
+        r.add::<data::render::Render>();
         #[cfg(feature = "polars")]
         {
-            r.add::<crate::filter::Filter>();
-            r.add::<crate::select::Select>();
-            r.add::<crate::sample::Sample>();
-            r.add::<crate::join::Join>();
-            r.add::<crate::concat::Concat>();
-            r.add::<crate::report::Report>();
+            r.add::<data::filter::Filter>();
+            r.add::<data::select::Select>();
+            r.add::<data::sample::Sample>();
+            r.add::<data::join::Join>();
+            r.add::<data::concat::Concat>();
+            r.add::<crate::kinds::report::Report>();
         }
         #[cfg(not(feature = "polars"))]
         for kind in ["filter", "select", "sample", "join", "concat", "report"] {
             r.unavailable.insert(kind, "polars");
         }
-        // `sft` is in every build: its `llamafactory` backend needs no torch, and
-        // its default `tch` backend says to rebuild with `--features torch`.
-        r.add::<crate::sft::Sft>();
+        // Benchmarks and generations.
+        r.add::<bench::load_benchmark::LoadBenchmark>();
+        r.add::<bench::load_samples::LoadSamples>();
+        r.add::<bench::score::Score>();
+        // Running programs.
+        r.add::<programs::execute::Execute>();
+        r.add::<programs::trace::Trace>();
+        r.add::<programs::failing_tests::FailingTests>();
+        // The repair dataset.
+        r.add::<dataset::mine_pairs::MinePairs>();
+        r.add::<dataset::decontaminate::Decontaminate>();
+        r.add::<dataset::represent::Represent>();
+        r.add::<dataset::reasoning_tasks::ReasoningTasks>();
+        r.add::<dataset::export_sft::ExportSft>();
+        // Asking models.
+        r.add::<llm::generate::Generate>();
+        r.add::<llm::sequential_scaling::SequentialScaling>();
+        r.add::<llm::parallel_scaling::ParallelScaling>();
         #[cfg(feature = "torch")]
-        r.add::<crate::sample_candidates::SampleCandidates>();
+        r.add::<llm::sample_candidates::SampleCandidates>();
         #[cfg(not(feature = "torch"))]
         r.unavailable.insert("sample_candidates", "torch");
+        // Fine-tuning: in every build (its `llamafactory` backend needs no
+        // torch; its default `tch` backend says to rebuild with it).
+        r.add::<sft::Sft>();
         r
     }
 
@@ -135,6 +141,6 @@ mod tests {
     #[should_panic(expected = "registered twice")]
     fn duplicate_kind_panics() {
         let mut r = Registry::builtin();
-        r.add::<crate::load::Load>();
+        r.add::<data::load::Load>();
     }
 }

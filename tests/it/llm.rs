@@ -677,7 +677,10 @@ impl LlamaServer {
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(60) {
             if let Ok(Some(status)) = s.child.try_wait() {
-                panic!("llama-server exited ({status}) before it was healthy:\n{}", last_lines());
+                panic!(
+                    "llama-server exited ({status}) before it was healthy:\n{}",
+                    last_lines()
+                );
             }
             if let Ok(mut c) = TcpStream::connect(("127.0.0.1", port)) {
                 let _ = write!(

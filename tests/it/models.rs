@@ -59,6 +59,14 @@ fn smollm2() -> Option<PathBuf> {
     tw_stages::testing::env_path(tw_stages::testing::Need::Models, "TW_SMOLLM2_HF")
 }
 
+/// SmolLM2 and the directory holding `HumanEval.jsonl.gz`, or a skip.
+fn smollm2_and_humaneval() -> Option<(PathBuf, PathBuf)> {
+    let dir = smollm2()?;
+    let data =
+        tw_stages::testing::shared_data("TW_BENCHMARKS", "benchmarks", "HumanEval.jsonl.gz")?;
+    Some((dir, data))
+}
+
 #[test]
 fn lora_sft_writes_a_peft_adapter_and_a_loss_curve_and_reruns_nothing() {
     let p = project();
@@ -311,10 +319,7 @@ fn sample_candidates_draws_k_seeded_programs_per_problem_and_reruns_nothing() {
 #[test]
 #[ignore = "needs SmolLM2 and the HF reference: scripts/setup-models.sh, scripts/setup-torch.sh --with-hf (TW_REQUIRE_MODELS)"]
 fn smollm2_samples_humaneval_programs_that_the_sandbox_verifies() {
-    let Some(dir) = smollm2() else { return };
-    let Some(data) =
-        tw_stages::testing::shared_data("TW_BENCHMARKS", "benchmarks", "HumanEval.jsonl.gz")
-    else {
+    let Some((dir, data)) = smollm2_and_humaneval() else {
         return;
     };
     let p = Project::new();
@@ -360,10 +365,7 @@ stages:
 #[test]
 #[ignore = "needs SmolLM2 and the HF reference: scripts/setup-models.sh, scripts/setup-torch.sh --with-hf (TW_REQUIRE_MODELS)"]
 fn smollm2_in_process_generates_through_the_ledger_and_replays_for_free() {
-    let Some(dir) = smollm2() else { return };
-    let Some(data) =
-        tw_stages::testing::shared_data("TW_BENCHMARKS", "benchmarks", "HumanEval.jsonl.gz")
-    else {
+    let Some((dir, data)) = smollm2_and_humaneval() else {
         return;
     };
     let templates = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("templates");

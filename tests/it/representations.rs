@@ -334,7 +334,7 @@ fn sft_formats_match_the_seed_golden_outputs() {
         // (tiktoken for gpt-4o-mini): tw's counter must agree on every one.
         for g in &goldens {
             if let Some((text, size)) = g.prompts.get(name) {
-                let ours = tw_stages::tokens::Tokenizer::O200k.count(text) as u64;
+                let ours = tw_stages::text::tokens::Tokenizer::O200k.count(text) as u64;
                 assert_eq!(ours, *size, "{name} {}: token_size", g.task_id);
             }
         }

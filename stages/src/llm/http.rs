@@ -25,10 +25,22 @@
 //! With one endpoint this is the single-server client it always was.
 
 use super::{Backend, Completion, EndpointStats, FinishReason, LlmError, Prompt, Request};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
+
+/// Which OpenAI endpoint to call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OpenAiApi {
+    /// `/chat/completions` with messages; a text prompt is sent as one user message.
+    #[default]
+    Chat,
+    /// `/completions` with a text prompt; chat prompts are refused.
+    Completions,
+}
 
 /// How to reach the model; see [`super::ModelSpec::Openai`].
 #[derive(Debug, Clone)]
@@ -36,7 +48,7 @@ pub struct OpenAiConfig {
     /// One or more endpoints serving the same model.
     pub endpoints: Vec<EndpointConfig>,
     pub model: String,
-    pub api: super::OpenAiApi,
+    pub api: OpenAiApi,
     pub api_key: Option<String>,
     pub identity: String,
     pub n_per_request: bool,
@@ -83,8 +95,8 @@ impl OpenAiBackend {
     fn url(&self, i: usize) -> String {
         let base = self.config.endpoints[i].base_url.trim_end_matches('/');
         match self.config.api {
-            super::OpenAiApi::Chat => format!("{base}/chat/completions"),
-            super::OpenAiApi::Completions => format!("{base}/completions"),
+            OpenAiApi::Chat => format!("{base}/chat/completions"),
+            OpenAiApi::Completions => format!("{base}/completions"),
         }
     }
 
@@ -104,12 +116,12 @@ impl OpenAiBackend {
             body["n"] = json!(n);
         }
         match (&request.prompt, self.config.api) {
-            (Prompt::Chat(messages), super::OpenAiApi::Chat) => body["messages"] = json!(messages),
-            (Prompt::Text(text), super::OpenAiApi::Chat) => {
+            (Prompt::Chat(messages), OpenAiApi::Chat) => body["messages"] = json!(messages),
+            (Prompt::Text(text), OpenAiApi::Chat) => {
                 body["messages"] = json!([{"role": "user", "content": text}])
             }
-            (Prompt::Text(text), super::OpenAiApi::Completions) => body["prompt"] = json!(text),
-            (Prompt::Chat(_), super::OpenAiApi::Completions) => {
+            (Prompt::Text(text), OpenAiApi::Completions) => body["prompt"] = json!(text),
+            (Prompt::Chat(_), OpenAiApi::Completions) => {
                 return Err(LlmError::Backend(
                     "a chat prompt cannot be sent to the completions API; set `model.api: chat`"
                         .into(),
@@ -298,7 +310,7 @@ fn quote(text: &str) -> String {
 }
 
 /// The choices of an OpenAI response body, in `index` order.
-pub fn parse_choices(text: &str, api: super::OpenAiApi) -> Result<Vec<Completion>, String> {
+pub fn parse_choices(text: &str, api: OpenAiApi) -> Result<Vec<Completion>, String> {
     let v: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
     let choices = v
         .get("choices")
@@ -316,13 +328,11 @@ pub fn parse_choices(text: &str, api: super::OpenAiApi) -> Result<Vec<Completion
     let mut out: Vec<(u64, Completion)> = Vec::with_capacity(choices.len());
     for (i, c) in choices.iter().enumerate() {
         let text = match api {
-            super::OpenAiApi::Chat => c
+            OpenAiApi::Chat => c
                 .get("message")
                 .and_then(|m| m.get("content"))
                 .map(|content| content.as_str().unwrap_or_default().to_string()),
-            super::OpenAiApi::Completions => {
-                c.get("text").and_then(Value::as_str).map(String::from)
-            }
+            OpenAiApi::Completions => c.get("text").and_then(Value::as_str).map(String::from),
         }
         .ok_or_else(|| format!("choice {i} has no text"))?;
         let finish_reason = match c.get("finish_reason").and_then(Value::as_str) {

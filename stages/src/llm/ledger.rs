@@ -147,6 +147,33 @@ impl Llm {
         }
     }
 
+    /// The model a stage asks (its `model:` param), behind the ledger the
+    /// engine put in the stage's context.
+    pub fn open(
+        ctx: &crate::api::RunCtx<'_>,
+        model: &super::ModelSpec,
+    ) -> Result<Llm, crate::api::StageError> {
+        let dir = ctx.ledger_dir().ok_or_else(|| {
+            crate::api::StageError::failed(
+                "internal error: no completion ledger directory was set for this stage",
+            )
+        })?;
+        let ledger =
+            Ledger::open(dir).map_err(|e| crate::api::StageError::failed(e.to_string()))?;
+        Ok(Llm::new(model.open(ctx)?, ledger))
+    }
+
+    /// Record what asking the model cost in the manifest.
+    pub fn note(&self, ctx: &mut crate::api::RunCtx<'_>) {
+        let stats = self.stats();
+        ctx.note("model", self.model_id().to_string());
+        ctx.note("llm_calls", stats.calls);
+        ctx.note("llm_replayed", stats.replayed);
+        ctx.note("prompt_tokens", stats.prompt_tokens);
+        ctx.note("completion_tokens", stats.completion_tokens);
+        self.note_endpoints(ctx);
+    }
+
     pub fn model_id(&self) -> &str {
         &self.model
     }

@@ -8,13 +8,22 @@
 //! - [`ledger::Ledger`]: every completion stored content-addressed, so a rerun
 //!   replays it at zero tokens and an interrupted stage keeps what it received.
 //! - [`Llm`]: a backend behind its ledger; the only way stages ask.
+//! - [`reply`]: DSPy's ChatAdapter format, and the one parser of replies.
+//! - [`strategy`]: what the test-time strategy kinds share.
+//! - [`checkpoint`]: model directories and checkpoints on disk.
+//!
+//! May import: `api`, `python`, `text`, `model` (the in-process backend). Not the kinds.
 
+pub mod checkpoint;
 pub mod http;
 pub mod ledger;
+pub mod reply;
 mod spec;
+pub mod strategy;
 
+pub use http::OpenAiApi;
 pub use ledger::{CallStats, Ledger, Llm};
-pub use spec::{BaseUrl, Endpoint, ModelSpec, OpenAiApi};
+pub use spec::{BaseUrl, Endpoint, ModelSpec};
 
 use serde::{Deserialize, Serialize};
 

@@ -3,20 +3,13 @@
 //! environment variable `api_key_env` names, so it is neither hashed into a
 //! cache key nor written to a manifest or the ledger.
 
+use super::http::OpenAiApi;
 use super::{Backend, Completion, LlmError, Request};
+use crate::api::artifact;
 use crate::api::{FileDep, InputSlot, PlanEnv, Problem, RunCtx, StageError};
+#[cfg(feature = "torch")]
+use crate::llm::checkpoint;
 use serde::{Deserialize, Serialize};
-
-/// Which OpenAI endpoint to call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum OpenAiApi {
-    /// `/chat/completions` with messages; a text prompt is sent as one user message.
-    #[default]
-    Chat,
-    /// `/completions` with a text prompt; chat prompts are refused.
-    Completions,
-}
 
 /// A model to ask, as written in a spec.
 ///
@@ -237,7 +230,7 @@ fn default_auto() -> String {
 
 #[cfg(feature = "torch")]
 fn model_dir_deps(param: &str, dir: &str, env: &PlanEnv) -> Vec<FileDep> {
-    crate::sft::model_dir_deps(param, dir, env)
+    checkpoint::model_dir_deps(param, dir, env)
 }
 
 /// Without the model runtime the directory cannot be opened anyway; its
@@ -375,7 +368,7 @@ impl ModelSpec {
                 }
                 #[cfg(feature = "torch")]
                 out.extend(
-                    crate::sft::runtime_problems(device, dtype)
+                    checkpoint::runtime_problems(device, dtype)
                         .into_iter()
                         .map(|mut p| {
                             p.path.insert(0, param.to_string());
@@ -449,7 +442,7 @@ impl ModelSpec {
                         let mut id = format!("openai:{name}");
                         if let Some(w) = weights {
                             let path = ctx.resolve(w);
-                            let hash = crate::artifact::hash_file(&path).map_err(|e| {
+                            let hash = artifact::hash_file(&path).map_err(|e| {
                                 StageError::failed(format!("model.weights {}: {e}", path.display()))
                             })?;
                             id.push_str(&format!("@{}", &hash[..16]));
@@ -548,7 +541,7 @@ impl ModelSpec {
 #[cfg(feature = "torch")]
 fn upstream_checkpoint(ctx: &RunCtx<'_>) -> Result<std::path::PathBuf, StageError> {
     let table = ctx.input(CHECKPOINT_SLOT)?;
-    let rows = crate::artifact::table_to_json_rows(&table)?;
+    let rows = artifact::table_to_json_rows(&table)?;
     let artifact = &ctx.input_paths(CHECKPOINT_SLOT)[0];
     let checkpoint = match rows.as_slice() {
         [row] => row.get("checkpoint").and_then(|v| v.as_str()),
@@ -561,7 +554,7 @@ fn upstream_checkpoint(ctx: &RunCtx<'_>) -> Result<std::path::PathBuf, StageErro
             rows.len()
         ))
     })?;
-    let dir = crate::sft::checkpoint_dir(artifact, checkpoint);
+    let dir = checkpoint::checkpoint_dir(artifact, checkpoint);
     if !dir.is_dir() {
         return Err(StageError::failed(format!(
             "input `{CHECKPOINT_SLOT}` names checkpoint {}, which is missing; `tw run --force` the `sft` stage to write it again",

@@ -7,7 +7,7 @@
 
 use super::{ModelError, guard, parse_device};
 use crate::api::StageError;
-use crate::embed::Embedder;
+use crate::text::embed::Embedder;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
@@ -312,6 +312,7 @@ impl Embedder for BertEmbedder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::text::embed;
 
     fn minilm() -> Option<PathBuf> {
         crate::testing::env_path(crate::testing::Need::Models, "TW_MINILM")
@@ -387,7 +388,7 @@ print(json.dumps(e.tolist()))
             .fold(0f32, f32::max);
         assert!(worst < 1e-5, "max |Δ| against transformers: {worst}");
         // The embedding ranks the one-operator edit closer than the unrelated program.
-        let sim = |a: &[f32], b: &[f32]| crate::embed::cosine(a, b);
+        let sim = |a: &[f32], b: &[f32]| embed::cosine(a, b);
         assert!(sim(&batch[0], &batch[1]) > sim(&batch[0], &batch[2]));
     }
 }

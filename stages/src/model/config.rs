@@ -1,12 +1,12 @@
 //! A decoder's Hugging Face `config.json`, reduced to what the forward pass needs.
 
 use super::ModelError;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// The decoder families `tw` runs. They share one implementation; the
 /// differences (biases on Q/K/V, RoPE scaling) are fields of [`ModelConfig`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Arch {
     /// `LlamaForCausalLM`: Llama 2/3, SmolLM2, DeepSeek-Coder, CodeLlama.
@@ -292,6 +292,107 @@ impl ModelConfig {
                     .collect()
             }
         }
+    }
+}
+
+/// The modules LoRA adapts when `target` is `all` (every linear layer but the head,
+/// as LLaMA-Factory's `lora_target: all`).
+pub const ALL_LINEAR: [&str; 7] = [
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+];
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoraConfig {
+    pub rank: i64,
+    pub alpha: f64,
+    pub dropout: f64,
+    /// Short module names (`q_proj`), see [`ALL_LINEAR`].
+    pub targets: Vec<String>,
+}
+
+impl LoraConfig {
+    pub fn scale(&self) -> f64 {
+        self.alpha / self.rank as f64
+    }
+
+    /// PEFT's `adapter_config.json`.
+    pub fn peft_json(&self, base_model: &str) -> serde_json::Value {
+        serde_json::json!({
+            "peft_type": "LORA",
+            "task_type": "CAUSAL_LM",
+            "base_model_name_or_path": base_model,
+            "r": self.rank,
+            "lora_alpha": self.alpha,
+            "lora_dropout": self.dropout,
+            "target_modules": self.targets,
+            "bias": "none",
+            "fan_in_fan_out": false,
+            "inference_mode": true,
+            "init_lora_weights": true,
+            "modules_to_save": null,
+            "use_rslora": false,
+            "use_dora": false,
+            "layers_to_transform": null,
+            "layers_pattern": null,
+            "rank_pattern": {},
+            "alpha_pattern": {},
+            "revision": null,
+        })
+    }
+
+    /// Read PEFT's `adapter_config.json`; returns the config and the base model path.
+    pub fn from_peft_json(path: &Path) -> Result<(Self, Option<String>), ModelError> {
+        let text = fs_err::read_to_string(path)?;
+        let bad = |message: String| ModelError::Checkpoint {
+            path: path.to_path_buf(),
+            message,
+        };
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        if v.get("peft_type").and_then(|t| t.as_str()) != Some("LORA") {
+            return Err(bad("`peft_type` is not LORA".into()));
+        }
+        let rank = v
+            .get("r")
+            .and_then(|r| r.as_i64())
+            .ok_or_else(|| bad("no integer `r`".into()))?;
+        let alpha = v.get("lora_alpha").and_then(|a| a.as_f64()).unwrap_or(8.0);
+        if v.get("use_rslora").and_then(|x| x.as_bool()) == Some(true)
+            || v.get("use_dora").and_then(|x| x.as_bool()) == Some(true)
+        {
+            return Err(bad("rsLoRA and DoRA adapters are not supported".into()));
+        }
+        let targets = match v.get("target_modules") {
+            Some(serde_json::Value::Array(a)) => a
+                .iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect(),
+            Some(serde_json::Value::String(s)) if s == "all-linear" => {
+                ALL_LINEAR.iter().map(|s| s.to_string()).collect()
+            }
+            _ => return Err(bad("`target_modules` must be a list of module names".into())),
+        };
+        let base = v
+            .get("base_model_name_or_path")
+            .and_then(|b| b.as_str())
+            .map(String::from);
+        Ok((
+            LoraConfig {
+                rank,
+                alpha,
+                dropout: v
+                    .get("lora_dropout")
+                    .and_then(|d| d.as_f64())
+                    .unwrap_or(0.0),
+                targets,
+            },
+            base,
+        ))
     }
 }
 

@@ -5,8 +5,8 @@
 use super::ModelError;
 use super::text::Codec;
 use super::transformer::{KvCache, Transformer};
+use crate::api::rng::SplitMix64;
 use crate::llm::{Completion, FinishReason, Sampling};
-use crate::rng::SplitMix64;
 use tch::{Device, Kind, Tensor};
 
 /// One row being generated.

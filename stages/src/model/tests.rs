@@ -1,11 +1,12 @@
 //! CPU tests on a tiny random model (and, when the converted SmolLM2 and a
 //! Python with transformers are available, parity with HF; see `parity`).
 
+use super::config::{ALL_LINEAR, LoraConfig};
 use super::fixture::{tiny_model_dir, tiny_model_dir_with};
 use super::generate::generate_batch;
-use super::lora::{ALL_LINEAR, LoraConfig};
 use super::train::{self, Example, Method, TrainConfig, Trainer};
 use super::*;
+use crate::llm::checkpoint;
 use crate::llm::{Backend, FinishReason, Message, Prompt, Request, Sampling};
 use std::collections::BTreeMap;
 use tch::{Device, Kind, Tensor};
@@ -186,7 +187,7 @@ fn checkpoints_round_trip_exactly_full_and_lora() {
         let a = logits_of(&model, &examples[1].ids);
         let b = logits_of(&reloaded, &examples[1].ids);
         assert!(a.equal(&b), "{method:?}: logits differ after reload");
-        let files = crate::sft::model_files(&target);
+        let files = checkpoint::model_files(&target);
         match method {
             Method::Full => assert!(files.contains(&"model.safetensors".to_string())),
             Method::Lora => {

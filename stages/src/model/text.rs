@@ -3,6 +3,7 @@
 
 use super::ModelError;
 use crate::llm::Message;
+use crate::text::templates;
 use std::path::{Path, PathBuf};
 
 /// How chat messages become prompt text.
@@ -90,7 +91,7 @@ impl ChatFormat {
             });
         }
         let path = PathBuf::from(spec);
-        let (env, name) = crate::render::load_templates(&path).map_err(|e| ModelError::Config {
+        let (env, name) = templates::load_templates(&path).map_err(|e| ModelError::Config {
             path: path.clone(),
             message: e.to_string(),
         })?;

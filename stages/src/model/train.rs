@@ -3,13 +3,13 @@
 //! cosine schedule and warmup, gradient accumulation and clipping, a seed that
 //! fixes data order and dropout. State is saved so training resumes exactly.
 
-use super::lora::LoraConfig;
+use super::config::LoraConfig;
 use super::optim::{AdamW, cosine_lr};
 use super::text::{ChatFormat, Codec};
 use super::transformer::Transformer;
 use super::{ModelError, weights};
+use crate::api::rng::SplitMix64;
 use crate::llm::Message;
-use crate::rng::SplitMix64;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -80,7 +80,7 @@ pub fn encode_conversation(
 }
 
 /// Full fine-tuning or LoRA; defined with the `sft` stage, which also builds without torch.
-pub use crate::sft::Method;
+pub use crate::llm::checkpoint::Method;
 
 /// Hyperparameters; the defaults follow the paper's LLaMA-Factory configs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -8,8 +8,8 @@
 //! untouched (frozen, and bit-identical after LoRA training).
 
 use super::ModelError;
+use super::config::LoraConfig;
 use super::config::ModelConfig;
-use super::lora::LoraConfig;
 use std::path::Path;
 use tch::nn::{self, VarStore};
 use tch::{Device, Kind, Tensor};

@@ -1,0 +1,91 @@
+//! The commands: one file each, and the dispatch from the parsed command line
+//! ([`crate::cli`]) to them. Every command returns a
+//! [`Failure`](common::Failure) on error, which `main` prints with its exit code.
+//!
+//! May import: `cli`, `spec`, `plan`, `run`, `store`, `diag`, `lockfile`.
+
+pub mod cache;
+pub mod common;
+pub mod exec_task;
+pub mod gc;
+pub mod plan;
+pub mod report;
+pub mod run;
+pub mod score;
+pub mod show;
+pub mod stages;
+pub mod trace;
+pub mod validate;
+
+use crate::cli::{CacheCommand, Cli, Command};
+pub use common::Failure;
+use std::io::Write;
+
+/// Run a parsed command line; stdout gets data, stderr gets logs.
+pub fn execute(cli: Cli, stdout: &mut dyn Write) -> Result<(), Failure> {
+    let cache_dir = cli.cache_dir.as_path();
+    match cli.command {
+        Command::Validate {
+            specs,
+            allow_missing,
+        } => validate::run(&specs, allow_missing, stdout),
+        Command::Plan {
+            spec,
+            select,
+            json,
+            allow_missing,
+        } => plan::run(cache_dir, &spec, select, json, allow_missing, stdout),
+        Command::Run {
+            spec,
+            select,
+            jobs,
+            keep_going,
+            no_progress,
+            executor,
+        } => run::run(
+            cache_dir,
+            &spec,
+            select,
+            jobs,
+            keep_going,
+            no_progress,
+            executor,
+        ),
+        Command::Report {
+            spec,
+            stage,
+            out,
+            no_run,
+            jobs,
+            no_progress,
+            executor,
+        } => report::run(
+            cache_dir,
+            &spec,
+            &stage,
+            &out,
+            no_run,
+            jobs,
+            no_progress,
+            executor,
+            stdout,
+        ),
+        Command::Show { spec, target, head } => {
+            show::run_show(cache_dir, &spec, &target, head, stdout)
+        }
+        Command::Export {
+            spec,
+            target,
+            format,
+            output,
+        } => show::run_export(cache_dir, &spec, &target, format, output.as_deref(), stdout),
+        Command::Gc { specs, dry_run } => gc::run(cache_dir, &specs, dry_run, stdout),
+        Command::Cache {
+            command: CacheCommand::Verify { delete_corrupt },
+        } => cache::verify(cache_dir, delete_corrupt, stdout),
+        Command::ExecTask { task } => exec_task::run(&task, stdout),
+        Command::Score(args) => score::run(args, stdout),
+        Command::Trace(args) => trace::run(args, stdout),
+        Command::Stages { command } => stages::run(command, stdout),
+    }
+}

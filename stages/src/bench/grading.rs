@@ -1,0 +1,154 @@
+//! What grading a sample produces and needs: the scorer's settings (all of
+//! them in a score's cache key; also the `score` stage's params), the result
+//! of one sample, and the sandbox limits and failure summary every harness
+//! shares.
+
+use super::problem::{Problem, Sample, in_window};
+use crate::python::sandbox::{JobReport, Limits, Verdict};
+use serde::{Deserialize, Serialize};
+
+/// Graded samples, and the problems whose canonical solution failed our own
+/// run (EvalPlus; there should be none).
+pub type Graded = (Vec<SampleResult>, Vec<String>);
+
+/// Scorer settings; all of them belong in a score's cache key. They are also
+/// the params of the `score` stage.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ScoreSettings {
+    /// `humaneval`, `humaneval-plus`, `mbpp`, `cruxeval-i`, `cruxeval-o`, `livecodebench`, `apps`.
+    pub benchmark: String,
+    /// Per-test seconds (HumanEval, MBPP, CRUXEval); the EvalPlus minimum.
+    #[serde(default)]
+    pub timeout: Option<f64>,
+    /// EvalPlus: per-test limit = max(timeout, factor x canonical time).
+    #[serde(default = "default_factor")]
+    pub gt_time_factor: f64,
+    /// EvalPlus: cap on a whole suite's time.
+    #[serde(default = "default_task_cap")]
+    pub max_seconds_per_suite: f64,
+    #[serde(default = "default_memory_mb")]
+    pub memory_mb: u64,
+    #[serde(default)]
+    pub workers: Option<usize>,
+    #[serde(default = "default_k")]
+    pub k: Vec<u32>,
+    #[serde(default = "default_bootstrap")]
+    pub bootstrap: u32,
+    #[serde(default)]
+    pub seed: u64,
+    /// LiveCodeBench: only problems with `contest_date` on or after this day (`YYYY-MM-DD`).
+    #[serde(default)]
+    pub start_date: Option<String>,
+    /// LiveCodeBench: only problems with `contest_date` on or before this day.
+    #[serde(default)]
+    pub end_date: Option<String>,
+}
+
+fn default_factor() -> f64 {
+    4.0
+}
+
+fn default_task_cap() -> f64 {
+    60.0
+}
+
+fn default_memory_mb() -> u64 {
+    4096
+}
+
+fn default_k() -> Vec<u32> {
+    vec![1, 10, 100]
+}
+
+fn default_bootstrap() -> u32 {
+    1000
+}
+
+impl Default for ScoreSettings {
+    fn default() -> Self {
+        ScoreSettings {
+            benchmark: "humaneval".to_string(),
+            timeout: None,
+            gt_time_factor: default_factor(),
+            max_seconds_per_suite: default_task_cap(),
+            memory_mb: default_memory_mb(),
+            workers: None,
+            k: default_k(),
+            bootstrap: default_bootstrap(),
+            seed: 0,
+            start_date: None,
+            end_date: None,
+        }
+    }
+}
+
+impl ScoreSettings {
+    /// The per-test seconds: `timeout` when set, else the harness's `default`.
+    pub fn timeout_or(&self, default: f64) -> f64 {
+        self.timeout.unwrap_or(default)
+    }
+
+    /// Whether a problem falls in the `start_date`..=`end_date` window.
+    pub fn in_window(&self, problem: &Problem) -> bool {
+        in_window(
+            problem.contest_date.as_deref(),
+            self.start_date.as_deref(),
+            self.end_date.as_deref(),
+        )
+    }
+}
+
+/// One scored sample.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SampleResult {
+    pub task_id: String,
+    pub index: usize,
+    pub base_pass: bool,
+    /// EvalPlus: base and plus both pass. None for benchmarks without plus tests.
+    pub plus_pass: Option<bool>,
+    /// Verdict of the first failing test (base first), or `pass`.
+    pub verdict: Verdict,
+    pub detail: String,
+}
+
+impl SampleResult {
+    /// A result for a benchmark without plus tests.
+    pub fn without_plus(sample: &Sample, verdict: Verdict, detail: String) -> SampleResult {
+        SampleResult {
+            task_id: sample.task_id.clone(),
+            index: sample.index,
+            base_pass: verdict == Verdict::Pass,
+            plus_pass: None,
+            verdict,
+            detail,
+        }
+    }
+}
+
+pub fn limits(settings: &ScoreSettings, timeout: f64) -> Limits {
+    Limits {
+        timeout,
+        memory_bytes: settings.memory_mb << 20,
+        ..Limits::default()
+    }
+}
+
+pub fn first_failure(report: &JobReport) -> Option<(Verdict, String)> {
+    report
+        .results
+        .iter()
+        .find(|r| r.verdict != Verdict::Pass)
+        .map(|r| {
+            let mut detail = format!("test {}: {}", r.test, r.verdict.as_str());
+            if let Some(t) = &r.exc_type {
+                detail.push_str(&format!(" ({t}"));
+                if let Some(m) = r.exc_message.as_deref().filter(|m| !m.is_empty()) {
+                    let m: String = m.chars().take(200).collect();
+                    detail.push_str(&format!(": {m}"));
+                }
+                detail.push(')');
+            }
+            (r.verdict, detail)
+        })
+}

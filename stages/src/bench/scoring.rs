@@ -1,0 +1,562 @@
+//! Grading samples with each benchmark's own harness rules, in the sandbox,
+//! and pass@k.
+//!
+//! The rules per benchmark are in its family's file; this is the loop that
+//! applies them ([`score`]): every sample is graded the way its benchmark's
+//! [`Grading`] says, and problems with a `difficulty` get a pass@k per
+//! difficulty (suite `base/easy`, ...) beside the overall one. LiveCodeBench
+//! problems can be windowed by `contest_date` (`start_date`, `end_date`).
+//!
+//! pass@k uses the unbiased estimator `1 - prod(1 - k / arange(n - c + 1, n + 1))`
+//! (1.0 when `n - c < k`), averaged over problems, and is reported only for the
+//! k where every problem has at least k samples (the EvalPlus rule). A
+//! bootstrap over problems gives a 95% interval.
+
+use super::benchmark::{Benchmark, name_list};
+use super::family::{Grading, IoRules};
+use super::grading::{SampleResult, ScoreSettings, first_failure, limits};
+use super::problem::{Problem, Sample, text_field};
+use crate::api::StageError;
+use crate::api::rng;
+use crate::api::rows;
+use crate::api::rows::Row;
+use crate::python::sandbox::{Job, Mode, Sandbox, TestCase, Verdict};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+
+/// Problems from benchmark rows (JSONL rows or a loaded table's rows).
+pub fn problems_from_rows(
+    bench: Benchmark,
+    rows: &[Row],
+    origin: &Path,
+) -> Result<Vec<Problem>, StageError> {
+    rows.iter()
+        .enumerate()
+        .map(|(i, row)| {
+            bench
+                .family()
+                .problem(row)
+                .map_err(|message| StageError::BadRecord {
+                    file: origin.to_path_buf(),
+                    line: i + 1,
+                    message,
+                })
+        })
+        .collect()
+}
+
+fn read_text(path: &Path) -> Result<String, StageError> {
+    let mut text = String::new();
+    rows::open(path)?.read_to_string(&mut text)?;
+    Ok(text)
+}
+
+fn json_lines(path: &Path) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, StageError> {
+    let (rows, _) = rows::read_jsonl(path, rows::OnError::Fail, usize::MAX)?;
+    Ok(rows)
+}
+
+pub fn load_problems(bench: Benchmark, path: &Path) -> Result<Vec<Problem>, StageError> {
+    problems_from_rows(bench, &json_lines(path)?, path)
+}
+
+/// Samples from rows `{task_id, completion | solution}`; HumanEval completions get the prompt prepended.
+pub fn samples_from_rows(
+    bench: Benchmark,
+    rows: &[serde_json::Map<String, serde_json::Value>],
+    problems: &[Problem],
+    origin: &Path,
+) -> Result<Vec<Sample>, StageError> {
+    let by_id: BTreeMap<&str, &Problem> =
+        problems.iter().map(|p| (p.task_id.as_str(), p)).collect();
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    let mut samples = Vec::with_capacity(rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        let bad = |message: String| StageError::BadRecord {
+            file: origin.to_path_buf(),
+            line: i + 1,
+            message,
+        };
+        // EvalPlus rows say `task_id`; LiveCodeBench's `question_id`; APPS's `problem_id`.
+        let id_key = ["task_id", "question_id", "problem_id"]
+            .into_iter()
+            .find(|k| row.contains_key(*k))
+            .unwrap_or("task_id");
+        let mut task_id = match row.get(id_key) {
+            Some(serde_json::Value::Number(n)) => n.to_string(),
+            _ => text_field(row, id_key),
+        };
+        task_id = bench.sample_task_id(task_id);
+        let Some(problem) = by_id.get(task_id.as_str()) else {
+            return Err(bad(format!("sample for unknown task `{task_id}`")));
+        };
+        let codes: Vec<String> = if let Some(list) = row.get("code_list") {
+            // LiveCodeBench's generations file: every program of a question in one row.
+            let Some(list) = list.as_array() else {
+                return Err(bad("`code_list` is not a list".into()));
+            };
+            list.iter()
+                .map(|c| c.as_str().map_or_else(|| c.to_string(), String::from))
+                .collect()
+        } else if let Some(serde_json::Value::String(s)) = row.get("solution") {
+            vec![s.clone()]
+        } else if let Some(serde_json::Value::String(c)) = row.get("completion") {
+            vec![match bench {
+                Benchmark::HumanEval | Benchmark::HumanEvalPlus => format!("{}{c}", problem.prompt),
+                _ => c.clone(),
+            }]
+        } else if let Some(serde_json::Value::String(g)) = row.get("generation") {
+            vec![g.clone()]
+        } else {
+            return Err(bad(
+                "a sample needs `solution`, `completion`, `generation` or `code_list`".into(),
+            ));
+        };
+        for code in codes {
+            let index = counts.entry(task_id.clone()).or_default();
+            samples.push(Sample {
+                task_id: task_id.clone(),
+                index: *index,
+                code,
+            });
+            *index += 1;
+        }
+    }
+    Ok(samples)
+}
+
+/// Load samples: JSONL of `{task_id, completion|solution}`, or CRUXEval's
+/// `generations.json` (`{"sample_0": ["...", ...], ...}`).
+pub fn load_samples(
+    bench: Benchmark,
+    path: &Path,
+    problems: &[Problem],
+) -> Result<Vec<Sample>, StageError> {
+    let name = path.to_string_lossy().to_ascii_lowercase();
+    let whole_json = name.trim_end_matches(".gz").ends_with(".json");
+    if whole_json {
+        let text = read_text(path)?;
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| StageError::BadRecord {
+                file: path.to_path_buf(),
+                line: e.line(),
+                message: format!("invalid JSON: {e}"),
+            })?;
+        if let serde_json::Value::Object(map) = value {
+            let mut rows = Vec::new();
+            for (task_id, generations) in map {
+                let list = match generations {
+                    serde_json::Value::Array(a) => a,
+                    other => vec![other],
+                };
+                for g in list {
+                    let mut row = serde_json::Map::new();
+                    row.insert("task_id".into(), serde_json::Value::String(task_id.clone()));
+                    row.insert("generation".into(), g);
+                    rows.push(row);
+                }
+            }
+            return samples_from_rows(bench, &rows, problems, path);
+        }
+        if let serde_json::Value::Array(items) = value {
+            let rows: Vec<_> = items
+                .into_iter()
+                .filter_map(|v| match v {
+                    serde_json::Value::Object(m) => Some(m),
+                    _ => None,
+                })
+                .collect();
+            return samples_from_rows(bench, &rows, problems, path);
+        }
+        return Err(StageError::BadRecord {
+            file: path.to_path_buf(),
+            line: 1,
+            message: "expected a map of task id -> generations, or a list of samples".into(),
+        });
+    }
+    samples_from_rows(bench, &json_lines(path)?, problems, path)
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PassAtK {
+    pub suite: String,
+    pub k: u32,
+    pub score: f64,
+    pub ci_low: f64,
+    pub ci_high: f64,
+    pub problems: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ScoreReport {
+    pub benchmark: String,
+    /// Problems scored (after the date window).
+    pub problems: usize,
+    pub samples: Vec<SampleResult>,
+    pub pass_at_k: Vec<PassAtK>,
+    /// k values asked for but not reported because some problem has fewer samples.
+    pub skipped_k: Vec<u32>,
+    /// EvalPlus: problems whose canonical solution failed our own run (should be none).
+    pub reference_failures: Vec<String>,
+}
+
+fn script_job(program: String, settings: &ScoreSettings, timeout: f64) -> Job {
+    let mut job = Job::new(Mode::Script, program);
+    job.tests = vec![TestCase::default()];
+    job.limits = limits(settings, timeout);
+    // openai/human-eval kills a sample at timeout + 1 s.
+    job.limits.backstop = Some(timeout + 1.0);
+    job
+}
+
+/// An input/output benchmark's sample: its program on every test of the problem.
+fn io_job(
+    bench: Benchmark,
+    rules: IoRules,
+    problem: &Problem,
+    code: &str,
+    settings: &ScoreSettings,
+) -> Job {
+    let timeout = settings.timeout_or(bench.family().timeout());
+    let mut job = match &problem.fn_name {
+        Some(name) => {
+            let mut job = Job::new(Mode::Function, code);
+            // Both harnesses instantiate `Solution` when the program defines it.
+            job.entry_point = Some(if code.contains("class Solution") {
+                format!("Solution.{name}")
+            } else {
+                name.clone()
+            });
+            job.comparator = rules.call;
+            job
+        }
+        None => {
+            let mut job = Job::new(Mode::Stdio, code);
+            job.comparator = rules.stdio;
+            job
+        }
+    };
+    job.tests = problem.io_tests.clone();
+    job.limits = limits(settings, timeout);
+    if rules.sample_backstop {
+        // lcb_runner: the whole sample gets (timeout + 1) per test plus 5 s.
+        job.limits.backstop = Some((timeout + 1.0) * job.tests.len() as f64 + 5.0);
+    }
+    // Both harnesses count a sample as passing only if every test passes.
+    job.stop_at_first_failure = true;
+    job.keep_output_values = false;
+    job
+}
+
+/// Score `samples` against `problems` in `sandbox`.
+pub fn score(
+    bench: Benchmark,
+    problems: &[Problem],
+    samples: &[Sample],
+    settings: &ScoreSettings,
+    sandbox: &Sandbox,
+    progress: &(dyn Fn() + Sync),
+) -> Result<ScoreReport, StageError> {
+    let windowed: Vec<Problem>;
+    let in_window: Vec<Sample>;
+    let (problems, samples) = if settings.start_date.is_some() || settings.end_date.is_some() {
+        windowed = problems
+            .iter()
+            .filter(|p| settings.in_window(p))
+            .cloned()
+            .collect();
+        let kept: std::collections::BTreeSet<&str> =
+            windowed.iter().map(|p| p.task_id.as_str()).collect();
+        in_window = samples
+            .iter()
+            .filter(|s| kept.contains(s.task_id.as_str()))
+            .cloned()
+            .collect();
+        (windowed.as_slice(), in_window.as_slice())
+    } else {
+        (problems, samples)
+    };
+    let by_id: BTreeMap<&str, &Problem> =
+        problems.iter().map(|p| (p.task_id.as_str(), p)).collect();
+    let grading = bench.grading().ok_or_else(|| {
+        StageError::failed(format!(
+            "`{}` is not graded by `score`; it grades {}",
+            bench.name(),
+            name_list(&Benchmark::graded())
+        ))
+    })?;
+    let mut reference_failures = Vec::new();
+    let results: Vec<SampleResult> = match grading {
+        Grading::EvalPlus => {
+            let (results, failures) = bench
+                .family()
+                .grade_with_reference(problems, samples, settings, sandbox, progress)
+                .ok_or_else(|| {
+                    StageError::failed(format!("`{}` has no reference to grade with", bench.name()))
+                })?;
+            reference_failures = failures;
+            results
+        }
+        Grading::Io(rules) => {
+            let jobs: Vec<Job> = samples
+                .iter()
+                .map(|s| io_job(bench, rules, by_id[s.task_id.as_str()], &s.code, settings))
+                .collect();
+            let reports = sandbox.run_all(&jobs, progress);
+            samples
+                .iter()
+                .zip(&reports)
+                .map(|(s, r)| {
+                    let (verdict, detail) =
+                        first_failure(r).unwrap_or((Verdict::Pass, String::new()));
+                    SampleResult::without_plus(s, verdict, detail)
+                })
+                .collect()
+        }
+        Grading::Script => {
+            let family = bench.family();
+            let timeout = settings.timeout_or(family.timeout());
+            let mut refusals = vec![None; samples.len()];
+            let mut jobs = Vec::with_capacity(samples.len());
+            for (i, s) in samples.iter().enumerate() {
+                let p = by_id[s.task_id.as_str()];
+                refusals[i] = family.refuses(p, &s.code);
+                let program = family.script(p, &s.code).ok_or_else(|| {
+                    StageError::failed(format!("`{}` has no script", bench.name()))
+                })?;
+                jobs.push(script_job(program, settings, timeout));
+            }
+            let reports = sandbox.run_all(&jobs, progress);
+            samples
+                .iter()
+                .zip(&reports)
+                .zip(refusals)
+                .map(|((s, r), refusal)| {
+                    let (verdict, detail) = match refusal {
+                        Some(why) => (Verdict::WrongAnswer, why),
+                        None => first_failure(r).unwrap_or((Verdict::Pass, String::new())),
+                    };
+                    SampleResult::without_plus(s, verdict, detail)
+                })
+                .collect()
+        }
+    };
+    let (pass_at_k, skipped_k) = pass_at_k_table(bench, problems, &results, settings);
+    Ok(ScoreReport {
+        benchmark: bench.name().to_string(),
+        problems: problems.len(),
+        samples: results,
+        pass_at_k,
+        skipped_k,
+        reference_failures,
+    })
+}
+
+/// Unbiased pass@k for one problem: n samples, c correct (Chen et al. 2021),
+/// computed on the same float path as the reference implementations.
+pub fn pass_at_k(n: u64, c: u64, k: u64) -> f64 {
+    if n - c < k {
+        return 1.0;
+    }
+    let mut prod = 1.0f64;
+    for i in (n - c + 1)..=n {
+        prod *= 1.0 - k as f64 / i as f64;
+    }
+    1.0 - prod
+}
+
+/// Per problem: samples, base passes, plus passes, difficulty.
+type Counts<'a> = (u64, u64, u64, Option<&'a str>);
+
+fn pass_at_k_table(
+    bench: Benchmark,
+    problems: &[Problem],
+    results: &[SampleResult],
+    settings: &ScoreSettings,
+) -> (Vec<PassAtK>, Vec<u32>) {
+    // (n, c_base, c_plus) per problem, in problem order; problems without samples are left out.
+    let mut counts: BTreeMap<&str, (u64, u64, u64)> = BTreeMap::new();
+    for r in results {
+        let e = counts.entry(r.task_id.as_str()).or_default();
+        e.0 += 1;
+        e.1 += u64::from(r.base_pass);
+        e.2 += u64::from(r.plus_pass.unwrap_or(false));
+    }
+    let rows: Vec<Counts<'_>> = problems
+        .iter()
+        .filter_map(|p| {
+            counts
+                .get(p.task_id.as_str())
+                .map(|&(n, b, c)| (n, b, c, p.difficulty.as_deref()))
+        })
+        .collect();
+    let min_n = rows.iter().map(|r| r.0).min().unwrap_or(0);
+    let mut suites = vec![("base", 1usize)];
+    if bench.has_plus() {
+        suites.push(("plus", 2usize));
+    }
+    // Per-difficulty groups in the benchmarks' own order, then any others.
+    const ORDER: [&str; 6] = [
+        "easy",
+        "medium",
+        "hard",
+        "introductory",
+        "interview",
+        "competition",
+    ];
+    let mut levels: Vec<&str> = rows.iter().filter_map(|r| r.3).collect();
+    levels.sort_by_key(|l| (ORDER.iter().position(|o| o == l).unwrap_or(ORDER.len()), *l));
+    levels.dedup();
+    let mut groups: Vec<(Option<&str>, Vec<&Counts<'_>>)> = vec![(None, rows.iter().collect())];
+    if !levels.is_empty() {
+        for level in levels {
+            groups.push((
+                Some(level),
+                rows.iter().filter(|r| r.3 == Some(level)).collect(),
+            ));
+        }
+    }
+    let mut table = Vec::new();
+    let mut skipped = Vec::new();
+    for &k in &settings.k {
+        if rows.is_empty() || u64::from(k) > min_n {
+            skipped.push(k);
+            continue;
+        }
+        for (level, group) in &groups {
+            for (suite, column) in &suites {
+                let per_problem: Vec<f64> = group
+                    .iter()
+                    .map(|r| {
+                        let c = if *column == 1 { r.1 } else { r.2 };
+                        pass_at_k(r.0, c, u64::from(k))
+                    })
+                    .collect();
+                let score = mean(&per_problem);
+                let (ci_low, ci_high) = bootstrap(
+                    &per_problem,
+                    settings.bootstrap,
+                    settings.seed ^ u64::from(k),
+                );
+                table.push(PassAtK {
+                    suite: match level {
+                        Some(level) => format!("{suite}/{level}"),
+                        None => suite.to_string(),
+                    },
+                    k,
+                    score,
+                    ci_low,
+                    ci_high,
+                    problems: group.len(),
+                });
+            }
+        }
+    }
+    (table, skipped)
+}
+
+fn mean(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        0.0
+    } else {
+        values.iter().sum::<f64>() / values.len() as f64
+    }
+}
+
+/// 95% percentile interval of the mean over problems resampled with replacement.
+fn bootstrap(values: &[f64], rounds: u32, seed: u64) -> (f64, f64) {
+    if values.is_empty() || rounds == 0 {
+        let m = mean(values);
+        return (m, m);
+    }
+    let mut rng = rng::SplitMix64::new(seed.wrapping_add(rng::SplitMix64::GAMMA));
+    let n = values.len() as u64;
+    let mut means: Vec<f64> = (0..rounds)
+        .map(|_| (0..n).map(|_| values[rng.below(n) as usize]).sum::<f64>() / n as f64)
+        .collect();
+    means.sort_by(f64::total_cmp);
+    let at = |q: f64| means[((q * (means.len() - 1) as f64).round() as usize).min(means.len() - 1)];
+    (at(0.025), at(0.975))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn date_windows_compare_days() {
+        assert!(
+            super::super::problem::is_iso_day("2024-01-31")
+                && !super::super::problem::is_iso_day("2024-1-31")
+                && !super::super::problem::is_iso_day("yesterday")
+        );
+        let settings = ScoreSettings {
+            start_date: Some("2023-06-01".into()),
+            end_date: Some("2023-12-31".into()),
+            ..ScoreSettings::default()
+        };
+        let at = |d: Option<&str>| Problem {
+            contest_date: d.map(String::from),
+            ..Problem::default()
+        };
+        assert!(settings.in_window(&at(Some("2023-12-31T23:59:00"))));
+        assert!(!settings.in_window(&at(Some("2024-01-01T00:00:00"))));
+        assert!(!settings.in_window(&at(Some("2023-05-31"))));
+        assert!(!settings.in_window(&at(None)));
+        assert!(ScoreSettings::default().in_window(&at(None)));
+    }
+
+    #[test]
+    fn pass_at_k_matches_worked_values() {
+        assert_eq!(pass_at_k(10, 0, 1), 0.0);
+        assert!((pass_at_k(10, 3, 1) - 0.3).abs() < 1e-12);
+        // 1 - C(7,5)/C(10,5) = 1 - 21/252
+        assert!((pass_at_k(10, 3, 5) - (1.0 - 21.0 / 252.0)).abs() < 1e-12);
+        assert_eq!(pass_at_k(10, 8, 5), 1.0);
+        assert_eq!(pass_at_k(1, 1, 1), 1.0);
+    }
+
+    #[test]
+    fn bootstrap_interval_brackets_the_mean_and_is_seeded() {
+        let v: Vec<f64> = (0..50).map(|i| f64::from(i % 2)).collect();
+        let (lo, hi) = bootstrap(&v, 500, 7);
+        assert!(lo < 0.5 && hi > 0.5 && lo > 0.2 && hi < 0.8, "{lo} {hi}");
+        assert_eq!((lo, hi), bootstrap(&v, 500, 7));
+        assert_eq!(bootstrap(&[1.0; 5], 100, 1), (1.0, 1.0));
+    }
+
+    #[test]
+    fn k_is_reported_only_where_every_problem_has_enough_samples() {
+        let problems = vec![
+            Problem {
+                task_id: "a".into(),
+                ..Problem::default()
+            },
+            Problem {
+                task_id: "b".into(),
+                ..Problem::default()
+            },
+        ];
+        let r = |t: &str, i, ok| SampleResult {
+            task_id: t.into(),
+            index: i,
+            base_pass: ok,
+            plus_pass: None,
+            verdict: Verdict::Pass,
+            detail: String::new(),
+        };
+        let results = vec![r("a", 0, true), r("a", 1, false), r("b", 0, false)];
+        let settings = ScoreSettings {
+            k: vec![1, 2],
+            bootstrap: 0,
+            ..ScoreSettings::default()
+        };
+        let (table, skipped) =
+            pass_at_k_table(Benchmark::HumanEval, &problems, &results, &settings);
+        assert_eq!(skipped, vec![2]);
+        assert_eq!(table.len(), 1);
+        assert!((table[0].score - 0.25).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,12 @@
+//! Kinds that build the repair dataset: pair wrong programs with correct ones
+//! (`mine_pairs`), drop overlaps with evaluation benchmarks (`decontaminate`),
+//! render traces (`represent`), write reasoning exercises (`reasoning_tasks`)
+//! and fine-tuning files (`export_sft`).
+//!
+//! May import: `api`, `python`, `text`, `model` (the BERT embedder). Not another kind.
+
+pub mod decontaminate;
+pub mod export_sft;
+pub mod mine_pairs;
+pub mod reasoning_tasks;
+pub mod represent;

@@ -1,0 +1,354 @@
+//! Shared by the stages that run programs (`execute`, `trace`, `score`): the
+//! sandbox's environment facts and start-up, and, for programs read from table
+//! rows, their program, entry point and test cells as sandbox test cases, with
+//! errors that name the row and column.
+
+use crate::api::{EnvFact, Problem, RunCtx, StageError};
+use crate::python::sandbox::{Limits, Mode, Sandbox, TestCase};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::api::rows::{At, Row, kind_of, text};
+use crate::python::pyvalue;
+use crate::python::sandbox;
+
+/// The environment facts of every stage that runs programs in the sandbox:
+/// the interpreter's version, and which interpreter was asked for.
+pub fn sandbox_facts() -> Vec<EnvFact> {
+    vec![
+        EnvFact::Command {
+            name: "sandbox_python".into(),
+            argv: vec![
+                "sh".into(),
+                "-c".into(),
+                "p=${TW_PYTHON:-/usr/bin/python3}; [ -x \"$p\" ] || p=python3; \"$p\" -VV".into(),
+            ],
+        },
+        EnvFact::Var {
+            name: "TW_PYTHON".into(),
+        },
+    ]
+}
+
+/// Start the sandbox for a stage and record in its manifest how isolated the runs are.
+pub fn open_sandbox(ctx: &mut RunCtx<'_>, workers: Option<usize>) -> Result<Sandbox, StageError> {
+    let sandbox = Sandbox::new(workers).map_err(|e| StageError::failed(e.to_string()))?;
+    for warning in &sandbox.isolation().warnings {
+        ctx.note("sandbox_warning", warning.clone());
+    }
+    ctx.note("sandbox", sandbox.isolation().fact());
+    Ok(sandbox)
+}
+
+/// How a test input (or expected output) cell is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CellFormat {
+    /// JSON: a list of arguments (`[[3, 5], 2]`), as a list cell or JSON text.
+    #[default]
+    Json,
+    /// Python literal source: the arguments as written in a call
+    /// (`[3, 5], 2`), evaluated with `ast.literal_eval` in the sandbox.
+    Python,
+    /// The sandbox's tagged JSON (`load_benchmark`'s tests): exact for
+    /// tuples, sets, dicts with any keys, big ints, NaN and infinities.
+    Tagged,
+}
+
+/// Program shape and limits shared by the running stages.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum ProgramMode {
+    /// Call `entry_point(*args)`.
+    Function,
+    /// Run as `__main__` with the input on stdin.
+    Stdio,
+}
+
+impl ProgramMode {
+    pub fn sandbox_mode(&self) -> Mode {
+        match self {
+            ProgramMode::Function => Mode::Function,
+            ProgramMode::Stdio => Mode::Stdio,
+        }
+    }
+
+    /// The comparator when a stage's params name none.
+    pub fn default_comparator(&self) -> sandbox::Comparator {
+        match self {
+            ProgramMode::Function => sandbox::Comparator::Exact,
+            ProgramMode::Stdio => sandbox::Comparator::LcbStdio,
+        }
+    }
+}
+
+/// How a stage reads its tests table: which columns, in which formats.
+pub struct TestColumns<'a> {
+    pub problem: &'a str,
+    pub input: &'a str,
+    pub input_format: CellFormat,
+    pub expected: Option<&'a str>,
+    pub expected_format: CellFormat,
+}
+
+/// Each problem's test cases, with the row each came from, in table order:
+/// built once and shared by every program of the problem.
+pub fn test_suites(
+    tests: &[Row],
+    mode: &ProgramMode,
+    columns: &TestColumns<'_>,
+) -> Result<std::collections::BTreeMap<String, Vec<(usize, TestCase)>>, StageError> {
+    let mut suites: std::collections::BTreeMap<String, Vec<(usize, TestCase)>> = Default::default();
+    for (i, row) in tests.iter().enumerate() {
+        let problem = text(
+            row,
+            columns.problem,
+            &At {
+                slot: "tests",
+                row: i,
+                id: None,
+            },
+        )?;
+        let at = At {
+            slot: "tests",
+            row: i,
+            id: Some(&problem),
+        };
+        let mut case = test_case(mode, columns.input_format, row, columns.input, &at)?;
+        if let Some(expected) = columns.expected {
+            set_expected(&mut case, mode, columns.expected_format, row, expected, &at)?;
+        }
+        suites.entry(problem).or_default().push((i, case));
+    }
+    Ok(suites)
+}
+
+/// Limits for a job from the common `timeout` / `memory_mb` params.
+pub fn limits(timeout: f64, memory_mb: u64) -> Limits {
+    Limits {
+        timeout,
+        memory_bytes: memory_mb << 20,
+        ..Limits::default()
+    }
+}
+
+pub fn check_limits(timeout: f64, memory_mb: u64) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    if timeout.is_nan() || timeout <= 0.0 {
+        problems.push(Problem::at(
+            "timeout",
+            "`timeout` must be a positive number of seconds",
+        ));
+    }
+    if memory_mb < 64 {
+        problems.push(
+            Problem::at(
+                "memory_mb",
+                "`memory_mb` below 64 leaves Python unable to start",
+            )
+            .help("the default is 4096"),
+        );
+    }
+    problems
+}
+
+/// The test case for one input cell.
+pub fn test_case(
+    mode: &ProgramMode,
+    format: CellFormat,
+    row: &Row,
+    column: &str,
+    at: &At<'_>,
+) -> Result<TestCase, StageError> {
+    let cell = row.get(column).cloned().unwrap_or(Value::Null);
+    match mode {
+        ProgramMode::Stdio => match cell {
+            Value::String(s) => Ok(TestCase {
+                stdin: Some(s),
+                ..TestCase::default()
+            }),
+            Value::Null => Ok(TestCase {
+                stdin: Some(String::new()),
+                ..TestCase::default()
+            }),
+            other => Err(at.error(
+                column,
+                format!("a stdin input must be text, found {}", kind_of(&other)),
+            )),
+        },
+        ProgramMode::Function => match format {
+            CellFormat::Json => {
+                let args = json_cell(cell, column, at)?;
+                if !args.is_array() {
+                    return Err(at.error(
+                        column,
+                        "function arguments must be a JSON list (`[arg1, arg2]`)",
+                    ));
+                }
+                Ok(TestCase {
+                    args_json: Some(args),
+                    ..TestCase::default()
+                })
+            }
+            CellFormat::Python => {
+                let source = match cell {
+                    Value::String(s) => s,
+                    other => {
+                        return Err(at.error(
+                            column,
+                            format!("expected Python source text, found {}", kind_of(&other)),
+                        ));
+                    }
+                };
+                let trimmed = source.trim();
+                let literal = if trimmed.is_empty() {
+                    "()".to_string()
+                } else {
+                    format!("({trimmed},)")
+                };
+                Ok(TestCase {
+                    args_literal: Some(literal),
+                    ..TestCase::default()
+                })
+            }
+            CellFormat::Tagged => {
+                let args = json_cell(cell, column, at)?;
+                if pyvalue::sequence_items(&args).is_none() {
+                    return Err(at.error(
+                        column,
+                        "function arguments must be a tagged JSON list (`[arg1, arg2]`)",
+                    ));
+                }
+                Ok(TestCase {
+                    args: Some(args),
+                    ..TestCase::default()
+                })
+            }
+        },
+    }
+}
+
+/// Fill `case.expected*` from an expected-output cell.
+pub fn set_expected(
+    case: &mut TestCase,
+    mode: &ProgramMode,
+    format: CellFormat,
+    row: &Row,
+    column: &str,
+    at: &At<'_>,
+) -> Result<(), StageError> {
+    let cell = row.get(column).cloned().unwrap_or(Value::Null);
+    if matches!(mode, ProgramMode::Stdio) {
+        return match cell {
+            Value::String(s) => {
+                case.expected = Some(Value::String(s));
+                Ok(())
+            }
+            other => Err(at.error(
+                column,
+                format!("an expected stdout must be text, found {}", kind_of(&other)),
+            )),
+        };
+    }
+    match format {
+        CellFormat::Json => case.expected_json = Some(json_cell(cell, column, at)?),
+        CellFormat::Python => match cell {
+            Value::String(s) => case.expected_literal = Some(s),
+            other => {
+                return Err(at.error(
+                    column,
+                    format!("expected Python source text, found {}", kind_of(&other)),
+                ));
+            }
+        },
+        // A missing cell is no expectation; Python's `None` is the text `null`.
+        CellFormat::Tagged => match cell {
+            Value::Null => {}
+            cell => case.expected = Some(json_cell(cell, column, at)?),
+        },
+    }
+    Ok(())
+}
+
+/// A JSON cell: list/number cells as they are; text is parsed as JSON.
+fn json_cell(cell: Value, column: &str, at: &At<'_>) -> Result<Value, StageError> {
+    match cell {
+        Value::String(s) => serde_json::from_str(&s)
+            .map_err(|e| at.error(column, format!("not valid JSON ({e}): {}", preview(&s)))),
+        Value::Null => Err(at.error(column, "is empty")),
+        other => Ok(other),
+    }
+}
+
+fn preview(s: &str) -> String {
+    let mut out: String = s.chars().take(60).collect();
+    if out.len() < s.len() {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(pairs: &[(&str, Value)]) -> Row {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn json_text_cells_become_argument_lists() {
+        let at = At {
+            slot: "programs",
+            row: 3,
+            id: Some("t/3"),
+        };
+        let r = row(&[("input", Value::String("[[1, 2], 3]".into()))]);
+        let case = test_case(&ProgramMode::Function, CellFormat::Json, &r, "input", &at).unwrap();
+        assert_eq!(case.args_json, Some(serde_json::json!([[1, 2], 3])));
+        let bad = row(&[("input", Value::String("[1, 2".into()))]);
+        let err = test_case(&ProgramMode::Function, CellFormat::Json, &bad, "input", &at)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("row 3 (t/3), column `input`: not valid JSON"),
+            "{err}"
+        );
+        let scalar = row(&[("input", serde_json::json!(5))]);
+        let err = test_case(
+            &ProgramMode::Function,
+            CellFormat::Json,
+            &scalar,
+            "input",
+            &at,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("must be a JSON list"), "{err}");
+    }
+
+    #[test]
+    fn python_cells_are_wrapped_as_a_tuple_literal() {
+        let at = At {
+            slot: "s",
+            row: 0,
+            id: None,
+        };
+        let r = row(&[("input", Value::String("[3, 5], 'a'".into()))]);
+        let case = test_case(&ProgramMode::Function, CellFormat::Python, &r, "input", &at).unwrap();
+        assert_eq!(case.args_literal.as_deref(), Some("([3, 5], 'a',)"));
+        let empty = row(&[("input", Value::String("  ".into()))]);
+        let case = test_case(
+            &ProgramMode::Function,
+            CellFormat::Python,
+            &empty,
+            "input",
+            &at,
+        )
+        .unwrap();
+        assert_eq!(case.args_literal.as_deref(), Some("()"));
+    }
+}

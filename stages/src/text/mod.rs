@@ -1,0 +1,16 @@
+//! Text for models: the minijinja environment and its helpers
+//! ([`templating`]), loading template files ([`templates`]), the structured
+//! trace model ([`tracemodel`]) and its renderer ([`trace_render`]), the
+//! built-in trace formats ([`formats`]), token counts ([`tokens`]), code
+//! embeddings for pair mining ([`embed`]) and ShareGPT datasets ([`sharegpt`]).
+//!
+//! May import: `api`, `python`, `llm::reply` (templates can call the DSPy adapter).
+
+pub mod embed;
+pub mod formats;
+pub mod sharegpt;
+pub mod templates;
+pub mod templating;
+pub mod tokens;
+pub mod trace_render;
+pub mod tracemodel;
