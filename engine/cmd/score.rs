@@ -1,10 +1,10 @@
 //! `tw score`: score a generations file directly, like `evalplus.evaluate`.
 
 use super::common::Failure;
-use crate::cli::ScoreArgs;
+use crate::cli::{GradingArg, ScoreArgs};
 use std::io::Write;
 use tw_stages::api::fsutil;
-use tw_stages::bench::{Benchmark, Sample, ScoreSettings};
+use tw_stages::bench::{Benchmark, GradingMode, Sample, ScoreSettings};
 use tw_stages::python::sandbox::Sandbox;
 
 /// The benchmark's reference answers as samples (one per problem).
@@ -68,6 +68,11 @@ pub fn run(args: ScoreArgs, stdout: &mut dyn Write) -> Result<(), Failure> {
         k: args.k.clone(),
         start_date: args.start_date.clone(),
         end_date: args.end_date.clone(),
+        grading: match args.grading {
+            GradingArg::Check => GradingMode::Check,
+            GradingArg::Output => GradingMode::Output,
+        },
+        memory_mb: args.memory_mb.unwrap_or(ScoreSettings::default().memory_mb),
         ..ScoreSettings::default()
     };
     let sandbox = Sandbox::new(args.jobs).map_err(|e| runtime(format!("error: {e}")))?;
@@ -98,6 +103,8 @@ pub fn run(args: ScoreArgs, stdout: &mut dyn Write) -> Result<(), Failure> {
             "skipped_k": report.skipped_k,
             "reference_failures": report.reference_failures,
             "sandbox": sandbox.isolation().fact(),
+            "sandbox_retries": report.sandbox_retries,
+            "grading": settings.grading,
             "wall_seconds": wall,
         });
         writeln!(

@@ -114,7 +114,9 @@ pub fn run(args: TraceArgs, stdout: &mut dyn Write) -> Result<(), Failure> {
 
     let sandbox = Sandbox::new(Some(1))
         .map_err(|e| Failure::runtime(format!("error: the sandbox cannot start: {e}")))?;
-    let reports = sandbox.run_all(std::slice::from_ref(&job), &|| {});
+    let reports = sandbox
+        .run_all(std::slice::from_ref(&job), &|| {})
+        .map_err(|e| Failure::runtime(format!("error: {e}")))?;
     let report = reports
         .first()
         .ok_or_else(|| Failure::runtime("error: the sandbox returned no report"))?;

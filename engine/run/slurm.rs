@@ -16,6 +16,7 @@ use std::process::Command;
 use std::time::Duration;
 use tw_stages::api::Progress;
 use tw_stages::api::fsutil;
+use tw_stages::python::sandbox;
 
 #[derive(Debug, Clone)]
 pub struct SlurmOptions {
@@ -43,6 +44,10 @@ pub struct TaskFile {
     pub spec: PathBuf,
     pub cache_dir: PathBuf,
     pub unit: Unit,
+    /// The sandbox policy of the submitting `tw` (`auto`, `require`,
+    /// `none`): a node runs programs under the same one.
+    #[serde(default)]
+    pub sandbox: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +79,9 @@ pub fn exec_task(
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
+    if let Some(policy) = task.sandbox.as_deref().and_then(sandbox::Policy::parse) {
+        sandbox::set_policy(policy);
+    }
     let spec = load(&task.spec).map_err(|message| TaskError::Spec {
         spec: task.spec.clone(),
         message,
@@ -143,6 +151,7 @@ pub fn run_units(
             spec: spec_path.clone(),
             cache_dir: cache_dir.clone(),
             unit: unit.clone(),
+            sandbox: sandbox::policy().ok().map(|p| p.as_str().to_string()),
         };
         let text = serde_json::to_string_pretty(&task).expect("task is plain data");
         if let Err(e) = fsutil::write_atomic(&dir.join(format!("task-{i}.json")), text.as_bytes()) {

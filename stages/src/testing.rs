@@ -29,7 +29,7 @@ pub enum Need {
     Models,
     /// `llamafactory-cli` (`TW_LLAMAFACTORY_CLI`).
     LlamaFactory,
-    /// A uid drop or a PID namespace for sandboxed programs.
+    /// The bubblewrap sandbox with job namespaces (what `--sandbox require` needs).
     Isolation,
 }
 
@@ -69,7 +69,7 @@ impl Need {
             }
             Need::LlamaFactory => "eval \"$(scripts/setup-llamafactory.sh)\"",
             Need::Isolation => {
-                "run as root (uid drop) or where unprivileged user namespaces are allowed"
+                "install bubblewrap (`apt-get install bubblewrap`) where unprivileged user namespaces are allowed; `tw sandbox check` says what is missing"
             }
         }
     }

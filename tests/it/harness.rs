@@ -54,6 +54,11 @@ impl Project {
         cmd.args(args)
             .current_dir(self.dir.path())
             .env("TW_CACHE_DIR", self.path("cache"))
+            // Always set (CI requires the sandbox), so usage lines are stable.
+            .env(
+                "TW_SANDBOX",
+                std::env::var("TW_SANDBOX").unwrap_or_else(|_| "auto".into()),
+            )
             .env_remove("TW_FAILPOINT")
             .env("NO_COLOR", "1");
         cmd

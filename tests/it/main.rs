@@ -3,6 +3,7 @@
 
 // Test helpers panic on unexpected failures by design.
 #![allow(clippy::unwrap_used)]
+mod battery;
 mod cache;
 mod dataset;
 mod errors;
@@ -17,5 +18,6 @@ mod programs;
 mod prompts;
 mod reports;
 mod representations;
+mod sandbox;
 mod scale;
 mod scoring;

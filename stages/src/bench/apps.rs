@@ -59,7 +59,11 @@ impl Family for AppsFamily {
             ));
         }
         for (input, output) in inputs.iter().zip(outputs) {
-            p.io_tests.push(test(input, output, p.fn_name.is_some()));
+            std::sync::Arc::make_mut(&mut p.io_tests).push(test(
+                input,
+                output,
+                p.fn_name.is_some(),
+            ));
         }
         p.canonical_solution = json_text_field(row, "solutions")
             .ok()

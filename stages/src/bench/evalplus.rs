@@ -15,11 +15,13 @@ use super::grading::{Graded, SampleResult, ScoreSettings, first_failure, limits}
 use super::problem::Sample;
 use super::problem::{InputSets, LoadOptions, Parsed, Spec, list, required};
 use super::problem::{Problem, atol_field, list_field};
+use crate::api::StageError;
 use crate::api::rows::{Row, cell_text};
 use crate::python::pyvalue;
-use crate::python::sandbox::{Comparator, Job, Mode, Sandbox, TestCase, Verdict};
+use crate::python::sandbox::{Comparator, Job, JobReport, Mode, Sandbox, TestCase, Verdict};
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// `mbpp`: MBPP+ (loaded, not graded); else HumanEval+.
 pub struct EvalPlusFamily {
@@ -111,119 +113,163 @@ impl Family for EvalPlusFamily {
         settings: &ScoreSettings,
         sandbox: &Sandbox,
         progress: &(dyn Fn() + Sync),
-    ) -> Option<Graded> {
+    ) -> Option<Result<Graded, StageError>> {
         Some(grade(problems, samples, settings, sandbox, progress))
     }
 }
 
-/// One suite (base or plus inputs) of a sample, or of the canonical solution
-/// when `expected` is `None` (then with generous limits, outputs recorded).
-fn job(
-    problem: &Problem,
-    code: &str,
-    inputs: &[Value],
-    expected: Option<&[(Value, f64)]>,
-    settings: &ScoreSettings,
-) -> Job {
-    let min = settings.timeout_or(TIMEOUT);
+/// The canonical solution on one suite (base or plus inputs), with
+/// generous limits; its outputs and times become the suite's expectations.
+fn reference_job(problem: &Problem, inputs: &[Value], settings: &ScoreSettings) -> Job {
+    let code = format!("{}{}", problem.prompt, problem.canonical_solution);
     let mut job = Job::new(Mode::Function, code);
     job.entry_point = Some(problem.entry_point.clone());
     job.comparator = Comparator::Evalplus;
     job.atol = problem.atol;
     job.dataset = Some("humaneval".into());
-    job.limits = limits(settings, min);
-    let mut total = 0.0;
-    job.tests = inputs
+    job.limits = limits(settings, settings.timeout_or(TIMEOUT));
+    job.tests = Arc::new(
+        inputs
+            .iter()
+            .map(|args| TestCase {
+                args_json: Some(args.clone()),
+                timeout: Some(20.0),
+                ..TestCase::default()
+            })
+            .collect(),
+    );
+    job.label = Some(format!("{} (canonical solution)", problem.task_id));
+    job
+}
+
+/// A suite's tests: each input with the canonical output and the per-test
+/// limit `max(timeout, factor x canonical time)`; built once per problem and
+/// shared by every sample's job.
+fn suite_tests(
+    inputs: &[Value],
+    reference: &JobReport,
+    settings: &ScoreSettings,
+) -> (Vec<TestCase>, bool) {
+    let min = settings.timeout_or(TIMEOUT);
+    let mut all_passed = true;
+    let tests = inputs
         .iter()
-        .enumerate()
-        .map(|(i, args)| {
-            let (expected_value, timeout) = match expected {
-                Some(exp) => {
-                    let (value, gt_time) = &exp[i];
-                    (
-                        Some(value.clone()),
-                        min.max(settings.gt_time_factor * gt_time),
-                    )
-                }
-                // Running the canonical solution: generous limits, outputs are recorded.
-                None => (None, 20.0),
-            };
-            total += timeout;
+        .zip(&reference.results)
+        .map(|(args, r)| {
+            all_passed &= r.verdict == Verdict::Pass;
             TestCase {
                 args_json: Some(args.clone()),
-                expected: expected_value,
-                timeout: Some(timeout),
+                expected: Some(r.output.clone().unwrap_or(Value::Null)),
+                timeout: Some(min.max(settings.gt_time_factor * r.duration.unwrap_or(0.0))),
                 ..TestCase::default()
             }
         })
         .collect();
-    if expected.is_some() {
-        job.limits.backstop = Some(total.min(settings.max_seconds_per_suite) + 1.0);
-        // EvalPlus scores with fast_check: a suite stops at its first failure.
-        job.stop_at_first_failure = true;
-        job.keep_output_values = false;
-    }
+    (tests, all_passed)
+}
+
+/// A suite's result for a sample: passed, and its first failure.
+type SuiteOutcome = (bool, Option<(Verdict, String)>);
+
+/// One suite of a sample.
+fn sample_job(
+    problem: &Problem,
+    sample: &Sample,
+    suite: &Arc<Vec<TestCase>>,
+    name: &str,
+    settings: &ScoreSettings,
+) -> Job {
+    let mut job = Job::new(Mode::Function, sample.code.clone());
+    job.entry_point = Some(problem.entry_point.clone());
+    job.comparator = Comparator::Evalplus;
+    job.atol = problem.atol;
+    job.dataset = Some("humaneval".into());
+    job.limits = limits(settings, settings.timeout_or(TIMEOUT));
+    let total: f64 = suite.iter().filter_map(|t| t.timeout).sum();
+    job.limits.backstop = Some(total.min(settings.max_seconds_per_suite) + 1.0);
+    job.tests = Arc::clone(suite);
+    // EvalPlus scores with fast_check: a suite stops at its first failure.
+    job.stop_at_first_failure = true;
+    job.keep_output_values = false;
+    job.label = Some(format!(
+        "{} sample {} ({name})",
+        sample.task_id, sample.index
+    ));
     job
 }
 
 /// Grade `samples`: expected outputs come from running the canonical
 /// solution here, with its time per input setting the per-test limits.
-/// Returns the results and the problems whose canonical solution failed our
-/// own run (there should be none).
+/// Each problem's suites are built once; sample jobs are made as workers
+/// free up and reduced to a verdict as they finish, so memory stays flat.
 fn grade(
     problems: &[Problem],
     samples: &[Sample],
     settings: &ScoreSettings,
     sandbox: &Sandbox,
     progress: &(dyn Fn() + Sync),
-) -> Graded {
-    let by_id: BTreeMap<&str, &Problem> =
-        problems.iter().map(|p| (p.task_id.as_str(), p)).collect();
-    let mut reference_failures = Vec::new();
-    let mut reference_jobs = Vec::new();
-    for p in problems {
-        let code = format!("{}{}", p.prompt, p.canonical_solution);
-        reference_jobs.push(job(p, &code, &p.base_input, None, settings));
-        reference_jobs.push(job(p, &code, &p.plus_input, None, settings));
-    }
-    let reference = sandbox.run_all(&reference_jobs, &|| {});
-    let mut expected: BTreeMap<&str, [Vec<(Value, f64)>; 2]> = BTreeMap::new();
-    for (i, p) in problems.iter().enumerate() {
-        let mut suites: [Vec<(Value, f64)>; 2] = [Vec::new(), Vec::new()];
-        for (s, suite) in suites.iter_mut().enumerate() {
-            for r in &reference[2 * i + s].results {
-                if r.verdict != Verdict::Pass && !reference_failures.contains(&p.task_id) {
-                    reference_failures.push(p.task_id.clone());
-                }
-                suite.push((
-                    r.output.clone().unwrap_or(Value::Null),
-                    r.duration.unwrap_or(0.0),
-                ));
-            }
+) -> Result<Graded, StageError> {
+    let mut suites: Vec<[Option<Arc<Vec<TestCase>>>; 2]> = vec![[None, None]; problems.len()];
+    let mut failed = vec![false; problems.len()];
+    let reference_jobs = problems.iter().flat_map(|p| {
+        [
+            reference_job(p, &p.base_input, settings),
+            reference_job(p, &p.plus_input, settings),
+        ]
+    });
+    let mut summary = sandbox.run_each(reference_jobs, &mut |i, report| {
+        let p = &problems[i / 2];
+        let inputs = if i % 2 == 0 {
+            &p.base_input
+        } else {
+            &p.plus_input
+        };
+        let (tests, passed) = suite_tests(inputs, &report, settings);
+        failed[i / 2] |= !passed;
+        suites[i / 2][i % 2] = Some(Arc::new(tests));
+    })?;
+    let reference_failures = problems
+        .iter()
+        .zip(&failed)
+        .filter(|(_, f)| **f)
+        .map(|(p, _)| p.task_id.clone())
+        .collect();
+    let index: BTreeMap<&str, usize> = problems
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.task_id.as_str(), i))
+        .collect();
+    let jobs = samples.iter().flat_map(|s| {
+        let i = index[s.task_id.as_str()];
+        let [base, plus] = &suites[i];
+        let p = &problems[i];
+        [
+            sample_job(p, s, base.as_ref().expect("base suite"), "base", settings),
+            sample_job(p, s, plus.as_ref().expect("plus suite"), "plus", settings),
+        ]
+    });
+    // Per job: passed, and the first failure.
+    let mut outcomes: Vec<Option<SuiteOutcome>> = vec![None; samples.len() * 2];
+    let mut done = vec![0u8; samples.len()];
+    let run = sandbox.run_each(jobs, &mut |i, report| {
+        outcomes[i] = Some((report.passed(), first_failure(&report)));
+        done[i / 2] += 1;
+        if done[i / 2] == 2 {
+            progress();
         }
-        expected.insert(p.task_id.as_str(), suites);
-    }
-    let mut jobs = Vec::with_capacity(samples.len() * 2);
-    for s in samples {
-        let p = by_id[s.task_id.as_str()];
-        let exp = &expected[s.task_id.as_str()];
-        jobs.push(job(p, &s.code, &p.base_input, Some(&exp[0]), settings));
-        jobs.push(job(p, &s.code, &p.plus_input, Some(&exp[1]), settings));
-    }
-    let reports = sandbox.run_all(&jobs, &|| {});
+    })?;
+    summary.retries += run.retries;
     let results = samples
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            let base = &reports[2 * i];
-            let plus = &reports[2 * i + 1];
-            let base_pass = base.passed();
-            let plus_pass = base_pass && plus.passed();
-            let (verdict, detail) = first_failure(base)
+            let (base_pass, base_failure) = outcomes[2 * i].take().expect("base graded");
+            let (plus_passed, plus_failure) = outcomes[2 * i + 1].take().expect("plus graded");
+            let plus_pass = base_pass && plus_passed;
+            let (verdict, detail) = base_failure
                 .map(|(v, d)| (v, format!("base {d}")))
-                .or_else(|| first_failure(plus).map(|(v, d)| (v, format!("plus {d}"))))
+                .or_else(|| plus_failure.map(|(v, d)| (v, format!("plus {d}"))))
                 .unwrap_or((Verdict::Pass, String::new()));
-            progress();
             SampleResult {
                 task_id: s.task_id.clone(),
                 index: s.index,
@@ -234,5 +280,9 @@ fn grade(
             }
         })
         .collect();
-    (results, reference_failures)
+    Ok(Graded {
+        results,
+        reference_failures,
+        summary,
+    })
 }

@@ -71,6 +71,12 @@ pub trait Family: Sync {
         None
     }
 
+    /// Output grading: the benchmark's check, as code that calls the names
+    /// the program defines (`None`: the benchmark has no such check).
+    fn check_code(&self, _problem: &Problem) -> Option<String> {
+        None
+    }
+
     /// Script grading: why the harness counts a sample as failed without
     /// running it, if it does.
     fn refuses(&self, _problem: &Problem, _code: &str) -> Option<String> {
@@ -98,7 +104,7 @@ pub trait Family: Sync {
         _settings: &ScoreSettings,
         _sandbox: &crate::python::sandbox::Sandbox,
         _progress: &(dyn Fn() + Sync),
-    ) -> Option<super::grading::Graded> {
+    ) -> Option<Result<super::grading::Graded, StageError>> {
         None
     }
 

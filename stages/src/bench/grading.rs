@@ -4,12 +4,30 @@
 //! shares.
 
 use super::problem::{Problem, Sample, in_window};
-use crate::python::sandbox::{JobReport, Limits, Verdict};
+use crate::python::sandbox::{JobReport, Limits, RunSummary, Verdict};
 use serde::{Deserialize, Serialize};
 
-/// Graded samples, and the problems whose canonical solution failed our own
-/// run (EvalPlus; there should be none).
-pub type Graded = (Vec<SampleResult>, Vec<String>);
+/// Graded samples, the problems whose canonical solution failed our own run
+/// (EvalPlus; there should be none), and what the sandbox went through.
+pub struct Graded {
+    pub results: Vec<SampleResult>,
+    pub reference_failures: Vec<String>,
+    pub summary: RunSummary,
+}
+
+/// How a check-script benchmark (HumanEval, MBPP) is graded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum GradingMode {
+    /// The harness's way: the sample and the check run as one script, which
+    /// passes when it ends without an exception.
+    #[default]
+    Check,
+    /// The check runs in the sandbox's worker and calls into the sample's
+    /// process: the check's comparisons (float tolerance included) never
+    /// run beside the program, which cannot read or forge them.
+    Output,
+}
 
 /// Scorer settings; all of them belong in a score's cache key. They are also
 /// the params of the `score` stage.
@@ -43,6 +61,10 @@ pub struct ScoreSettings {
     /// LiveCodeBench: only problems with `contest_date` on or before this day.
     #[serde(default)]
     pub end_date: Option<String>,
+    /// HumanEval, MBPP: `check` (the harness's script) or `output` (the check
+    /// in the worker, calling into the program).
+    #[serde(default)]
+    pub grading: GradingMode,
 }
 
 fn default_factor() -> f64 {
@@ -79,6 +101,7 @@ impl Default for ScoreSettings {
             seed: 0,
             start_date: None,
             end_date: None,
+            grading: GradingMode::Check,
         }
     }
 }

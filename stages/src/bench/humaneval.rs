@@ -53,6 +53,10 @@ impl Family for HumanEvalFamily {
         Ok(Some(format!("{}{}", p.prompt, p.canonical_solution)))
     }
 
+    fn check_code(&self, problem: &Problem) -> Option<String> {
+        (!self.pack).then(|| format!("{}\ncheck({})\n", problem.test, problem.entry_point))
+    }
+
     fn script(&self, problem: &Problem, code: &str) -> Option<String> {
         Some(format!(
             "{code}\n{}\ncheck({})\n",

@@ -64,7 +64,7 @@ impl Family for LiveCodeBenchFamily {
             for (n, t) in tests.iter().enumerate() {
                 let case = test(t, p.fn_name.is_some())
                     .map_err(|e| format!("{}: {kind} test {n}: {e}", p.task_id))?;
-                p.io_tests.push(case);
+                std::sync::Arc::make_mut(&mut p.io_tests).push(case);
             }
         }
         if p.task_id.is_empty() || p.io_tests.is_empty() {

@@ -64,6 +64,14 @@ impl Family for MbppFamily {
         Ok(Some(p.canonical_solution.clone()))
     }
 
+    fn check_code(&self, problem: &Problem) -> Option<String> {
+        Some(format!(
+            "{}\n{}\n",
+            problem.test_setup_code,
+            problem.test_list.join("\n")
+        ))
+    }
+
     fn script(&self, problem: &Problem, code: &str) -> Option<String> {
         Some(format!(
             "{code}\n{}\n{}\n",

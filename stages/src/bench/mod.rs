@@ -38,7 +38,7 @@ pub mod scoring;
 
 pub use benchmark::Benchmark;
 pub use family::{Family, Grading, IoRules};
-pub use grading::{SampleResult, ScoreSettings};
+pub use grading::{GradingMode, SampleResult, ScoreSettings};
 pub use problem::{Problem, Sample, is_iso_day};
 pub use scoring::{
     PassAtK, ScoreReport, load_problems, load_samples, pass_at_k, problems_from_rows,

@@ -30,7 +30,8 @@ pub struct Problem {
     pub test_list: Vec<String>,
     pub difficulty: Option<String>,
     /// LiveCodeBench / APPS: input/output tests, public ones first.
-    pub io_tests: Vec<TestCase>,
+    /// Shared by every sample's job, so a problem's tests are held once.
+    pub io_tests: std::sync::Arc<Vec<TestCase>>,
     /// LiveCodeBench / APPS: the function to call; none for stdin programs.
     pub fn_name: Option<String>,
     /// LiveCodeBench: `contest_date`.
@@ -272,7 +273,10 @@ pub fn from_io_problem(
     if !problem.canonical_solution.is_empty() {
         out.reference = Some(problem.canonical_solution.clone());
     }
-    for (n, case) in problem.io_tests.into_iter().enumerate() {
+    for (n, case) in std::sync::Arc::unwrap_or_clone(problem.io_tests)
+        .into_iter()
+        .enumerate()
+    {
         let (suite, public) = suite(n);
         out.tests.push(ready(case, public, suite));
     }

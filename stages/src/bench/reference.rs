@@ -72,7 +72,8 @@ pub fn split_calls(
                 job.tests = vec![TestCase {
                     stdin: Some(request.to_string()),
                     ..TestCase::default()
-                }];
+                }]
+                .into();
                 job.limits = limits.clone();
                 job.comparator = Comparator::Exact;
                 jobs.push(job);
@@ -83,7 +84,7 @@ pub fn split_calls(
     if jobs.is_empty() {
         return Ok(());
     }
-    let reports = sandbox.run_all(&jobs, &|| {});
+    let reports = sandbox.run_all(&jobs, &|| {})?;
     let mut found: BTreeMap<usize, (Option<String>, Vec<String>)> = BTreeMap::new();
     for (owner, report) in owners.into_iter().zip(reports) {
         let task = loaded.problems[owner].task_id.clone();
@@ -202,7 +203,7 @@ pub fn run_reference(
         );
         let mut job = Job::new(Mode::Function, program);
         job.entry_point = Some("_tw_case".into());
-        job.tests = cases;
+        job.tests = cases.into();
         job.limits = limits.clone();
         job.comparator = Comparator::Exact;
         job.keep_output_values = true;
@@ -210,7 +211,7 @@ pub fn run_reference(
         owners.push(i);
     }
     progress.set_total(jobs.len() as u64);
-    let reports = sandbox.run_all(&jobs, &|| progress.inc(1));
+    let reports = sandbox.run_all(&jobs, &|| progress.inc(1))?;
     let mut results: BTreeMap<usize, Vec<Outcome>> = BTreeMap::new();
     for (owner, report) in owners.into_iter().zip(reports) {
         let outcomes = report

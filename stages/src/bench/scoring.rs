@@ -14,17 +14,18 @@
 
 use super::benchmark::{Benchmark, name_list};
 use super::family::{Grading, IoRules};
-use super::grading::{SampleResult, ScoreSettings, first_failure, limits};
+use super::grading::{GradingMode, SampleResult, ScoreSettings, first_failure, limits};
 use super::problem::{Problem, Sample, text_field};
 use crate::api::StageError;
 use crate::api::rng;
 use crate::api::rows;
 use crate::api::rows::Row;
-use crate::python::sandbox::{Job, Mode, Sandbox, TestCase, Verdict};
+use crate::python::sandbox::{Job, JobReport, Mode, RunSummary, Sandbox, TestCase, Verdict};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Problems from benchmark rows (JSONL rows or a loaded table's rows).
 pub fn problems_from_rows(
@@ -200,13 +201,34 @@ pub struct ScoreReport {
     pub skipped_k: Vec<u32>,
     /// EvalPlus: problems whose canonical solution failed our own run (should be none).
     pub reference_failures: Vec<String>,
+    /// Jobs run again because the sandbox (not the program) failed on them.
+    pub sandbox_retries: usize,
 }
 
 fn script_job(program: String, settings: &ScoreSettings, timeout: f64) -> Job {
     let mut job = Job::new(Mode::Script, program);
-    job.tests = vec![TestCase::default()];
+    job.tests = one_test();
     job.limits = limits(settings, timeout);
     // openai/human-eval kills a sample at timeout + 1 s.
+    job.limits.backstop = Some(timeout + 1.0);
+    job
+}
+
+/// The single test of a script or calls job, shared by every such job.
+fn one_test() -> Arc<Vec<TestCase>> {
+    static ONE: std::sync::OnceLock<Arc<Vec<TestCase>>> = std::sync::OnceLock::new();
+    Arc::clone(ONE.get_or_init(|| Arc::new(vec![TestCase::default()])))
+}
+
+/// Output grading: the program alone in its process; the benchmark's check
+/// runs in the worker and calls into it. One budget for the whole check, as
+/// the script harness times the whole script.
+fn calls_job(code: &str, check: String, settings: &ScoreSettings, timeout: f64) -> Job {
+    let mut job = Job::new(Mode::Calls, code);
+    job.check = Some(check);
+    job.tests = one_test();
+    job.limits = limits(settings, timeout);
+    job.limits.setup_timeout = timeout;
     job.limits.backstop = Some(timeout + 1.0);
     job
 }
@@ -238,7 +260,7 @@ fn io_job(
             job
         }
     };
-    job.tests = problem.io_tests.clone();
+    job.tests = Arc::clone(&problem.io_tests);
     job.limits = limits(settings, timeout);
     if rules.sample_backstop {
         // lcb_runner: the whole sample gets (timeout + 1) per test plus 5 s.
@@ -248,6 +270,34 @@ fn io_job(
     job.stop_at_first_failure = true;
     job.keep_output_values = false;
     job
+}
+
+/// Run one job per sample, built as workers free up, and grade each report
+/// as it arrives: memory holds one small result per sample, not its report.
+pub fn grade_each<'a>(
+    sandbox: &Sandbox,
+    samples: &'a [Sample],
+    job_of: impl Fn(&'a Sample) -> Job + Send + Sync,
+    grade: impl Fn(&Sample, &JobReport) -> SampleResult,
+    progress: &(dyn Fn() + Sync),
+) -> Result<(Vec<SampleResult>, RunSummary), StageError> {
+    let mut results: Vec<Option<SampleResult>> = vec![None; samples.len()];
+    let jobs = samples.iter().map(|s| {
+        let mut job = job_of(s);
+        job.label = Some(format!("{} sample {}", s.task_id, s.index));
+        job
+    });
+    let summary = sandbox.run_each(jobs, &mut |i, report| {
+        results[i] = Some(grade(&samples[i], &report));
+        progress();
+    })?;
+    Ok((
+        results
+            .into_iter()
+            .map(|r| r.expect("every sample graded"))
+            .collect(),
+        summary,
+    ))
 }
 
 /// Score `samples` against `problems` in `sandbox`.
@@ -287,60 +337,77 @@ pub fn score(
             name_list(&Benchmark::graded())
         ))
     })?;
+    let family = bench.family();
+    if settings.grading == GradingMode::Output
+        && (grading != Grading::Script
+            || problems
+                .first()
+                .is_some_and(|p| family.check_code(p).is_none()))
+    {
+        return Err(StageError::failed(format!(
+            "`grading: output` grades by the calls in a benchmark's check script; `{}` has none \
+             (it grades humaneval and mbpp)",
+            bench.name()
+        )));
+    }
+    if grading == Grading::Script
+        && settings.grading == GradingMode::Check
+        && problems
+            .first()
+            .is_some_and(|p| family.script(p, "").is_none())
+    {
+        return Err(StageError::failed(format!(
+            "`{}` has no script",
+            bench.name()
+        )));
+    }
     let mut reference_failures = Vec::new();
-    let results: Vec<SampleResult> = match grading {
+    let (results, summary) = match grading {
         Grading::EvalPlus => {
-            let (results, failures) = bench
-                .family()
+            let graded = family
                 .grade_with_reference(problems, samples, settings, sandbox, progress)
                 .ok_or_else(|| {
                     StageError::failed(format!("`{}` has no reference to grade with", bench.name()))
-                })?;
-            reference_failures = failures;
-            results
+                })??;
+            reference_failures = graded.reference_failures;
+            (graded.results, graded.summary)
         }
-        Grading::Io(rules) => {
-            let jobs: Vec<Job> = samples
-                .iter()
-                .map(|s| io_job(bench, rules, by_id[s.task_id.as_str()], &s.code, settings))
-                .collect();
-            let reports = sandbox.run_all(&jobs, progress);
-            samples
-                .iter()
-                .zip(&reports)
-                .map(|(s, r)| {
-                    let (verdict, detail) =
-                        first_failure(r).unwrap_or((Verdict::Pass, String::new()));
-                    SampleResult::without_plus(s, verdict, detail)
-                })
-                .collect()
-        }
+        Grading::Io(rules) => grade_each(
+            sandbox,
+            samples,
+            |s| io_job(bench, rules, by_id[s.task_id.as_str()], &s.code, settings),
+            |s, r| {
+                let (verdict, detail) = first_failure(r).unwrap_or((Verdict::Pass, String::new()));
+                SampleResult::without_plus(s, verdict, detail)
+            },
+            progress,
+        )?,
         Grading::Script => {
-            let family = bench.family();
             let timeout = settings.timeout_or(family.timeout());
-            let mut refusals = vec![None; samples.len()];
-            let mut jobs = Vec::with_capacity(samples.len());
-            for (i, s) in samples.iter().enumerate() {
-                let p = by_id[s.task_id.as_str()];
-                refusals[i] = family.refuses(p, &s.code);
-                let program = family.script(p, &s.code).ok_or_else(|| {
-                    StageError::failed(format!("`{}` has no script", bench.name()))
-                })?;
-                jobs.push(script_job(program, settings, timeout));
-            }
-            let reports = sandbox.run_all(&jobs, progress);
-            samples
-                .iter()
-                .zip(&reports)
-                .zip(refusals)
-                .map(|((s, r), refusal)| {
+            let output = settings.grading == GradingMode::Output;
+            grade_each(
+                sandbox,
+                samples,
+                |s| {
+                    let p = by_id[s.task_id.as_str()];
+                    if output {
+                        let check = family.check_code(p).unwrap_or_default();
+                        calls_job(&s.code, check, settings, timeout)
+                    } else {
+                        let program = family.script(p, &s.code).unwrap_or_default();
+                        script_job(program, settings, timeout)
+                    }
+                },
+                |s, r| {
+                    let refusal = family.refuses(by_id[s.task_id.as_str()], &s.code);
                     let (verdict, detail) = match refusal {
                         Some(why) => (Verdict::WrongAnswer, why),
                         None => first_failure(r).unwrap_or((Verdict::Pass, String::new())),
                     };
                     SampleResult::without_plus(s, verdict, detail)
-                })
-                .collect()
+                },
+                progress,
+            )?
         }
     };
     let (pass_at_k, skipped_k) = pass_at_k_table(bench, problems, &results, settings);
@@ -351,6 +418,7 @@ pub fn score(
         pass_at_k,
         skipped_k,
         reference_failures,
+        sandbox_retries: summary.retries,
     })
 }
 

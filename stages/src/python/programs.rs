@@ -30,14 +30,29 @@ pub fn sandbox_facts() -> Vec<EnvFact> {
     ]
 }
 
-/// Start the sandbox for a stage and record in its manifest how isolated the runs are.
+/// Start the sandbox for a stage and record in its manifest how isolated
+/// the runs are (the engine, the policy, every warning).
 pub fn open_sandbox(ctx: &mut RunCtx<'_>, workers: Option<usize>) -> Result<Sandbox, StageError> {
-    let sandbox = Sandbox::new(workers).map_err(|e| StageError::failed(e.to_string()))?;
-    for warning in &sandbox.isolation().warnings {
-        ctx.note("sandbox_warning", warning.clone());
+    let sandbox = Sandbox::new(workers)?;
+    let iso = sandbox.isolation();
+    // Loudly, once per process; every manifest records them.
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        for warning in &iso.warnings {
+            eprintln!("tw: warning: {warning}");
+        }
+    });
+    if !iso.warnings.is_empty() {
+        ctx.note("sandbox_warnings", iso.warnings.clone());
     }
-    ctx.note("sandbox", sandbox.isolation().fact());
+    ctx.note("sandbox", iso.fact());
     Ok(sandbox)
+}
+
+/// Record in a stage's manifest how often the sandbox itself failed and a
+/// job was run again (0 on a healthy machine).
+pub fn note_retries(ctx: &mut RunCtx<'_>, sandbox: &Sandbox) {
+    ctx.note("sandbox_retries", sandbox.retries());
 }
 
 /// How a test input (or expected output) cell is written.

@@ -138,7 +138,7 @@ pub fn job_for_row(
     if let Some(column) = &p.expected {
         programs::set_expected(&mut case, &p.mode, p.input_format, row, column, &at)?;
     }
-    job.tests.push(case);
+    std::sync::Arc::make_mut(&mut job.tests).push(case);
     job.comparator = p.comparator;
     job.prelude = p.prelude.clone();
     job.limits = programs::limits(p.timeout, p.memory_mb);

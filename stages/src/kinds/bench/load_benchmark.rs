@@ -249,6 +249,7 @@ impl Stage for LoadBenchmark {
             let limits = programs::limits(p.timeout, p.memory_mb);
             split_calls(&mut loaded, &sandbox, &limits)?;
             run_reference(&mut loaded, &sandbox, &limits, ctx.progress())?;
+            programs::note_retries(ctx, &sandbox);
         }
         ctx.note("skipped_rows", skipped);
         ctx.note("filtered", loaded.filtered);

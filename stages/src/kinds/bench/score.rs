@@ -105,6 +105,7 @@ impl Stage for Score {
         let progress = ctx.progress();
         let report =
             crate::bench::score(bench, &problems, &samples, p, &sandbox, &|| progress.inc(1))?;
+        programs::note_retries(ctx, &sandbox);
         if !report.reference_failures.is_empty() {
             ctx.note("reference_failures", report.reference_failures.join(", "));
         }

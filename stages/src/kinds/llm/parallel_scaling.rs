@@ -308,19 +308,21 @@ impl Stage for ParallelScaling {
                 .enumerate()
                 .flat_map(|(t, pool)| pool.iter().map(move |prog| (t, prog.clone())))
                 .collect();
-            let mut results = runner.run(&tasks, &programs, suite).into_iter();
-            pools
-                .iter()
-                .map(|pool| {
-                    pool.iter()
-                        .map(|_| results.next().unwrap_or_default())
-                        .collect::<Vec<_>>()
-                })
-                .collect::<Vec<Vec<SuiteResult>>>()
+            let mut results = runner.run(&tasks, &programs, suite)?.into_iter();
+            Ok::<_, StageError>(
+                pools
+                    .iter()
+                    .map(|pool| {
+                        pool.iter()
+                            .map(|_| results.next().unwrap_or_default())
+                            .collect::<Vec<_>>()
+                    })
+                    .collect::<Vec<Vec<SuiteResult>>>(),
+            )
         };
         ctx.progress().set_total(tasks.len() as u64);
-        let public = flat(Suite::Public);
-        let private = flat(Suite::Private);
+        let public = flat(Suite::Public)?;
+        let private = flat(Suite::Private)?;
 
         // Test inputs for every task at once, so the model is asked in one batch.
         let generated: Vec<Vec<TestCase>> = match (&llm, &inputs_prompt) {
@@ -351,7 +353,11 @@ impl Stage for ParallelScaling {
             let chosen = if pool.is_empty() {
                 None
             } else {
-                let outputs = || runner.outputs(task, pool, &generated[t]);
+                let outputs = || {
+                    runner
+                        .outputs(task, pool, &generated[t])
+                        .map_err(StageError::from)
+                };
                 let judge_fn =
                     |outputs: &[Vec<String>], eligible: &[usize]| match (&llm, &judge_prompt) {
                         (Some(llm), Some(judge)) => judge_votes(
@@ -416,6 +422,7 @@ impl Stage for ParallelScaling {
         if let Some(llm) = &llm {
             llm.note(ctx);
         }
+        runner.note(ctx);
         let pct = |k: usize| {
             if tasks.is_empty() {
                 0.0
@@ -547,16 +554,16 @@ fn judge_votes(
                                 std::slice::from_ref(&task_with_public(task, case)),
                                 &[(0, code.clone())],
                                 Suite::Public,
-                            );
+                            )?;
                             if let Some(report) = traced.first().and_then(|r| r.reports.first())
                                 && let Some(text) = tracer.trace_text(task, code, report)
                             {
                                 s.insert("trace".into(), Value::String(text));
                             }
                         }
-                        Value::Object(s)
+                        Ok(Value::Object(s))
                     })
-                    .collect();
+                    .collect::<Result<_, StageError>>()?;
                 let mut asks = Vec::new();
                 let mut pairs = Vec::new();
                 for a in 0..reps.len() {

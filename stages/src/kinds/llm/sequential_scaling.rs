@@ -344,7 +344,7 @@ impl Stage for SequentialScaling {
                 .zip(&replies)
                 .map(|(&(t, _, _), r)| (t, tasks::program_for(&tasks[t], &r.code)))
                 .collect();
-            let public = runner.run(&tasks, &programs, Suite::Public);
+            let public = runner.run(&tasks, &programs, Suite::Public)?;
             // Carry stopped samples over; fill in the revised ones.
             let mut next: Vec<Vec<Option<Step>>> = (0..tasks.len())
                 .map(|t| {
@@ -400,7 +400,8 @@ impl Stage for SequentialScaling {
                 }
             }
         }
-        let graded = runner.run(&tasks, &all, Suite::Private);
+        let graded = runner.run(&tasks, &all, Suite::Private)?;
+        runner.note(ctx);
         let mut private: BTreeMap<(usize, &str), bool> = BTreeMap::new();
         for ((t, program), r) in all.iter().zip(&graded) {
             private.insert((*t, program.as_str()), r.all_passed());

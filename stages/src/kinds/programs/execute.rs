@@ -188,7 +188,7 @@ impl Stage for Execute {
                 let entry_point = cases
                     .iter()
                     .find_map(|(row, _)| rows::optional_text(&tests[*row], &p.entry_point));
-                let cases = cases.into_iter().map(|(_, case)| case).collect();
+                let cases = std::sync::Arc::new(cases.into_iter().map(|(_, case)| case).collect());
                 (problem, Suite { cases, entry_point })
             })
             .collect();
@@ -231,7 +231,9 @@ impl Stage for Execute {
                     at.error(&p.entry_point, "no entry point: the column is missing or empty in both the candidate and its tests")
                 })?);
             }
-            job.tests = suite.map(|s| s.cases.clone()).unwrap_or_default();
+            job.tests = suite
+                .map(|s| std::sync::Arc::clone(&s.cases))
+                .unwrap_or_default();
             job.comparator = p.comparator();
             job.atol = p.atol;
             job.limits = programs::limits(p.timeout, p.memory_mb);
@@ -244,7 +246,8 @@ impl Stage for Execute {
         let sandbox = programs::open_sandbox(ctx, None)?;
         ctx.progress().set_total(jobs.len() as u64);
         let progress = ctx.progress();
-        let reports = sandbox.run_all(&jobs, &|| progress.inc(1));
+        let reports = sandbox.run_all(&jobs, &|| progress.inc(1))?;
+        programs::note_retries(ctx, &sandbox);
 
         let mut results: Vec<Row> = Vec::new();
         let mut summary: Vec<Row> = Vec::with_capacity(jobs.len());
@@ -313,7 +316,7 @@ impl Stage for Execute {
 /// One problem's tests, and an entry point named by any of its test rows.
 #[derive(Default)]
 struct Suite {
-    cases: Vec<TestCase>,
+    cases: std::sync::Arc<Vec<TestCase>>,
     entry_point: Option<String>,
 }
 
@@ -333,7 +336,7 @@ pub fn label(results: &[sandbox::TestReport]) -> &'static str {
             | Verdict::Memory
             | Verdict::SyntaxError
             | Verdict::OutputLimit
-            | Verdict::SandboxError => crash = true,
+            | Verdict::ProtocolViolation => crash = true,
         }
     }
     match (crash, wrong) {

@@ -49,6 +49,7 @@ use crate::python::programs::{self, CellFormat, ProgramMode};
 use crate::python::sandbox::{Comparator, Job, TestCase, TestReport, Verdict};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::sync::Arc;
 
 pub struct FailingTests;
 
@@ -144,10 +145,12 @@ impl Stage for FailingTests {
                 id: Some(&id),
             };
             let task = rows::text(pair, "task_id", &at)?;
-            let cases: Vec<TestCase> = suites
-                .get(&task)
-                .map(|s| s.iter().map(|(_, c)| c.clone()).collect())
-                .unwrap_or_default();
+            let cases: Arc<Vec<TestCase>> = Arc::new(
+                suites
+                    .get(&task)
+                    .map(|s| s.iter().map(|(_, c)| c.clone()).collect())
+                    .unwrap_or_default(),
+            );
             for column in ["buggy", "patch"] {
                 let mut job = Job::new(p.mode.sandbox_mode(), rows::text(pair, column, &at)?);
                 if p.mode == ProgramMode::Function {
@@ -156,7 +159,7 @@ impl Stage for FailingTests {
                             at.error("entry_point", "is empty: a function needs its name")
                         })?);
                 }
-                job.tests = cases.clone();
+                job.tests = Arc::clone(&cases);
                 job.comparator = comparator;
                 job.atol = p.atol;
                 job.limits = programs::limits(p.timeout, p.memory_mb);
@@ -166,7 +169,8 @@ impl Stage for FailingTests {
         let sandbox = programs::open_sandbox(ctx, None)?;
         ctx.progress().set_total(jobs.len() as u64);
         let progress = ctx.progress();
-        let reports = sandbox.run_all(&jobs, &|| progress.inc(1));
+        let reports = sandbox.run_all(&jobs, &|| progress.inc(1))?;
+        programs::note_retries(ctx, &sandbox);
 
         let mut failing = Vec::new();
         let mut summary = Vec::with_capacity(pairs.len());

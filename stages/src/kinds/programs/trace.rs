@@ -135,7 +135,8 @@ impl Stage for Trace {
         let sandbox = programs::open_sandbox(ctx, None)?;
         ctx.progress().set_total(jobs.len() as u64);
         let progress = ctx.progress();
-        let reports = sandbox.run_all(&jobs, &|| progress.inc(1));
+        let reports = sandbox.run_all(&jobs, &|| progress.inc(1))?;
+        programs::note_retries(ctx, &sandbox);
 
         let mut runs: Vec<Row> = Vec::with_capacity(rows.len());
         let mut events: Vec<Row> = Vec::new();

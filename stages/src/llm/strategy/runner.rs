@@ -5,7 +5,7 @@
 use crate::api::{RunCtx, StageError};
 use crate::python::programs::{self, ProgramMode};
 use crate::python::sandbox::{
-    Comparator, Job, JobReport, Sandbox, TestCase, TraceSettings, Verdict,
+    Comparator, Job, JobReport, Sandbox, SandboxError, TestCase, TraceSettings, Verdict,
 };
 use crate::text::trace_render::{RenderOptions, RenderRequest, TraceRenderer};
 use crate::text::tracemodel::RunRecord;
@@ -72,6 +72,11 @@ impl Runner {
         })
     }
 
+    /// Record the sandbox's retries in the stage's manifest.
+    pub fn note(&self, ctx: &mut RunCtx<'_>) {
+        programs::note_retries(ctx, &self.sandbox);
+    }
+
     fn job(
         &self,
         task: &Task,
@@ -90,7 +95,7 @@ impl Runner {
             }
         });
         job.atol = task.atol;
-        job.tests = tests;
+        job.tests = tests.into();
         job.limits = programs::limits(self.timeout, self.memory_mb);
         job.stop_at_first_failure = fast;
         if traced {
@@ -106,7 +111,7 @@ impl Runner {
         tasks: &[Task],
         programs: &[(usize, String)],
         suite: Suite,
-    ) -> Vec<SuiteResult> {
+    ) -> Result<Vec<SuiteResult>, SandboxError> {
         let mut unique: HashMap<(usize, &str), usize> = HashMap::new();
         let mut jobs = Vec::new();
         let mut slot = Vec::with_capacity(programs.len());
@@ -124,7 +129,7 @@ impl Runner {
             slot.push(j);
         }
         let reports = if jobs.iter().any(|j| !j.tests.is_empty()) {
-            self.sandbox.run_all(&jobs, &|| {})
+            self.sandbox.run_all(&jobs, &|| {})?
         } else {
             jobs.iter()
                 .map(|_| JobReport {
@@ -146,7 +151,7 @@ impl Runner {
                 reports: r.results,
             })
             .collect();
-        slot.into_iter().map(|j| results[j].clone()).collect()
+        Ok(slot.into_iter().map(|j| results[j].clone()).collect())
     }
 
     /// Run programs on inputs without expected outputs; each test's output as text.
@@ -155,19 +160,20 @@ impl Runner {
         task: &Task,
         programs: &[String],
         inputs: &[TestCase],
-    ) -> Vec<Vec<String>> {
+    ) -> Result<Vec<Vec<String>>, SandboxError> {
         let jobs: Vec<Job> = programs
             .iter()
             .map(|p| self.job(task, p, inputs.to_vec(), false, false))
             .collect();
         if inputs.is_empty() {
-            return programs.iter().map(|_| Vec::new()).collect();
+            return Ok(programs.iter().map(|_| Vec::new()).collect());
         }
-        self.sandbox
-            .run_all(&jobs, &|| {})
+        Ok(self
+            .sandbox
+            .run_all(&jobs, &|| {})?
             .into_iter()
             .map(|r| r.results.iter().map(|t| output_text(task, t)).collect())
-            .collect()
+            .collect())
     }
 
     /// The trace representation of a run, when one is configured and traced.

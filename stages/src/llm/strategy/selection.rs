@@ -63,7 +63,7 @@ pub struct Pool<'a> {
     /// The seed of this task's random draw.
     pub seed: u64,
     /// Each candidate's outputs on the model-written inputs (agreement, judges).
-    pub outputs: &'a dyn Fn() -> Vec<Vec<String>>,
+    pub outputs: &'a dyn Fn() -> Result<Vec<Vec<String>>, StageError>,
     /// The configured judge, when there is one.
     pub judge: Option<&'a Judge<'a>>,
 }
@@ -93,7 +93,7 @@ impl Selection {
                 } else {
                     passing
                 };
-                let outputs = (pool.outputs)();
+                let outputs = (pool.outputs)()?;
                 match (self, pool.judge) {
                     (Selection::OutputAgreement, _) => {
                         (select_by_agreement(&outputs, &eligible), 0)

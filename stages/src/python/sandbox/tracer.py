@@ -527,5 +527,6 @@ def _tw_main(argv):
     _tw_sys.stdout.write(os.linesep)
 
 
-if __name__ == "__main__" and _tw_sys.argv[0] not in ("-c", ""):
+# Run on its own, not as the head of the sandbox worker (which sets `_TW_EMBEDDED`).
+if __name__ == "__main__" and not globals().get("_TW_EMBEDDED"):
     _tw_main(_tw_sys.argv[1:])

@@ -1,18 +1,36 @@
-# tw sandbox worker: a warm fork-server for untrusted Python programs.
+# tw sandbox worker: grades untrusted Python programs.
 #
-# Started once per core by tw (inside fresh network/PID namespaces where the
-# kernel allows), it imports the standard library once and then, per job,
-# forks a child that drops privileges, applies resource limits, runs the
-# program on every test of the job in order (sharing module state across
-# tests, as EvalPlus and LiveCodeBench do), and streams one JSON report per
-# test over a pipe. The worker enforces the whole-job backstop, kills the
-# child's process group (and, as PID 1 of its namespace, every stray
-# process), and compares outputs itself: expected values never enter the
-# child.
+# One file, three roles (tw binds it read-only at /tw/worker.py inside the
+# worker's bubblewrap sandbox, with tracer.py prepended):
 #
-# Protocol: one JSON job per line on stdin; one JSON reply per line on
-# stdout. The worker moves its reply channel to a private descriptor and points
-# fd 1 at /dev/null, so nothing a program prints can reach tw.
+#   judge   the worker's first process (PID 1 of its sandbox). Reads jobs from
+#           tw on stdin, keeps their expected values, has the zygote start each
+#           program, accepts the program's reports in the order and number it
+#           expects, compares outputs itself, and answers tw on a private copy
+#           of stdout. It is not dumpable, so no program can read its memory
+#           through /proc or ptrace it.
+#   zygote  exec'd fresh by the judge (its memory never held an expected value
+#           or a secret), imports the standard library once and forks a runner
+#           per job.
+#   runner  per job: enters new user, PID and mount namespaces (a fresh /tmp,
+#           /dev/shm and /proc that die with the job), forks the program's
+#           process (PID 1 of that PID namespace, no capabilities, rlimits)
+#           and supervises it: the whole-job backstop, a kill on the judge's
+#           request, the exit status. When the program's process ends, the
+#           kernel kills everything it started.
+#
+# The program's process gets inputs only and reports outputs, one frame per
+# test, each carrying a per-job nonce. Frames out of order, repeated, for
+# tests that do not exist, without the nonce, or unreadable are a protocol
+# violation that fails the test. A program that ends before reporting every
+# test fails the rest. In `calls` mode the benchmark's own check code runs
+# here, in the judge, and every call it makes to a name the program defines
+# is answered by the program's process: the comparison, float tolerance
+# included, never runs beside the program.
+#
+# Protocol with tw: one JSON job per line on stdin; one JSON reply per line
+# on stdout: {"id", "results": [...], "wall"}, or {"id", "infra": "..."} when
+# the sandbox itself failed (never a verdict on the program).
 
 import ast
 import builtins
@@ -25,39 +43,49 @@ import os
 import resource
 import select
 import signal
+import socket
+import struct
 import sys
 import time
 
-# Modules benchmark programs commonly import: loaded once here, shared by forks.
-import bisect  # noqa: F401
-import collections  # noqa: F401
-import copy  # noqa: F401
-import dataclasses  # noqa: F401
-import datetime  # noqa: F401
-import fractions  # noqa: F401
-import functools  # noqa: F401
-import hashlib  # noqa: F401
-import heapq  # noqa: F401
-import itertools  # noqa: F401
-import operator  # noqa: F401
-import random  # noqa: F401
-import re  # noqa: F401
-import statistics  # noqa: F401
-import string  # noqa: F401
-import typing  # noqa: F401
-import array  # noqa: F401
-import cmath  # noqa: F401
-import numbers  # noqa: F401
-import queue  # noqa: F401
-import textwrap  # noqa: F401
-import unicodedata  # noqa: F401
+ROLE = sys.argv[1] if len(sys.argv) > 1 else "judge"
 
-REPLY = os.fdopen(os.dup(1), "w", buffering=1)
+if ROLE == "zygote":
+    # Modules benchmark programs commonly import: loaded once here, shared by forks.
+    import array  # noqa: F401
+    import bisect  # noqa: F401
+    import cmath  # noqa: F401
+    import collections  # noqa: F401
+    import copy  # noqa: F401
+    import dataclasses  # noqa: F401
+    import datetime  # noqa: F401
+    import fractions  # noqa: F401
+    import functools  # noqa: F401
+    import hashlib  # noqa: F401
+    import heapq  # noqa: F401
+    import itertools  # noqa: F401
+    import numbers  # noqa: F401
+    import operator  # noqa: F401
+    import queue  # noqa: F401
+    import random  # noqa: F401
+    import re  # noqa: F401
+    import statistics  # noqa: F401
+    import string  # noqa: F401
+    import textwrap  # noqa: F401
+    import typing  # noqa: F401
+    import unicodedata  # noqa: F401
+
 DEFAULT_INT_DIGITS = sys.get_int_max_str_digits()
 sys.set_int_max_str_digits(0)
-DROP_UID = int(os.environ.get("TW_DROP_UID", "-1"))
-IS_PID1 = os.getpid() == 1
+# tw started the worker in a user namespace of its own (bubblewrap, unshare
+# -r) or as a uid of its own (`nobody`): a process limit then counts only
+# the worker's processes, not the user's others.
+CONTAINED = os.environ.get("TW_CONTAINED") == "1"
+# Bytes of one report frame, at most (a test's output and trace).
 MAX_REPORT = 64 * 1024 * 1024
+# Seconds the judge waits past a job's backstop for its runner before it
+# declares the sandbox broken (an infrastructure failure, not a verdict).
+RUNNER_GRACE = 5.0
 
 
 def _quit(code=None):
@@ -102,7 +130,9 @@ class _BoundedText(io.TextIOBase):
 
 # ---- values: a tagged JSON encoding that keeps Python types exact ----------
 
-def encode(v, depth=0):
+def encode(v, depth=0, handles=None):
+    """Tagged JSON for `v`; with `handles` (calls mode), values JSON cannot
+    carry are kept in that list and sent as a handle the judge can pass back."""
     if depth > 100:
         return {"repr": "<too deep>", "type": type(v).__name__}
     if v is None or isinstance(v, (bool, str)):
@@ -118,26 +148,91 @@ def encode(v, depth=0):
             return {"float": repr(v)}
         return v
     if isinstance(v, list):
-        return [encode(x, depth + 1) for x in v]
+        return [encode(x, depth + 1, handles) for x in v]
     if isinstance(v, tuple):
-        return {"tuple": [encode(x, depth + 1) for x in v]}
+        return {"tuple": [encode(x, depth + 1, handles) for x in v]}
     if isinstance(v, dict):
-        return {"dict": [[encode(k, depth + 1), encode(x, depth + 1)] for k, x in v.items()]}
+        return {"dict": [[encode(k, depth + 1, handles), encode(x, depth + 1, handles)] for k, x in v.items()]}
     if isinstance(v, (set, frozenset)):
         try:
             items = sorted(v)
         except TypeError:
             items = list(v)
-        return {("set" if isinstance(v, set) else "frozenset"): [encode(x, depth + 1) for x in items]}
+        return {("set" if isinstance(v, set) else "frozenset"): [encode(x, depth + 1, handles) for x in items]}
     if isinstance(v, bytes):
         return {"bytes": v.hex()}
     if isinstance(v, complex):
         return {"complex": [v.real, v.imag]}
+    if isinstance(v, Handle):
+        return {"handle": v.index, "repr": v.r, "type": v.t}
+    if isinstance(v, type) and getattr(builtins, v.__name__, None) is v:
+        # int, str, ValueError...: passed by name (MBPP passes types as arguments).
+        return {"builtin": v.__name__}
     try:
         r = repr(v)
     except BaseException:
         r = "<unrepresentable>"
+    if handles is not None:
+        return {"handle": handles.add(v), "repr": r[:10000], "type": type(v).__name__}
     return {"repr": r[:10000], "type": type(v).__name__}
+
+
+class Handle:
+    """A value that stays in the program's process (calls mode). The check
+    can pass it back, call it, and read or set its attributes; each is a
+    request to the program's process. Equal only to the same handle."""
+
+    __slots__ = ("index", "r", "t")
+
+    def __init__(self, index, r, t):
+        object.__setattr__(self, "index", index)
+        object.__setattr__(self, "r", r)
+        object.__setattr__(self, "t", t)
+
+    def __eq__(self, other):
+        return isinstance(other, Handle) and other.index == self.index
+
+    def __hash__(self):
+        return hash(("handle", self.index))
+
+    def __repr__(self):
+        return self.r
+
+    def __getattr__(self, name):
+        if name.startswith("__") or not _ACTIVE:
+            raise AttributeError(name)
+        return _ACTIVE[0].request({"op": "getattr", "handle": self.index, "attr": name})
+
+    def __setattr__(self, name, value):
+        if not _ACTIVE:
+            raise AttributeError(name)
+        _ACTIVE[0].request({"op": "setattr", "handle": self.index, "attr": name,
+                            "value": encode(value)})
+
+    def __call__(self, *args, **kwargs):
+        if not _ACTIVE:
+            raise TypeError("%s is not callable here" % self.r)
+        return _ACTIVE[0].call({"handle": self.index}, args, kwargs)
+
+
+# The check running in this judge (calls mode), which handles talk through.
+_ACTIVE = []
+
+
+class _HandleTable(list):
+    """The program's side of handles: one index per object, kept alive."""
+
+    def __init__(self):
+        super().__init__()
+        self.ids = {}
+
+    def add(self, value):
+        i = self.ids.get(id(value))
+        if i is None:
+            i = len(self)
+            self.append(value)
+            self.ids[id(value)] = i
+        return i
 
 
 class Opaque:
@@ -156,18 +251,20 @@ class Opaque:
         return self.r
 
 
-def decode(v):
+def decode(v, handles=None):
+    """The value of tagged JSON; handles resolve through `handles` (the
+    program's side) or become `Handle`s (the judge's)."""
     if isinstance(v, list):
-        return [decode(x) for x in v]
+        return [decode(x, handles) for x in v]
     if isinstance(v, dict):
         if "tuple" in v:
-            return tuple(decode(x) for x in v["tuple"])
+            return tuple(decode(x, handles) for x in v["tuple"])
         if "dict" in v:
-            return {_hashable(decode(k)): decode(x) for k, x in v["dict"]}
+            return {_hashable(decode(k, handles)): decode(x, handles) for k, x in v["dict"]}
         if "set" in v:
-            return set(_hashable(decode(x)) for x in v["set"])
+            return set(_hashable(decode(x, handles)) for x in v["set"])
         if "frozenset" in v:
-            return frozenset(_hashable(decode(x)) for x in v["frozenset"])
+            return frozenset(_hashable(decode(x, handles)) for x in v["frozenset"])
         if "float" in v:
             return float(v["float"])
         if "int" in v:
@@ -176,6 +273,18 @@ def decode(v):
             return bytes.fromhex(v["bytes"])
         if "complex" in v:
             return complex(*v["complex"])
+        if "builtin" in v:
+            t = getattr(builtins, str(v["builtin"]), None)
+            if not isinstance(t, type):
+                raise ValueError("no built-in type %r" % (v["builtin"],))
+            return t
+        if "handle" in v:
+            if handles is None:
+                return Handle(v["handle"], v.get("repr", ""), v.get("type", ""))
+            i = v["handle"]
+            if not isinstance(i, int) or not 0 <= i < len(handles):
+                raise ValueError("no value with handle %r" % (i,))
+            return handles[i]
         if "repr" in v:
             return Opaque(v["repr"], v.get("type", ""))
         raise ValueError("unknown tagged value: %r" % (list(v),))
@@ -390,7 +499,94 @@ def compare(comparator, out, exp, test, job):
     raise ValueError("unknown comparator %r" % comparator)
 
 
-# ---- the child: runs the program on every test ------------------------------
+
+# ---- Linux: namespaces, mounts, capabilities (ctypes, no compiled helper) ---
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 2, 4, 8, 16384, 1 << 18
+PR_SET_DUMPABLE = 4
+PR_SET_NO_NEW_PRIVS = 38
+_LIBC = []
+
+
+def _libc():
+    if not _LIBC:
+        import ctypes
+        _LIBC.append((ctypes, ctypes.CDLL(None, use_errno=True)))
+    return _LIBC[0]
+
+
+def _check(rc, what):
+    if rc != 0:
+        ctypes, _ = _libc()
+        e = ctypes.get_errno()
+        raise OSError(e, "%s: %s" % (what, os.strerror(e)))
+
+
+def _prctl(option, arg):
+    ctypes, libc = _libc()
+    _check(libc.prctl(option, ctypes.c_ulong(arg), ctypes.c_ulong(0), ctypes.c_ulong(0),
+                      ctypes.c_ulong(0)), "prctl(%d)" % option)
+
+
+def _mount(source, target, fstype, flags, data):
+    ctypes, libc = _libc()
+    _check(libc.mount(source, target, fstype, ctypes.c_ulong(flags), data),
+           "mount %s" % target.decode())
+
+
+def _write_file(path, text):
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def _drop_capabilities():
+    ctypes, libc = _libc()
+
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                    ("inheritable", ctypes.c_uint32)]
+
+    _check(libc.capset(ctypes.byref(Header(0x20080522, 0)), (Data * 2)()), "capset")
+
+
+def _enter_job_namespaces(tmp_bytes):
+    """In the runner: new user, PID (for its children) and mount namespaces,
+    with a fresh /tmp and /dev/shm that vanish with the job."""
+    uid, gid = os.getuid(), os.getgid()
+    ctypes, libc = _libc()
+    # A process writes its own maps only while dumpable (else /proc/self is
+    # root's); no program runs yet, and it is made undumpable again below.
+    _prctl(PR_SET_DUMPABLE, 1)
+    _check(libc.unshare(CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS), "unshare")
+    _write_file("/proc/self/setgroups", "deny")
+    _write_file("/proc/self/uid_map", "%d %d 1" % (uid, uid))
+    _write_file("/proc/self/gid_map", "%d %d 1" % (gid, gid))
+    _prctl(PR_SET_DUMPABLE, 0)
+    _mount(None, b"/", None, MS_REC | MS_PRIVATE, None)
+    options = ("size=%d,mode=1777" % max(tmp_bytes, 1 << 20)).encode()
+    for target in (b"/tmp", b"/dev/shm"):
+        if os.path.isdir(target):
+            _mount(b"tmpfs", target, b"tmpfs", MS_NOSUID | MS_NODEV, options)
+
+
+def _seal_program_process():
+    """In the program's process, PID 1 of the job's namespace: its own /proc,
+    then no capabilities and no way to gain any."""
+    _mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+    _prctl(PR_SET_NO_NEW_PRIVS, 1)
+    _drop_capabilities()
+
+
+# ---- the program's process --------------------------------------------------
 
 def _alarm(signum, frame):
     raise _Timeout()
@@ -410,7 +606,10 @@ def _set_limits(job):
     lim(resource.RLIMIT_FSIZE, job.get("max_file_bytes"))
     lim(resource.RLIMIT_NOFILE, job.get("max_open_files"))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if DROP_UID >= 0:
+    # Counted per user and user namespace: where the worker has its own
+    # (bubblewrap, a job namespace) or its own uid, only this job's or this
+    # worker's processes count; elsewhere it would count the user's others.
+    if job.get("contained"):
         lim(resource.RLIMIT_NPROC, job.get("max_processes"))
     cpu = job.get("cpu_seconds")
     if cpu:
@@ -422,7 +621,7 @@ class EntryPointError(Exception):
 
 
 class TestInputError(Exception):
-    """A test's arguments or expected value cannot be read: the row's fault."""
+    """A test's arguments cannot be read: the row's fault."""
 
 
 def _resolve(g, entry_point):
@@ -448,24 +647,89 @@ def _exc(e):
     return type(e).__name__, msg[:2000]
 
 
-def child_main(job, w_fd, workdir):
-    try:
-        os.setpgid(0, 0)
-    except OSError:
-        pass
+def _test_args(test):
+    """A function test's arguments, from whichever form tw sent."""
+    if "args_literal" in test:
+        return ast.literal_eval(test["args_literal"])
+    if "args_json" in test:
+        return test["args_json"]
+    return decode(test.get("args", []))
+
+
+def _close_other_fds(keep):
+    keep = sorted(fd for fd in keep if fd is not None and fd > 2)
+    low = 3
+    for fd in keep:
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 16)
+
+
+def _failure(e, timeout_message, max_output):
+    """The verdict and details of the exception a test (or the setup) ended with."""
+    if isinstance(e, _Timeout):
+        return {"verdict": "timeout", "exc_type": "Timeout", "exc_message": timeout_message}
+    if isinstance(e, _OutputLimit):
+        return {"verdict": "output_limit", "exc_type": "OutputLimit",
+                "exc_message": "more than %d bytes of output" % max_output}
+    if isinstance(e, MemoryError):
+        return {"verdict": "memory", "exc_type": "MemoryError", "exc_message": ""}
+    t, m = _exc(e)
+    # Python ignores SIGXFSZ, so the file size limit surfaces as EFBIG.
+    if isinstance(e, OSError) and e.errno == errno.EFBIG:
+        return {"verdict": "output_limit", "exc_type": t, "exc_message": m}
+    return {"verdict": "runtime_error", "exc_type": t, "exc_message": m}
+
+
+def _call(fn, *args):
+    return fn(*args)
+
+
+def _new_tracer(settings, mode, program):
+    depth = settings.get("depth")
+    if depth is None:
+        depth = 1 if mode == "function" else 2
+    return TwTracer(filename="<program>", max_steps=settings.get("max_steps", 10000),
+                    max_bytes=settings.get("max_bytes", 4 << 20),
+                    max_repr=settings.get("max_repr", 100), depth=depth,
+                    record_locals=settings.get("record_locals", True), source=program,
+                    abort_types=(_Timeout, _OutputLimit))
+
+
+def _global_kind(value, handles):
+    """How the judge may use one of the program's globals in calls mode."""
+    if isinstance(value, type(sys)):
+        return {"module": value.__name__}
+    if callable(value):
+        return {"callable": True}
+    return {"value": encode(value, 0, handles)}
+
+
+def program_main(job, report_w, request_r, sealed):
+    """The program's process: run the program on each test, report each."""
+    # A session of its own: kill(0) and killpg() from the program reach only
+    # its own processes, never the runner's group (which spans namespaces).
+    os.setsid()
+    if sealed:
+        _seal_program_process()
+        os.chdir("/tmp")
+    else:
+        os.chdir(job["workdir"])
+    # An ordinary process to itself (its /proc/self is its own); the runner,
+    # zygote and judge stay undumpable, out of its reach.
+    _prctl(PR_SET_DUMPABLE, 1)
     # Programs see Python's default int/str digit limit (the worker lifts it).
     sys.set_int_max_str_digits(DEFAULT_INT_DIGITS)
-    chan = os.fdopen(w_fd, "w", buffering=1)
+    chan = os.fdopen(report_w, "w", buffering=1)
+    nonce = job["nonce"]
 
     def emit(obj):
+        obj["nonce"] = nonce
         chan.write(json.dumps(obj) + "\n")
         chan.flush()
 
-    os.chdir(workdir)
-    if DROP_UID >= 0:
-        os.setgroups([])
-        os.setgid(DROP_UID)
-        os.setuid(DROP_UID)
+    job["contained"] = sealed or CONTAINED
+    _close_other_fds((report_w, request_r))
     _set_limits(job)
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
@@ -486,27 +750,27 @@ def child_main(job, w_fd, workdir):
         return
     prelude = job.get("prelude")
     g = None
-    if mode == "function":
-        g = {"__name__": "__tw_program__", "__builtins__": builtins}
+    if mode in ("function", "calls"):
+        g = {"__name__": "__tw_program__" if mode == "function" else "__main__",
+             "__builtins__": builtins}
         sys.stdout = _BoundedText(max_output)
         signal.setitimer(signal.ITIMER_REAL, job.get("setup_timeout", 10.0))
         try:
             if prelude:
                 exec(compile(prelude, "<prelude>", "exec"), g)
             exec(code, g)
-            fn = _resolve(g, job["entry_point"])
-        except _Timeout:
-            emit({"test": -1, "verdict": "timeout", "exc_type": "Timeout", "exc_message": "program setup timed out"})
-            return
-        except MemoryError:
-            emit({"test": -1, "verdict": "memory", "exc_type": "MemoryError", "exc_message": ""})
-            return
+            fn = _resolve(g, job["entry_point"]) if mode == "function" else None
         except BaseException as e:
-            t, m = _exc(e)
-            emit({"test": -1, "verdict": "runtime_error", "exc_type": t, "exc_message": m})
+            failure = _failure(e, "program setup timed out", max_output)
+            failure["test"] = -1
+            emit(failure)
             return
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
+            sys.stdout = sys.__stdout__
+    if mode == "calls":
+        _answer_calls(job, g, emit, request_r, max_output)
+        return
     trace = job.get("trace")
     for i, test in enumerate(job["tests"]):
         timeout = test.get("timeout", job.get("timeout", 3.0))
@@ -551,21 +815,8 @@ def child_main(job, w_fd, workdir):
                 gl = {"__name__": "__main__", "__builtins__": builtins}
                 run(exec, code, gl)
                 report["verdict"] = "ok"
-        except _Timeout:
-            report.update(verdict="timeout", exc_type="Timeout", exc_message="test exceeded %gs" % timeout)
-        except _OutputLimit:
-            report.update(verdict="output_limit", exc_type="OutputLimit",
-                          exc_message="more than %d bytes of output" % max_output)
-        except MemoryError:
-            report.update(verdict="memory", exc_type="MemoryError", exc_message="")
-        except OSError as e:
-            t, m = _exc(e)
-            # Python ignores SIGXFSZ, so the file size limit surfaces as EFBIG.
-            verdict = "output_limit" if e.errno == errno.EFBIG else "runtime_error"
-            report.update(verdict=verdict, exc_type=t, exc_message=m)
         except BaseException as e:
-            t, m = _exc(e)
-            report.update(verdict="runtime_error", exc_type=t, exc_message=m)
+            report.update(_failure(e, "test exceeded %gs" % timeout, max_output))
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             sys.stdout = sys.__stdout__
@@ -580,59 +831,161 @@ def child_main(job, w_fd, workdir):
         emit(report)
 
 
-def _call(fn, *args):
-    return fn(*args)
-
-
-def _new_tracer(settings, mode, program):
-    depth = settings.get("depth")
-    if depth is None:
-        depth = 1 if mode == "function" else 2
-    return TwTracer(filename="<program>", max_steps=settings.get("max_steps", 10000),
-                    max_bytes=settings.get("max_bytes", 4 << 20),
-                    max_repr=settings.get("max_repr", 100), depth=depth,
-                    record_locals=settings.get("record_locals", True), source=program,
-                    abort_types=(_Timeout, _OutputLimit))
-
-
-# ---- the worker: forks, waits, cleans up, compares --------------------------
-
-def _reap_all():
-    while True:
+def _answer_calls(job, g, emit, request_r, max_output):
+    """Calls mode: say what the program defines, then answer the judge's
+    calls one by one until it says `end` (or closes the channel)."""
+    handles = _HandleTable()
+    names = {}
+    for name in job.get("names", ()):
+        if name not in g or name.startswith("__"):
+            continue
+        value = g[name]
         try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
+            names[name] = _global_kind(value, handles)
+        except BaseException:
+            continue
+    emit({"test": -1, "verdict": "ready", "globals": names})
+    requests = os.fdopen(request_r, "rb")
+    for line in requests:
+        try:
+            req = json.loads(line)
+        except ValueError:
+            return
+        if req.get("end"):
+            return
+        k = req["k"]
+        report = {"test": k}
+        start = time.perf_counter()
+        out_buf = _BoundedText(max_output)
+        signal.setitimer(signal.ITIMER_REAL, max(req.get("timeout", 3.0), 0.001))
+        args = None
+        op = req.get("op", "call")
+        try:
+            try:
+                if op == "call":
+                    target = req["target"]
+                    fn = g[target["name"]] if "name" in target else handles[target["handle"]]
+                    args = decode(req.get("args", []), handles)
+                    kwargs = {k2: decode(v, handles) for k2, v in req.get("kwargs", [])}
+                else:
+                    obj = handles[req["handle"]]
+                    value = decode(req["value"], handles) if op == "setattr" else None
+            except BaseException as e:
+                raise TestInputError("the request cannot be read: %s: %s" % _exc(e))
+            sys.stdout = out_buf
+            if op == "call":
+                result = fn(*args, **kwargs)
+            elif op == "getattr":
+                result = getattr(obj, req["attr"])
+            else:
+                result = setattr(obj, req["attr"], value)
+            report["output"] = encode(result, 0, handles)
+            report["verdict"] = "ok"
+        except BaseException as e:
+            report.update(_failure(e, "the check's time ran out", max_output))
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            sys.stdout = sys.__stdout__
+        if args is not None:
+            # The check sees arguments the program changed in place, as it
+            # would if it ran beside the program.
+            try:
+                report["args_after"] = [encode(a, 0, handles) for a in args]
+            except BaseException:
+                pass
+        report["duration"] = time.perf_counter() - start
+        emit(report)
+
+
+# ---- the runner: one job's namespaces and supervision -----------------------
+
+def runner_main(job_r, report_w, meta, request_r):
+    """Read the job, start the program's process and watch it; tell the
+    judge how it ended."""
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    workdir = None
+    try:
+        with os.fdopen(job_r, "rb") as f:
+            job = json.loads(f.read())
+        nested = ZYGOTE_NESTED[0]
+        if job["mode"] != "calls":
+            os.close(request_r)
+            request_r = None
+        if nested:
+            _enter_job_namespaces(job.get("max_disk_bytes", 256 << 20))
+        else:
+            base = os.environ.get("TW_SANDBOX_DIR") or "/tmp"
+            workdir = job["workdir"] = os.path.join(base, "tw-job-%s" % job["nonce"])
+            os.makedirs(workdir, mode=0o700, exist_ok=True)
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_r, False)
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        pid = os.fork()
+    except BaseException as e:
+        meta.sendall(("error %s: %s\n" % _exc(e)).encode())
+        os._exit(0)
+    if pid == 0:
+        try:
+            meta.close()
+            os.close(wake_r)
+            os.close(wake_w)
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            program_main(job, report_w, request_r, nested)
+        except BaseException:
+            pass
+        os._exit(0)
+    os.close(report_w)
+    if request_r is not None:
+        os.close(request_r)
+    deadline = time.monotonic() + job["backstop"]
+    reason = "done"
+    status = None
+    while status is None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            reason = "backstop"
+            break
+        ready, _, _ = select.select([wake_r, meta], [], [], remaining)
+        if meta in ready:
+            # The judge asks to stop (`kill`), or is gone (end of stream).
+            reason = "stopped"
+            break
+        try:
+            done, st = os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
-            return
-        if pid == 0:
-            return
-
-
-def _kill_strays():
-    # The job's process group is already killed and reaped by run_job.
-    if IS_PID1:
-        # PID 1 of its own namespace: this reaches every process the program
-        # left behind, even those that escaped with setsid().
+            done, st = pid, 0
+        if done == pid:
+            status = st
+        elif wake_r in ready:
+            try:
+                os.read(wake_r, 64)
+            except BlockingIOError:
+                pass
+    if status is None:
         try:
-            os.kill(-1, signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        _, status = os.waitpid(pid, 0)
+    if not nested:
+        # Without a PID namespace, strays that left the process group survive.
+        try:
+            os.killpg(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-    _reap_all()
-
-
-def _make_workdir(base, job_id):
-    d = os.path.join(base, "job-%s" % job_id)
-    os.makedirs(d, exist_ok=True)
-    if DROP_UID >= 0:
-        os.chown(d, DROP_UID, DROP_UID)
-    return d
+    try:
+        meta.sendall(("exit %d %s\n" % (status, reason)).encode())
+    except OSError:
+        pass
+    if workdir:
+        _remove_tree(workdir)
+    os._exit(0)
 
 
 def _remove_tree(path):
-    try:
-        os.rmdir(path)  # the common case: the program left nothing behind
-        return
-    except OSError:
-        pass
     for root, dirs, files in os.walk(path, topdown=False):
         for f in files:
             try:
@@ -654,16 +1007,115 @@ def _remove_tree(path):
         pass
 
 
+# ---- the zygote: forks a runner per job -------------------------------------
+
+def _send_frame(sock, payload):
+    sock.sendall(struct.pack("<Q", len(payload)) + payload)
+
+
+def _recv_exact(sock, n):
+    parts = []
+    while n:
+        chunk = sock.recv(min(n, 1 << 20))
+        if not chunk:
+            raise EOFError()
+        parts.append(chunk)
+        n -= len(chunk)
+    return b"".join(parts)
+
+
+def _recv_frame(sock):
+    (n,) = struct.unpack("<Q", _recv_exact(sock, 8))
+    return _recv_exact(sock, n)
+
+
+def _probe_nested():
+    """Whether this kernel and sandbox allow a job's namespaces (tried once)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        msg = "ok"
+        try:
+            _enter_job_namespaces(1 << 20)
+            child = os.fork()
+            if child == 0:
+                try:
+                    _seal_program_process()
+                    os._exit(0 if os.getpid() == 1 else 3)
+                except BaseException:
+                    os._exit(4)
+            _, st = os.waitpid(child, 0)
+            if st != 0:
+                msg = "the job's process could not mount its /proc or drop its capabilities"
+        except BaseException as e:
+            msg = "%s: %s" % _exc(e)
+        os.write(w, msg.encode())
+        os._exit(0)
+    os.close(w)
+    msg = os.read(r, 4096).decode()
+    os.close(r)
+    os.waitpid(pid, 0)
+    return msg == "ok", ("" if msg == "ok" else msg)
+
+
+# Whether runners enter job namespaces (the zygote's probe).
+ZYGOTE_NESTED = [False]
+
+
+def zygote_main(fd):
+    ctl = socket.socket(fileno=fd)
+    _prctl(PR_SET_DUMPABLE, 0)
+    nested, why = _probe_nested()
+    ZYGOTE_NESTED[0] = nested
+    _send_frame(ctl, json.dumps({"nested": nested, "why": why}).encode())
+    # Runners are reaped by the kernel; each waits for its own program.
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    import gc
+    gc.collect()
+    gc.freeze()
+    # The zygote never reads a job: each runner reads its own from the judge,
+    # so no job (another sample, a canonical solution) is in the memory that
+    # later forks inherit.
+    while True:
+        try:
+            if _recv_exact(ctl, 1) != b"S":
+                os._exit(2)
+        except EOFError:
+            os._exit(0)
+        try:
+            job_r, job_w = os.pipe()
+            report_r, report_w = os.pipe()
+            request_r, request_w = os.pipe()
+            meta_judge, meta_runner = socket.socketpair()
+            pid = os.fork()
+        except OSError as e:
+            ctl.sendall(b"E")
+            _send_frame(ctl, ("%s: %s" % _exc(e)).encode())
+            continue
+        if pid == 0:
+            try:
+                ctl.close()
+                for fd in (job_w, report_r, request_w):
+                    os.close(fd)
+                meta_judge.close()
+                runner_main(job_r, report_w, meta_runner, request_r)
+            finally:
+                os._exit(0)
+        socket.send_fds(ctl, [b"J"], [job_w, report_r, meta_judge.fileno(), request_w])
+        for fd in (job_r, job_w, report_r, report_w, request_r, request_w):
+            os.close(fd)
+        meta_judge.close()
+        meta_runner.close()
+
+
+# ---- the judge: talks to tw, keeps expected values, compares ----------------
+
+class Infra(Exception):
+    """The sandbox itself failed on a job: never a verdict on the program."""
+
+
 _NO_EXPECTATION = object()
-
-
-def _test_args(test):
-    """A function test's arguments, from whichever form tw sent."""
-    if "args_literal" in test:
-        return ast.literal_eval(test["args_literal"])
-    if "args_json" in test:
-        return test["args_json"]
-    return decode(test.get("args", []))
 
 
 def _expected(test):
@@ -678,7 +1130,7 @@ def _expected(test):
 
 
 def _finish(rep, test, job):
-    """Turn a child's raw report into a verdict, comparing outputs here."""
+    """Turn a program's raw report into a verdict, comparing outputs here."""
     try:
         exp, exp_error = _expected(test), None
     except BaseException as e:
@@ -710,161 +1162,572 @@ def _finish(rep, test, job):
     return rep
 
 
-def run_job(job, base):
-    tests = job["tests"]
-    n = len(tests)
-    per_test = [t.get("timeout", job.get("timeout", 3.0)) for t in tests]
-    backstop = job.get("backstop")
-    if backstop is None:
-        backstop = sum(per_test) + job.get("setup_timeout", 10.0) + 1.0
-    stop_early = bool(job.get("stop_at_first_failure"))
-    workdir = _make_workdir(base, job["id"])
-    r_fd, w_fd = os.pipe()
-    started = time.perf_counter()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(r_fd)
-            REPLY.close()
-            os.close(0)
-            child_main(job, w_fd, workdir)
-        except BaseException:
-            pass
-        os._exit(0)
-    os.close(w_fd)
-    pidfd = os.pidfd_open(pid)
-    pending = bytearray()
-    reports = {}
-    setup = None
-    stopped = False
-    eof = False
-    exited = False
-    killed_by_backstop = False
-    deadline = started + backstop
+REPORT_KEYS = ("verdict", "exc_type", "exc_message", "output", "input", "input_after",
+               "duration", "line", "trace", "globals", "args_after")
+PROGRAM_VERDICTS = ("ok", "runtime_error", "timeout", "memory", "syntax_error", "output_limit")
 
-    def take_lines():
-        nonlocal setup, stopped
-        while True:
-            nl = pending.find(b"\n")
-            if nl < 0:
-                return
-            line = bytes(pending[:nl])
-            del pending[:nl + 1]
-            try:
-                rep = json.loads(line)
-            except ValueError:
-                continue
-            if not isinstance(rep, dict) or not isinstance(rep.get("test"), int):
-                continue
-            i = rep["test"]
-            if i == -1:
-                setup = rep
-                continue
-            if 0 <= i < n and i not in reports:
-                rep = _finish(rep, tests[i], job)
-                reports[i] = rep
-                if stop_early and rep["verdict"] != "pass":
-                    stopped = True
 
-    while not (eof and exited) and not stopped:
-        remaining = deadline - time.perf_counter()
-        if remaining <= 0:
-            killed_by_backstop = True
-            break
-        watch = ([] if eof else [r_fd]) + ([] if exited else [pidfd])
-        ready, _, _ = select.select(watch, [], [], remaining)
-        if r_fd in ready:
-            data = os.read(r_fd, 1 << 16)
-            if data:
-                pending.extend(data)
-                if len(pending) > MAX_REPORT:
-                    killed_by_backstop = True
-                    break
-                take_lines()
-            else:
-                eof = True
-        if pidfd in ready:
-            exited = True
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        _, status = os.waitpid(pid, 0)
-    except ChildProcessError:
-        status = 0
-    _kill_strays()
-    os.close(pidfd)
-    if not eof and not stopped:
+class Violation(Exception):
+    """The program broke the report protocol."""
+
+
+class Channel:
+    """One job's channels to its program and runner, read in order."""
+
+    def __init__(self, report_r, meta, request_w, nonce, backstop, nested):
+        self.report_r, self.meta, self.request_w = report_r, meta, request_w
+        self.nonce = nonce
+        self.nested = nested
+        self.pending = bytearray()
+        self.meta_pending = bytearray()
+        self.eof = False
+        self.exit = None  # (status, reason) once the runner says so
+        self.deadline = time.monotonic() + backstop + RUNNER_GRACE
+
+    def close(self):
+        for f in (self.report_r, self.request_w):
+            if f is not None:
+                try:
+                    os.close(f)
+                except OSError:
+                    pass
+        self.meta.close()
+
+    def stop(self):
         try:
-            while True:
-                r, _, _ = select.select([r_fd], [], [], 0)
-                if not r:
-                    break
-                data = os.read(r_fd, 1 << 16)
-                if not data:
-                    break
-                pending.extend(data)
-            take_lines()
+            self.meta.sendall(b"kill\n")
         except OSError:
             pass
-    os.close(r_fd)
-    _remove_tree(workdir)
+
+    def _pump(self, timeout):
+        """Read what is available (waiting up to `timeout`)."""
+        watch = ([] if self.eof else [self.report_r]) + ([] if self.exit else [self.meta])
+        if not watch:
+            return
+        ready, _, _ = select.select(watch, [], [], max(timeout, 0))
+        if self.report_r in ready:
+            data = os.read(self.report_r, 1 << 16)
+            if data:
+                self.pending.extend(data)
+                if len(self.pending) > MAX_REPORT and b"\n" not in self.pending:
+                    raise Violation("a report of more than %d bytes" % MAX_REPORT)
+            else:
+                self.eof = True
+        if self.meta in ready:
+            data = self.meta.recv(4096)
+            if not data:
+                if self.nested:
+                    raise Infra("the job's runner closed its channel without an exit status")
+                # Without job namespaces the program can kill its runner
+                # (kill(-1)): that is the program's doing.
+                self.exit = (signal.SIGKILL, "lost")
+                return
+            self.meta_pending.extend(data)
+            if b"\n" in self.meta_pending:
+                line = bytes(self.meta_pending[:self.meta_pending.index(b"\n")]).decode()
+                if line.startswith("error "):
+                    raise Infra("the job's runner could not start the program: " + line[6:])
+                _, status, reason = line.split()
+                self.exit = (int(status), reason)
+
+    def next_frame(self, until=None):
+        """The next report frame, or None once the program has ended and
+        nothing more can come. Raises Violation for anything malformed."""
+        while True:
+            nl = self.pending.find(b"\n")
+            if nl >= 0:
+                line = bytes(self.pending[:nl])
+                del self.pending[:nl + 1]
+                try:
+                    frame = json.loads(line)
+                except ValueError:
+                    raise Violation("an unreadable report")
+                if not isinstance(frame, dict) or frame.get("nonce") != self.nonce:
+                    raise Violation("a report without this job's nonce")
+                frame.pop("nonce")
+                if frame.get("verdict") not in PROGRAM_VERDICTS + ("ready",):
+                    raise Violation("a report with an unknown verdict")
+                return {k: frame[k] for k in ("test",) + REPORT_KEYS if k in frame}
+            if self.eof and self.exit:
+                if self.pending:
+                    raise Violation("an unfinished report")
+                return None
+            now = time.monotonic()
+            if now >= self.deadline:
+                raise Infra("the job's runner did not end the program at its backstop")
+            if until is not None and now >= until:
+                return TimeoutError
+            wait = self.deadline - now if until is None else min(until, self.deadline) - now
+            self._pump(wait)
+            if self.exit and not self.eof:
+                # The program's namespace is torn down: its end of the
+                # channel closes momentarily. Without a PID namespace a
+                # stray may hold it open, so stop waiting soon.
+                self.deadline = min(self.deadline, time.monotonic() + 2.0)
+
+
+class Judge:
+    def __init__(self, worker_file):
+        self.worker_file = worker_file
+        self.zygote = None
+        self.zygote_pid = None
+        self.nested = False
+        self.nested_why = ""
+        self.suites = {}  # suite id -> tests, the last few tw sent whole
+        self.start_zygote()
+
+    def start_zygote(self):
+        if self.zygote is not None:
+            self.zygote.close()
+            try:
+                os.kill(self.zygote_pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        mine, theirs = socket.socketpair()
+        pid = os.fork()
+        if pid == 0:
+            mine.close()
+            devnull = os.open(os.devnull, os.O_RDWR)
+            os.dup2(devnull, 0)
+            os.dup2(devnull, 1)
+            os.set_inheritable(theirs.fileno(), True)
+            os.execv(sys.executable, [sys.executable, "-s", "-S", "-B", self.worker_file,
+                                      "zygote", str(theirs.fileno())])
+        theirs.close()
+        self.zygote, self.zygote_pid = mine, pid
+        hello = json.loads(_recv_frame(mine))
+        self.nested, self.nested_why = hello["nested"], hello["why"]
+
+    def launch(self, child_job):
+        """Have the zygote fork a runner, and hand the runner its job:
+        (report_r, meta, request_w)."""
+        try:
+            self.zygote.sendall(b"S")
+            msg, fds, _, _ = socket.recv_fds(self.zygote, 1, 4)
+            if msg == b"E":
+                raise Infra("the zygote could not fork the job's runner: %s"
+                            % _recv_frame(self.zygote).decode())
+            if msg != b"J" or len(fds) != 4:
+                for fd in fds:
+                    os.close(fd)
+                raise Infra("the zygote answered %r with %d descriptors" % (msg, len(fds)))
+        except (OSError, EOFError) as e:
+            raise Infra("the zygote is gone (%s: %s)" % _exc(e))
+        job_w, report_r, meta_fd, request_w = fds
+        meta = socket.socket(fileno=meta_fd)
+        try:
+            with os.fdopen(job_w, "wb") as f:
+                f.write(json.dumps(child_job).encode())
+        except OSError as e:
+            os.close(report_r)
+            os.close(request_w)
+            meta.close()
+            raise Infra("the job's runner did not take its job (%s: %s)" % _exc(e))
+        if child_job["mode"] != "calls":
+            os.close(request_w)
+            request_w = None
+        return report_r, meta, request_w
+
+    def tests_of(self, job):
+        suite = job.get("suite")
+        if "tests" in job:
+            if suite is not None:
+                # Re-sent suites move to the back, as in tw's list.
+                self.suites.pop(suite, None)
+                self.suites[suite] = job["tests"]
+                while len(self.suites) > 8:
+                    self.suites.pop(next(iter(self.suites)))
+            return job["tests"]
+        if suite not in self.suites:
+            raise Infra("tw referred to test suite %r, which this worker does not hold" % (suite,))
+        return self.suites[suite]
+
+    def run(self, job):
+        tests = self.tests_of(job)
+        job["tests"] = tests
+        started = time.perf_counter()
+        nonce = os.urandom(16).hex()
+        backstop = job.get("backstop")
+        if backstop is None:
+            per_test = [t.get("timeout", job.get("timeout", 3.0)) for t in tests]
+            backstop = sum(per_test) + job.get("setup_timeout", 10.0) + 1.0
+        child_job = {k: v for k, v in job.items() if k not in ("tests", "check", "suite")}
+        child_job["nonce"] = nonce
+        child_job["backstop"] = backstop
+        if job["mode"] == "calls":
+            try:
+                check_code = compile(job["check"], "<check>", "exec")
+            except SyntaxError as e:
+                return {"id": job["id"], "wall": 0.0, "results": [{
+                    "test": 0, "verdict": "runtime_error", "exc_type": "CheckError",
+                    "exc_message": "the benchmark's check does not compile: %s" % e}]}
+            # The names the check reads: the program says which it defines.
+            child_job["names"] = sorted(_free_names(check_code))
+            child_job["setup_timeout"] = job.get("timeout", 3.0)
+        else:
+            # Inputs only: expected values stay here.
+            child_job["tests"] = [
+                {k: v for k, v in t.items() if k in ("args", "args_json", "args_literal", "stdin", "timeout")}
+                for t in tests]
+        report_r, meta, request_w = self.launch(child_job)
+        chan = Channel(report_r, meta, request_w, nonce, backstop, self.nested)
+        try:
+            if job["mode"] == "calls":
+                results = self.run_calls(job, chan, backstop)
+            else:
+                results = self.collect(job, tests, chan, backstop)
+        finally:
+            chan.stop()
+            chan.close()
+        return {"id": job["id"], "results": results, "wall": time.perf_counter() - started}
+
+    def collect(self, job, tests, chan, backstop):
+        n = len(tests)
+        stop_early = bool(job.get("stop_at_first_failure"))
+        reports = []
+        setup = None
+        stopped = False
+        violation = None
+        while True:
+            try:
+                frame = chan.next_frame()
+            except Violation as v:
+                violation = str(v)
+                chan.stop()
+                break
+            if frame is None:
+                break
+            i = frame.get("test")
+            if i == -1 and not reports and setup is None and frame.get("verdict") not in ("ok", "ready"):
+                # The program could not be set up: that verdict is every test's.
+                setup = frame
+                continue
+            if i != len(reports) or setup is not None or i >= n or frame.get("verdict") == "ready":
+                violation = "a report for test %r where test %d was due" % (i, len(reports))
+                chan.stop()
+                break
+            rep = _finish(frame, tests[i], job)
+            reports.append(rep)
+            if stop_early and rep["verdict"] != "pass":
+                stopped = True
+                chan.stop()
+                break
+            if len(reports) == n:
+                break
+        crash = _crash_of(chan.exit, backstop)
+        results = []
+        for i in range(n):
+            if setup is not None:
+                rep = dict(setup)
+            elif i < len(reports):
+                rep = reports[i]
+            elif violation is not None:
+                rep = {"verdict": "protocol_violation", "exc_type": "ProtocolViolation",
+                       "exc_message": "not graded: the program sent %s" % violation}
+            elif stopped:
+                rep = {"verdict": "skipped", "exc_type": None,
+                       "exc_message": "not run: an earlier test failed"}
+            else:
+                rep = {"verdict": crash[0], "exc_type": crash[1], "exc_message": crash[2]}
+            rep["test"] = i
+            results.append(rep)
+        return results
+
+    def run_calls(self, job, chan, backstop):
+        """Calls mode: the benchmark's check runs here; the program answers
+        each call to a name it defines."""
+        # One budget for the program's top level and every call, as the
+        # check-script harnesses time the whole script.
+        self.calls_deadline = time.monotonic() + job.get("timeout", 3.0)
+        try:
+            frame = chan.next_frame(until=self.calls_deadline + 0.5)
+        except Violation as v:
+            return [_violation(0, str(v))]
+        if frame is TimeoutError:
+            return [{"test": 0, "verdict": "timeout", "exc_type": "Timeout",
+                     "exc_message": "program setup timed out"}]
+        if frame is None:
+            c = _crash_of(chan.exit, backstop)
+            return [{"test": 0, "verdict": c[0], "exc_type": c[1], "exc_message": c[2]}]
+        if frame.get("test") != -1:
+            return [_violation(0, "a report before the program was set up")]
+        if frame.get("verdict") != "ready":
+            frame["test"] = 0
+            return [frame]
+        program_globals = frame.get("globals")
+        if not isinstance(program_globals, dict):
+            return [_violation(0, "a setup report without the program's names")]
+        check = RemoteCheck(job, chan, program_globals, self.calls_deadline, backstop)
+        return [check.run()]
+
+
+def _violation(test, what):
+    return {"test": test, "verdict": "protocol_violation", "exc_type": "ProtocolViolation",
+            "exc_message": "not graded: the program sent %s" % what}
+
+
+def _crash_of(exit_info, backstop):
+    if exit_info is None:
+        return ("runtime_error", "Crash", "the program ended the process before reporting")
+    status, reason = exit_info
+    if reason == "backstop":
+        return ("timeout", "Timeout", "whole-job time limit of %gs exceeded" % backstop)
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
-        crash = {signal.SIGXFSZ: ("output_limit", "file size limit exceeded"),
-                 signal.SIGXCPU: ("timeout", "CPU time limit exceeded")}.get(
-            sig, ("runtime_error", "killed by signal %d (%s)" % (sig, signal.Signals(sig).name)))
-    elif os.WIFEXITED(status) and os.WEXITSTATUS(status) != 0:
-        crash = ("runtime_error", "exited with status %d" % os.WEXITSTATUS(status))
-    else:
-        crash = ("runtime_error", "the program ended the process before reporting")
-    results = []
-    for i in range(n):
-        if setup is not None:
-            rep = dict(setup)
-        elif i in reports:
-            rep = reports[i]
-        elif stopped:
-            rep = {"verdict": "skipped", "exc_type": None,
-                   "exc_message": "not run: an earlier test failed"}
-        elif killed_by_backstop:
-            rep = {"verdict": "timeout", "exc_type": "Timeout",
-                   "exc_message": "whole-job time limit of %gs exceeded" % backstop}
-        else:
-            rep = {"verdict": crash[0], "exc_type": "Crash", "exc_message": crash[1]}
-        rep["test"] = i
-        results.append(rep)
-    return {"id": job["id"], "results": results,
-            "wall": time.perf_counter() - started}
+        if sig == signal.SIGXFSZ:
+            return ("output_limit", "Crash", "file size limit exceeded")
+        if sig == signal.SIGXCPU:
+            return ("timeout", "Crash", "CPU time limit exceeded")
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = "?"
+        return ("runtime_error", "Crash", "killed by signal %d (%s)" % (sig, name))
+    if os.WIFEXITED(status) and os.WEXITSTATUS(status) != 0:
+        return ("runtime_error", "Crash", "exited with status %d" % os.WEXITSTATUS(status))
+    return ("runtime_error", "Crash", "the program ended the process before reporting")
 
 
-def main():
-    base = os.environ.get("TW_SANDBOX_DIR") or os.getcwd()
+class _CheckTimeout(BaseException):
+    pass
+
+
+class RemoteError(Exception):
+    """An exception the program raised; the check sees its type's name."""
+
+
+class RemoteCheck:
+    """Runs a benchmark's check here with the program's names answered by
+    the program's process, one call at a time."""
+
+    def __init__(self, job, chan, program_globals, deadline, backstop):
+        self.job, self.chan = job, chan
+        self.program_globals = program_globals
+        self.deadline = deadline
+        self.backstop = backstop
+        self.calls = 0
+        self.failure = None  # the verdict of a call that did not return
+
+    def proxy(self, name):
+        def call(*args, **kwargs):
+            return self.call({"name": name}, args, kwargs)
+        call.__name__ = name
+        return call
+
+    def call(self, target, args, kwargs):
+        """Call a name the program defines, or a handle, in its process."""
+        out = self.request({"op": "call", "target": target,
+                            "args": [encode(a) for a in args],
+                            "kwargs": [[key, encode(v)] for key, v in kwargs.items()]},
+                           args)
+        return out
+
+    def request(self, request, args=()):
+        """One request to the program's process; its decoded answer."""
+        k = self.calls
+        self.calls += 1
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise _CheckTimeout()
+        request["k"] = k
+        request["timeout"] = remaining
+        try:
+            os.write(self.chan.request_w, (json.dumps(request) + "\n").encode())
+        except OSError:
+            self.failure = self.failure or ("runtime_error", "Crash",
+                                            "the program's process stopped taking calls")
+            raise _CheckTimeout()
+        frame = self.chan.next_frame(until=self.deadline + 0.5)
+        if frame is TimeoutError:
+            raise _CheckTimeout()
+        if frame is None:
+            self.failure = _crash_of(self.chan.exit, self.backstop)
+            raise _CheckTimeout()
+        if frame.get("test") != k:
+            raise Violation("a report for call %r where call %d was due" % (frame.get("test"), k))
+        verdict = frame.get("verdict")
+        if verdict != "ok":
+            if verdict in ("timeout", "memory", "output_limit"):
+                self.failure = (verdict, frame.get("exc_type"), frame.get("exc_message"))
+                raise _CheckTimeout()
+            raise _remote_exception(frame.get("exc_type"), frame.get("exc_message"))
+        after = frame.get("args_after")
+        if isinstance(after, list) and len(after) == len(args):
+            for a, new in zip(args, after):
+                _update_in_place(a, decode(new))
+        return decode(frame.get("output"))
+
+    def namespace(self, code):
+        g = {"__name__": "__tw_check__", "__builtins__": builtins}
+        for name in sorted(_free_names(code)):
+            kind = self.program_globals.get(name)
+            if kind is None:
+                continue
+            if "module" in kind:
+                try:
+                    g[name] = __import__(kind["module"], fromlist=["_"])
+                except BaseException:
+                    pass
+            elif "callable" in kind:
+                g[name] = self.proxy(name)
+            elif "value" in kind:
+                g[name] = decode(kind["value"])
+        return g
+
+    def run(self):
+        job = self.job
+        started = time.perf_counter()
+        rep = {"test": 0}
+        try:
+            code = compile(job["check"], "<check>", "exec")
+        except SyntaxError as e:
+            return {"test": 0, "verdict": "runtime_error", "exc_type": "CheckError",
+                    "exc_message": "the benchmark's check does not compile: %s" % e}
+        g = self.namespace(code)
+        _ACTIVE[:] = [self]
+        old = signal.signal(signal.SIGALRM, _check_alarm)
+        signal.setitimer(signal.ITIMER_REAL, max(self.deadline - time.monotonic(), 0.001) + 0.5)
+        try:
+            exec(code, g)
+            rep["verdict"] = "pass"
+        except Violation as v:
+            rep = _violation(0, str(v))
+        except Infra:
+            raise
+        except _CheckTimeout:
+            v, t, m = self.failure or ("timeout", "Timeout", "the check exceeded %gs" % job.get("timeout", 3.0))
+            rep.update(verdict=v, exc_type=t, exc_message=m)
+        except RecursionError as e:
+            rep.update(verdict="runtime_error", exc_type="RecursionError", exc_message=str(e)[:2000])
+        except BaseException as e:
+            t, m = _exc(e)
+            if isinstance(e, RemoteError):
+                t = e.remote_type
+            rep.update(verdict="runtime_error", exc_type=t, exc_message=m)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+            _ACTIVE[:] = []
+            try:
+                os.write(self.chan.request_w, b'{"end": true}\n')
+            except OSError:
+                pass
+        rep["duration"] = time.perf_counter() - started
+        rep["calls"] = self.calls
+        return rep
+
+
+def _check_alarm(signum, frame):
+    raise _CheckTimeout()
+
+
+def _remote_exception(type_name, message):
+    """The exception the program raised, as the check would have seen it:
+    a built-in type by name, else a RemoteError carrying the name."""
+    cls = getattr(builtins, type_name or "", None)
+    if isinstance(cls, type) and issubclass(cls, Exception) and cls is not RemoteError:
+        try:
+            e = cls(message)
+        except BaseException:
+            e = RemoteError(message)
+            e.remote_type = type_name
+        return e
+    e = RemoteError(message)
+    e.remote_type = type_name
+    return e
+
+
+def _update_in_place(arg, new):
+    """Mirror an in-place change the program made to a list, dict, set or bytearray argument."""
+    try:
+        if isinstance(arg, list) and isinstance(new, list) and arg != new:
+            arg[:] = new
+        elif isinstance(arg, dict) and isinstance(new, dict) and arg != new:
+            arg.clear()
+            arg.update(new)
+        elif isinstance(arg, set) and isinstance(new, (set, frozenset)) and arg != new:
+            arg.clear()
+            arg.update(new)
+        elif isinstance(arg, bytearray) and isinstance(new, (bytes, bytearray)) and arg != new:
+            arg[:] = new
+    except BaseException:
+        pass
+
+
+def _free_names(code):
+    """Global names a compiled check reads, its nested functions included."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if hasattr(const, "co_names"):
+            names |= _free_names(const)
+    return names
+
+
+def _reap_all():
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def judge_main():
+    reply = os.fdopen(os.dup(1), "w", buffering=1)
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 1)
-    os.dup2(devnull, 2)
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    # Forked children then leave the worker's objects alone when they collect
-    # garbage, so fewer copy-on-write page faults per fork.
+    _prctl(PR_SET_DUMPABLE, 0)
+    worker_file = os.path.abspath(__file__)
+    judge = Judge(worker_file)
     import gc
     gc.collect()
     gc.freeze()
-    REPLY.write(json.dumps({"ready": True, "pid1": IS_PID1, "uid": os.getuid(),
-                            "drop_uid": DROP_UID, "python": sys.version.split()[0]}) + "\n")
+    reply.write(json.dumps({
+        "ready": True, "pid1": os.getpid() == 1, "uid": os.getuid(),
+        "job_namespaces": judge.nested, "job_namespaces_why": judge.nested_why,
+        "python": sys.version.split()[0]}) + "\n")
+    if ROLE == "probe":
+        return
+    # Test hook (tw's TW_FAILPOINT=sandbox_worker:exit|hang|garbage:N): this
+    # worker fails on its N-th job, as a broken sandbox would.
+    failpoint = os.environ.get("TW_FAILPOINT", "").split(":")
+    jobs_seen = 0
     for line in sys.stdin.buffer:
         line = line.strip()
         if not line:
             continue
+        jobs_seen += 1
+        if len(failpoint) == 3 and failpoint[0] == "sandbox_worker" and failpoint[2] == str(jobs_seen):
+            if failpoint[1] == "exit":
+                os._exit(3)
+            if failpoint[1] == "hang":
+                time.sleep(1e6)
+            if failpoint[1] == "garbage":
+                reply.write("garbage\n")
+                continue
+        job = None
         try:
             job = json.loads(line)
-            reply = run_job(job, base)
+            answer = judge.run(job)
+        except Infra as e:
+            answer = {"id": job.get("id") if isinstance(job, dict) else None, "infra": str(e)}
+            # A runner that hung or a zygote that died: start afresh.
+            try:
+                judge.start_zygote()
+            except BaseException as e2:
+                answer["infra"] += "; the zygote could not be restarted: %s: %s" % _exc(e2)
+                reply.write(json.dumps(answer) + "\n")
+                os._exit(3)
         except BaseException as e:
-            reply = {"id": job.get("id") if isinstance(job, dict) else None,
-                     "error": "%s: %s" % _exc(e)}
-        REPLY.write(json.dumps(reply) + "\n")
+            answer = {"id": job.get("id") if isinstance(job, dict) else None,
+                      "infra": "the judge failed: %s: %s" % _exc(e)}
+        reply.write(json.dumps(answer) + "\n")
         _reap_all()
 
 
 if __name__ == "__main__":
-    main()
+    if ROLE == "zygote":
+        zygote_main(int(sys.argv[2]))
+    else:
+        judge_main()
