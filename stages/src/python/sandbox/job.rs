@@ -72,8 +72,6 @@ pub struct Limits {
     pub max_file_bytes: u64,
     pub max_open_files: u64,
     pub max_processes: u64,
-    /// Bytes of the job's private `/tmp` and `/dev/shm` (each).
-    pub max_disk_bytes: u64,
 }
 
 impl Default for Limits {
@@ -87,7 +85,6 @@ impl Default for Limits {
             max_file_bytes: 64 << 20,
             max_open_files: 256,
             max_processes: 64,
-            max_disk_bytes: super::isolation::TMPFS_BYTES,
         }
     }
 }
@@ -170,7 +167,6 @@ impl Job {
             "max_file_bytes": l.max_file_bytes,
             "max_open_files": l.max_open_files,
             "max_processes": l.max_processes,
-            "max_disk_bytes": l.max_disk_bytes,
             "stop_at_first_failure": self.stop_at_first_failure,
             "keep_output_values": self.keep_output_values,
             "trace": self.trace,

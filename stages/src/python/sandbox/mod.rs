@@ -4,14 +4,16 @@
 //! # Design
 //! One warm worker per core, each in its own bubblewrap sandbox
 //! ([`isolation`]). In it, `worker.py`'s judge reads jobs and keeps their
-//! expected values; a zygote (a fresh interpreter that never held one) forks a
-//! runner per job, which puts the program in new user, PID and mount
-//! namespaces (own `/proc`, fresh `/tmp`) with no capabilities and rlimits.
-//! The program's process receives inputs only and reports outputs, one frame
-//! per test with a per-job nonce, in order; the judge compares. Anything else
-//! on the channel is a [`Verdict::ProtocolViolation`]; a program that ends
-//! early fails the tests it did not report. A trivial test costs a few
-//! milliseconds (`bench/sandbox.sh`).
+//! expected values; a zygote, forked before the judge reads any job into new
+//! user, PID and mount namespaces whose PID 1 it is, forks each program's
+//! process, which reads only its own job, drops every capability and runs
+//! under rlimits in a `/tmp` emptied after every job. The program's process
+//! receives inputs only and reports outputs, one frame per test with a
+//! per-job nonce, in order; the judge compares. Anything else on the channel
+//! is a [`Verdict::ProtocolViolation`]; a program that ends early fails the
+//! tests it did not report. After each job the zygote kills every process
+//! the program left. A trivial test costs a few milliseconds
+//! (`bench/sandbox.sh`).
 //!
 //! Failures of the sandbox itself (a worker that cannot start, dies, hangs or
 //! answers garbage) are never verdicts: the job is retried once on a fresh

@@ -61,7 +61,7 @@ pub fn isolation() -> Result<&'static Isolation, SandboxError> {
 
 /// Why a job got no report from a worker.
 enum Failure {
-    /// The judge said the sandbox failed on this job; the worker still runs.
+    /// The judge said the sandbox failed on this job (and ended itself).
     Reported(String),
     /// The worker died, hung or answered garbage: it is replaced.
     Broken(String),
@@ -368,8 +368,9 @@ impl Sandbox {
             let worker = slot.as_mut().expect("worker present");
             match worker.run(job, id) {
                 Ok(report) => return Ok(report),
-                Err(Failure::Reported(why)) => reasons.push(why),
-                Err(Failure::Broken(why)) => {
+                // The judge ends itself after reporting a failure: either
+                // way the next try gets a fresh worker.
+                Err(Failure::Reported(why) | Failure::Broken(why)) => {
                     reasons.push(why);
                     *slot = None;
                 }

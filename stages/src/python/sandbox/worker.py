@@ -1,6 +1,6 @@
 # tw sandbox worker: grades untrusted Python programs.
 #
-# One file, three roles (tw binds it read-only at /tw/worker.py inside the
+# One file, two roles (tw binds it read-only at /tw/worker.py inside the
 # worker's bubblewrap sandbox, with tracer.py prepended):
 #
 #   judge   the worker's first process (PID 1 of its sandbox). Reads jobs from
@@ -9,15 +9,14 @@
 #           expects, compares outputs itself, and answers tw on a private copy
 #           of stdout. It is not dumpable, so no program can read its memory
 #           through /proc or ptrace it.
-#   zygote  exec'd fresh by the judge (its memory never held an expected value
-#           or a secret), imports the standard library once and forks a runner
-#           per job.
-#   runner  per job: enters new user, PID and mount namespaces (a fresh /tmp,
-#           /dev/shm and /proc that die with the job), forks the program's
-#           process (PID 1 of that PID namespace, no capabilities, rlimits)
-#           and supervises it: the whole-job backstop, a kill on the judge's
-#           request, the exit status. When the program's process ends, the
-#           kernel kills everything it started.
+#   zygote  forked at start, before the judge has read any job, into new user,
+#           PID and mount namespaces, whose PID 1 it is (a program cannot
+#           signal it). It imports the standard library once and, per job,
+#           forks the program's process, which reads its own job, takes a
+#           fresh /tmp and /dev/shm, drops every capability and runs under
+#           rlimits. The zygote never reads a job; it kills the program when
+#           the judge says so (a backstop, an early stop) and then, with
+#           kill(-1), everything the program left behind.
 #
 # The program's process gets inputs only and reports outputs, one frame per
 # test, each carrying a per-job nonce. Frames out of order, repeated, for
@@ -83,8 +82,11 @@ sys.set_int_max_str_digits(0)
 CONTAINED = os.environ.get("TW_CONTAINED") == "1"
 # Bytes of one report frame, at most (a test's output and trace).
 MAX_REPORT = 64 * 1024 * 1024
-# Seconds the judge waits past a job's backstop for its runner before it
-# declares the sandbox broken (an infrastructure failure, not a verdict).
+# Bytes of the jobs' /tmp and /dev/shm (each), where the worker mounts them.
+TMPFS_BYTES = int(os.environ.get("TW_TMPFS_BYTES", str(256 << 20)))
+# Seconds the judge waits past a job's backstop for the zygote to report the
+# program's end before it declares the sandbox broken (an infrastructure
+# failure, not a verdict).
 RUNNER_GRACE = 5.0
 
 
@@ -547,7 +549,15 @@ def _write_file(path, text):
 
 def _drop_capabilities():
     ctypes, libc = _libc()
+    header, data = _CAPS[0] if _CAPS else _capset_args(ctypes)
+    _check(libc.capset(ctypes.byref(header), data), "capset")
 
+
+# capset's arguments, built once (ctypes classes are slow to make).
+_CAPS = []
+
+
+def _capset_args(ctypes):
     class Header(ctypes.Structure):
         _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
 
@@ -555,16 +565,19 @@ def _drop_capabilities():
         _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
                     ("inheritable", ctypes.c_uint32)]
 
-    _check(libc.capset(ctypes.byref(Header(0x20080522, 0)), (Data * 2)()), "capset")
+    _CAPS.append((Header(0x20080522, 0), (Data * 2)()))
+    return _CAPS[0]
 
 
-def _enter_job_namespaces(tmp_bytes):
-    """In the runner: new user, PID (for its children) and mount namespaces,
-    with a fresh /tmp and /dev/shm that vanish with the job."""
+def _enter_worker_namespaces():
+    """In the helper the judge forks at start: new user, PID (for its
+    children) and mount namespaces, which the zygote (PID 1 there) and every
+    job live in. The helper keeps every capability in its new user namespace,
+    and so does the zygote it forks; a program drops them all."""
     uid, gid = os.getuid(), os.getgid()
     ctypes, libc = _libc()
     # A process writes its own maps only while dumpable (else /proc/self is
-    # root's); no program runs yet, and it is made undumpable again below.
+    # root's); it holds no job yet, and the zygote makes itself undumpable.
     _prctl(PR_SET_DUMPABLE, 1)
     _check(libc.unshare(CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS), "unshare")
     _write_file("/proc/self/setgroups", "deny")
@@ -572,16 +585,10 @@ def _enter_job_namespaces(tmp_bytes):
     _write_file("/proc/self/gid_map", "%d %d 1" % (gid, gid))
     _prctl(PR_SET_DUMPABLE, 0)
     _mount(None, b"/", None, MS_REC | MS_PRIVATE, None)
-    options = ("size=%d,mode=1777" % max(tmp_bytes, 1 << 20)).encode()
-    for target in (b"/tmp", b"/dev/shm"):
-        if os.path.isdir(target):
-            _mount(b"tmpfs", target, b"tmpfs", MS_NOSUID | MS_NODEV, options)
 
 
 def _seal_program_process():
-    """In the program's process, PID 1 of the job's namespace: its own /proc,
-    then no capabilities and no way to gain any."""
-    _mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+    """No capabilities in the program's process, and no way to gain any."""
     _prctl(PR_SET_NO_NEW_PRIVS, 1)
     _drop_capabilities()
 
@@ -705,18 +712,16 @@ def _global_kind(value, handles):
     return {"value": encode(value, 0, handles)}
 
 
-def program_main(job, report_w, request_r, sealed):
+def program_main(job, report_w, request_r, sealed, workdir):
     """The program's process: run the program on each test, report each."""
     # A session of its own: kill(0) and killpg() from the program reach only
-    # its own processes, never the runner's group (which spans namespaces).
+    # its own processes, never the zygote's group.
     os.setsid()
     if sealed:
         _seal_program_process()
-        os.chdir("/tmp")
-    else:
-        os.chdir(job["workdir"])
-    # An ordinary process to itself (its /proc/self is its own); the runner,
-    # zygote and judge stay undumpable, out of its reach.
+    os.chdir(workdir)
+    # An ordinary process to itself (its /proc/self is its own); the zygote
+    # and the judge stay undumpable, out of its reach.
     _prctl(PR_SET_DUMPABLE, 1)
     # Programs see Python's default int/str digit limit (the worker lifts it).
     sys.set_int_max_str_digits(DEFAULT_INT_DIGITS)
@@ -897,92 +902,26 @@ def _answer_calls(job, g, emit, request_r, max_output):
         emit(report)
 
 
-# ---- the runner: one job's namespaces and supervision -----------------------
+# ---- the zygote: forks each program and watches it --------------------------
 
-def runner_main(job_r, report_w, meta, request_r):
-    """Read the job, start the program's process and watch it; tell the
-    judge how it ended."""
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    workdir = None
-    try:
-        with os.fdopen(job_r, "rb") as f:
-            job = json.loads(f.read())
-        nested = ZYGOTE_NESTED[0]
-        if job["mode"] != "calls":
-            os.close(request_r)
-            request_r = None
-        if nested:
-            _enter_job_namespaces(job.get("max_disk_bytes", 256 << 20))
-        else:
-            base = os.environ.get("TW_SANDBOX_DIR") or "/tmp"
-            workdir = job["workdir"] = os.path.join(base, "tw-job-%s" % job["nonce"])
-            os.makedirs(workdir, mode=0o700, exist_ok=True)
-        wake_r, wake_w = os.pipe()
-        os.set_blocking(wake_r, False)
-        os.set_blocking(wake_w, False)
-        signal.set_wakeup_fd(wake_w)
-        signal.signal(signal.SIGCHLD, lambda *_: None)
-        pid = os.fork()
-    except BaseException as e:
-        meta.sendall(("error %s: %s\n" % _exc(e)).encode())
-        os._exit(0)
-    if pid == 0:
-        try:
-            meta.close()
-            os.close(wake_r)
-            os.close(wake_w)
-            signal.set_wakeup_fd(-1)
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            program_main(job, report_w, request_r, nested)
-        except BaseException:
-            pass
-        os._exit(0)
-    os.close(report_w)
-    if request_r is not None:
-        os.close(request_r)
-    deadline = time.monotonic() + job["backstop"]
-    reason = "done"
-    status = None
-    while status is None:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            reason = "backstop"
-            break
-        ready, _, _ = select.select([wake_r, meta], [], [], remaining)
-        if meta in ready:
-            # The judge asks to stop (`kill`), or is gone (end of stream).
-            reason = "stopped"
-            break
-        try:
-            done, st = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            done, st = pid, 0
-        if done == pid:
-            status = st
-        elif wake_r in ready:
-            try:
-                os.read(wake_r, 64)
-            except BlockingIOError:
-                pass
-    if status is None:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        _, status = os.waitpid(pid, 0)
-    if not nested:
-        # Without a PID namespace, strays that left the process group survive.
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-    try:
-        meta.sendall(("exit %d %s\n" % (status, reason)).encode())
-    except OSError:
-        pass
-    if workdir:
-        _remove_tree(workdir)
-    os._exit(0)
+def _send_frame(sock, payload):
+    sock.sendall(struct.pack("<Q", len(payload)) + payload)
+
+
+def _recv_exact(sock, n):
+    parts = []
+    while n:
+        chunk = sock.recv(min(n, 1 << 20))
+        if not chunk:
+            raise EOFError()
+        parts.append(chunk)
+        n -= len(chunk)
+    return b"".join(parts)
+
+
+def _recv_frame(sock):
+    (n,) = struct.unpack("<Q", _recv_exact(sock, 8))
+    return _recv_exact(sock, n)
 
 
 def _remove_tree(path):
@@ -1007,87 +946,159 @@ def _remove_tree(path):
         pass
 
 
-# ---- the zygote: forks a runner per job -------------------------------------
-
-def _send_frame(sock, payload):
-    sock.sendall(struct.pack("<Q", len(payload)) + payload)
-
-
-def _recv_exact(sock, n):
-    parts = []
-    while n:
-        chunk = sock.recv(min(n, 1 << 20))
-        if not chunk:
-            raise EOFError()
-        parts.append(chunk)
-        n -= len(chunk)
-    return b"".join(parts)
-
-
-def _recv_frame(sock):
-    (n,) = struct.unpack("<Q", _recv_exact(sock, 8))
-    return _recv_exact(sock, n)
+def _empty_dir(path):
+    try:
+        entries = os.listdir(path)
+    except OSError:
+        return
+    for name in entries:
+        p = os.path.join(path, name)
+        if os.path.isdir(p) and not os.path.islink(p):
+            _remove_tree(p)
+        else:
+            try:
+                os.unlink(p)
+            except OSError:
+                pass
 
 
-def _probe_nested():
-    """Whether this kernel and sandbox allow a job's namespaces (tried once)."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(r)
-        msg = "ok"
+def program_process(job_r, report_w, request_r, nested, workdir):
+    """The program's process, just forked: read its own job, then run it."""
+    try:
+        with os.fdopen(job_r, "rb") as f:
+            job = json.loads(f.read())
+        if job["mode"] != "calls":
+            os.close(request_r)
+            request_r = None
+        program_main(job, report_w, request_r, nested, workdir)
+    except BaseException:
+        pass
+    os._exit(0)
+
+
+def _reap_everything(wait):
+    """Reap dead children; with `wait`, until none is left."""
+    while True:
         try:
-            _enter_job_namespaces(1 << 20)
-            child = os.fork()
-            if child == 0:
+            pid, _ = os.waitpid(-1, 0 if wait else os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _supervise(pid, ctl, wake_r, nested):
+    """Wait for the program's process to end, or kill it when the judge says
+    so (`K`: its backstop, or it stops early). Then kill whatever it left
+    behind. Its wait status, or None when the judge is gone. `wake_r`: a
+    SIGCHLD wakeup pipe where pidfds are missing (Linux < 5.3)."""
+    status = None
+    watch = wake_r
+    if wake_r is None:
+        watch = os.pidfd_open(pid)
+    while status is None:
+        ready, _, _ = select.select([ctl, watch], [], [])
+        if ctl in ready:
+            op = ctl.recv(1)
+            if not op:
+                os.kill(pid, signal.SIGKILL)
+                return None
+            if op == b"K":
                 try:
-                    _seal_program_process()
-                    os._exit(0 if os.getpid() == 1 else 3)
-                except BaseException:
-                    os._exit(4)
-            _, st = os.waitpid(child, 0)
-            if st != 0:
-                msg = "the job's process could not mount its /proc or drop its capabilities"
-        except BaseException as e:
-            msg = "%s: %s" % _exc(e)
-        os.write(w, msg.encode())
-        os._exit(0)
-    os.close(w)
-    msg = os.read(r, 4096).decode()
-    os.close(r)
-    os.waitpid(pid, 0)
-    return msg == "ok", ("" if msg == "ok" else msg)
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        if wake_r is not None and wake_r in ready:
+            try:
+                os.read(wake_r, 256)
+            except BlockingIOError:
+                pass
+        try:
+            done, st = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            done, st = pid, 0
+        if done == pid:
+            status = st
+    if wake_r is None:
+        os.close(watch)
+    if nested:
+        # PID 1 of this namespace: kill(-1) reaches every process the program
+        # left behind, even those that escaped with setsid().
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        _reap_everything(wait=True)
+    else:
+        # Without a PID namespace, strays that left the process group survive.
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        _reap_everything(wait=False)
+    return status
 
 
-# Whether runners enter job namespaces (the zygote's probe).
-ZYGOTE_NESTED = [False]
-
-
-def zygote_main(fd):
-    ctl = socket.socket(fileno=fd)
+def zygote_main(ctl, nested, why):
+    """Preload the standard library, then per job (`S`): fork the program's
+    process, hand the judge its channels, watch it, report its wait status.
+    The zygote never reads a job: each program reads its own from the judge,
+    so no job (another sample, a canonical solution) is in the memory that
+    later forks inherit."""
+    # PID 1 of the jobs' namespace ignores every signal it has no handler
+    # for; Python's SIGINT handler would let a program stop it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _prctl(PR_SET_DUMPABLE, 0)
-    nested, why = _probe_nested()
-    ZYGOTE_NESTED[0] = nested
-    _send_frame(ctl, json.dumps({"nested": nested, "why": why}).encode())
-    # Runners are reaped by the kernel; each waits for its own program.
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    # What every program's process calls, made once here.
+    _capset_args(_libc()[0])
+    if nested:
+        try:
+            _mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+        except OSError as e:
+            why = "no private /proc (%s)" % e
+        # A /tmp and /dev/shm of the jobs' own, emptied after each job.
+        options = ("size=%d,mode=1777" % TMPFS_BYTES).encode()
+        for target in (b"/tmp", b"/dev/shm"):
+            if os.path.isdir(target):
+                _mount(b"tmpfs", target, b"tmpfs", MS_NOSUID | MS_NODEV, options)
+    # Modules benchmark programs commonly import: loaded once here, shared by forks.
+    import array, bisect, cmath, collections, copy, dataclasses, datetime  # noqa: F401,E401
+    import fractions, functools, hashlib, heapq, itertools, numbers  # noqa: F401,E401
+    import operator, queue, random, re, statistics, string, textwrap  # noqa: F401,E401
+    import typing, unicodedata  # noqa: F401,E401
+    # A program's end is seen through a pidfd; where the kernel has none, a
+    # SIGCHLD handler wakes a pipe.
+    wake_r = wake_w = None
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except (AttributeError, OSError):
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_r, False)
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
     import gc
     gc.collect()
     gc.freeze()
-    # The zygote never reads a job: each runner reads its own from the judge,
-    # so no job (another sample, a canonical solution) is in the memory that
-    # later forks inherit.
+    _send_frame(ctl, json.dumps({"nested": nested, "why": why}).encode())
+    base = os.environ.get("TW_SANDBOX_DIR") or "/tmp"
     while True:
         try:
-            if _recv_exact(ctl, 1) != b"S":
-                os._exit(2)
+            op = _recv_exact(ctl, 1)
         except EOFError:
             os._exit(0)
+        if op == b"K":
+            continue  # a stop for a program that had already ended
+        if op != b"S":
+            os._exit(2)
+        workdir = "/tmp"
         try:
+            if not nested:
+                import tempfile
+                workdir = tempfile.mkdtemp(prefix="tw-job-", dir=base)
             job_r, job_w = os.pipe()
             report_r, report_w = os.pipe()
             request_r, request_w = os.pipe()
-            meta_judge, meta_runner = socket.socketpair()
             pid = os.fork()
         except OSError as e:
             ctl.sendall(b"E")
@@ -1095,18 +1106,94 @@ def zygote_main(fd):
             continue
         if pid == 0:
             try:
+                if wake_r is not None:
+                    signal.set_wakeup_fd(-1)
+                    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                    os.close(wake_r)
+                    os.close(wake_w)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
                 ctl.close()
                 for fd in (job_w, report_r, request_w):
                     os.close(fd)
-                meta_judge.close()
-                runner_main(job_r, report_w, meta_runner, request_r)
+                program_process(job_r, report_w, request_r, nested, workdir)
             finally:
                 os._exit(0)
-        socket.send_fds(ctl, [b"J"], [job_w, report_r, meta_judge.fileno(), request_w])
+        socket.send_fds(ctl, [b"J"], [job_w, report_r, request_w])
         for fd in (job_r, job_w, report_r, report_w, request_r, request_w):
             os.close(fd)
-        meta_judge.close()
-        meta_runner.close()
+        status = _supervise(pid, ctl, wake_r, nested)
+        if nested:
+            # Nothing of this job is left for the next: its processes are
+            # dead, and its files go.
+            _empty_dir("/tmp")
+            _empty_dir("/dev/shm")
+        else:
+            _remove_tree(workdir)
+        if status is None:
+            os._exit(0)
+        ctl.sendall(b"X")
+        _send_frame(ctl, json.dumps({"status": status}).encode())
+
+
+def start_zygote(worker_file):
+    """The zygote, and whether jobs get namespaces: in them where this
+    kernel allows (a helper enters them and forks the zygote as their PID 1,
+    before the judge has read any job), else a fresh interpreter beside the
+    judge. Returns (socket, nested, why)."""
+    mine, theirs = socket.socketpair()
+    helper = os.fork()
+    if helper == 0:
+        mine.close()
+        try:
+            _enter_worker_namespaces()
+        except BaseException as e:
+            theirs.sendall(b"F")
+            _send_frame(theirs, ("%s: %s" % _exc(e)).encode())
+            os._exit(0)
+        if os.fork() == 0:
+            try:
+                zygote_main(theirs, True, "")
+            finally:
+                os._exit(0)
+        os._exit(0)
+    theirs.close()
+    os.waitpid(helper, 0)
+    try:
+        mine.setblocking(True)
+        first = _recv_exact(mine, 1)
+        if first == b"F":
+            why = _recv_frame(mine).decode()
+            mine.close()
+            return start_flat_zygote(worker_file) + (why,)
+        hello = json.loads(_recv_frame_rest(mine, first))
+    except (OSError, EOFError) as e:
+        raise Infra("the zygote did not start (%s: %s)" % _exc(e))
+    return mine, hello["nested"], hello["why"]
+
+
+def _recv_frame_rest(sock, first):
+    """A frame whose first byte was already read."""
+    head = first + _recv_exact(sock, 7)
+    (n,) = struct.unpack("<Q", head)
+    return _recv_exact(sock, n)
+
+
+def start_flat_zygote(worker_file):
+    """A zygote without namespaces: a fresh interpreter (exec'd, so it holds
+    nothing of the judge's memory). Returns (socket, nested)."""
+    mine, theirs = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:
+        mine.close()
+        devnull = os.open(os.devnull, os.O_RDWR)
+        os.dup2(devnull, 0)
+        os.dup2(devnull, 1)
+        os.set_inheritable(theirs.fileno(), True)
+        os.execv(sys.executable, [sys.executable, "-s", "-S", "-B", worker_file,
+                                  "zygote", str(theirs.fileno())])
+    theirs.close()
+    hello = json.loads(_recv_frame(mine))
+    return mine, hello["nested"]
 
 
 # ---- the judge: talks to tw, keeps expected values, compares ----------------
@@ -1172,17 +1259,22 @@ class Violation(Exception):
 
 
 class Channel:
-    """One job's channels to its program and runner, read in order."""
+    """One job's channels: the program's reports, in order, and the zygote's
+    word on how the program ended. The judge enforces the backstop: at it,
+    it has the zygote kill the program."""
 
-    def __init__(self, report_r, meta, request_w, nonce, backstop, nested):
-        self.report_r, self.meta, self.request_w = report_r, meta, request_w
+    def __init__(self, report_r, zygote, request_w, nonce, backstop, nested):
+        self.report_r, self.zygote, self.request_w = report_r, zygote, request_w
         self.nonce = nonce
         self.nested = nested
         self.pending = bytearray()
-        self.meta_pending = bytearray()
         self.eof = False
-        self.exit = None  # (status, reason) once the runner says so
-        self.deadline = time.monotonic() + backstop + RUNNER_GRACE
+        self.exit = None  # (wait status, reason) once the zygote says so
+        self.kill_reason = None
+        # Every test reported: the program ends on its own.
+        self.complete = False
+        self.backstop_at = time.monotonic() + backstop
+        self.deadline = self.backstop_at + RUNNER_GRACE
 
     def close(self):
         for f in (self.report_r, self.request_w):
@@ -1191,17 +1283,35 @@ class Channel:
                     os.close(f)
                 except OSError:
                     pass
-        self.meta.close()
 
-    def stop(self):
-        try:
-            self.meta.sendall(b"kill\n")
-        except OSError:
-            pass
+    def stop(self, reason="stopped"):
+        """Have the zygote kill the program (once)."""
+        if self.kill_reason is None and self.exit is None:
+            self.kill_reason = reason
+            try:
+                self.zygote.sendall(b"K")
+            except OSError:
+                pass
 
-    def _pump(self, timeout):
+    def finish(self):
+        """Take the zygote's word on how the program ended, so the next job
+        starts in step; a program that does not end on its own after its
+        last report (it ends at once) is stopped."""
+        soon = time.monotonic() + 0.5
+        while self.exit is None and self.kill_reason is None:
+            if time.monotonic() >= soon:
+                self.stop()
+                break
+            self._pump(soon - time.monotonic(), reports=False)
+        while self.exit is None:
+            if time.monotonic() >= self.deadline:
+                raise Infra("the zygote did not end the program")
+            self._pump(self.deadline - time.monotonic(), reports=False)
+
+    def _pump(self, timeout, reports=True):
         """Read what is available (waiting up to `timeout`)."""
-        watch = ([] if self.eof else [self.report_r]) + ([] if self.exit else [self.meta])
+        watch = ([self.report_r] if reports and not self.eof else []) + \
+            ([] if self.exit else [self.zygote])
         if not watch:
             return
         ready, _, _ = select.select(watch, [], [], max(timeout, 0))
@@ -1213,22 +1323,23 @@ class Channel:
                     raise Violation("a report of more than %d bytes" % MAX_REPORT)
             else:
                 self.eof = True
-        if self.meta in ready:
-            data = self.meta.recv(4096)
-            if not data:
+        if self.zygote in ready:
+            try:
+                op = _recv_exact(self.zygote, 1)
+                if op != b"X":
+                    raise Infra("the zygote sent %r instead of an exit status" % op)
+                status = json.loads(_recv_frame(self.zygote))["status"]
+            except (EOFError, OSError, ValueError, KeyError):
                 if self.nested:
-                    raise Infra("the job's runner closed its channel without an exit status")
-                # Without job namespaces the program can kill its runner
+                    raise Infra("the zygote died while it watched the program")
+                # Without job namespaces a program can kill the zygote
                 # (kill(-1)): that is the program's doing.
-                self.exit = (signal.SIGKILL, "lost")
-                return
-            self.meta_pending.extend(data)
-            if b"\n" in self.meta_pending:
-                line = bytes(self.meta_pending[:self.meta_pending.index(b"\n")]).decode()
-                if line.startswith("error "):
-                    raise Infra("the job's runner could not start the program: " + line[6:])
-                _, status, reason = line.split()
-                self.exit = (int(status), reason)
+                raise ZygoteLost()
+            reason = self.kill_reason or "done"
+            if reason == "backstop" and not (os.WIFSIGNALED(status)
+                                             and os.WTERMSIG(status) == signal.SIGKILL):
+                reason = "done"
+            self.exit = (status, reason)
 
     def next_frame(self, until=None):
         """The next report frame, or None once the program has ended and
@@ -1253,80 +1364,66 @@ class Channel:
                     raise Violation("an unfinished report")
                 return None
             now = time.monotonic()
+            if now >= self.backstop_at:
+                self.stop("backstop")
             if now >= self.deadline:
-                raise Infra("the job's runner did not end the program at its backstop")
+                raise Infra("the zygote did not end the program at its backstop")
             if until is not None and now >= until:
                 return TimeoutError
-            wait = self.deadline - now if until is None else min(until, self.deadline) - now
+            horizon = self.backstop_at if self.kill_reason is None else self.deadline
+            wait = horizon - now if until is None else min(until, horizon) - now
             self._pump(wait)
             if self.exit and not self.eof:
-                # The program's namespace is torn down: its end of the
-                # channel closes momentarily. Without a PID namespace a
-                # stray may hold it open, so stop waiting soon.
+                # The program's processes are dead: its end of the channel
+                # closes momentarily. Without a PID namespace a stray may
+                # hold it open, so stop waiting soon.
                 self.deadline = min(self.deadline, time.monotonic() + 2.0)
+
+
+class ZygoteLost(Exception):
+    """A zygote without job namespaces was killed (by a program)."""
 
 
 class Judge:
     def __init__(self, worker_file):
         self.worker_file = worker_file
-        self.zygote = None
-        self.zygote_pid = None
-        self.nested = False
-        self.nested_why = ""
         self.suites = {}  # suite id -> tests, the last few tw sent whole
-        self.start_zygote()
+        self.unfinished = None  # the last job's channel, until the zygote reports its end
+        self.zygote, self.nested, self.nested_why = start_zygote(worker_file)
 
-    def start_zygote(self):
-        if self.zygote is not None:
-            self.zygote.close()
-            try:
-                os.kill(self.zygote_pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        mine, theirs = socket.socketpair()
-        pid = os.fork()
-        if pid == 0:
-            mine.close()
-            devnull = os.open(os.devnull, os.O_RDWR)
-            os.dup2(devnull, 0)
-            os.dup2(devnull, 1)
-            os.set_inheritable(theirs.fileno(), True)
-            os.execv(sys.executable, [sys.executable, "-s", "-S", "-B", self.worker_file,
-                                      "zygote", str(theirs.fileno())])
-        theirs.close()
-        self.zygote, self.zygote_pid = mine, pid
-        hello = json.loads(_recv_frame(mine))
-        self.nested, self.nested_why = hello["nested"], hello["why"]
+    def restart_flat_zygote(self):
+        """Replace a zygote a program killed (only without job namespaces)."""
+        self.zygote.close()
+        _reap_everything(wait=False)
+        self.zygote, _ = start_flat_zygote(self.worker_file)
 
     def launch(self, child_job):
-        """Have the zygote fork a runner, and hand the runner its job:
-        (report_r, meta, request_w)."""
+        """Have the zygote fork the program's process, and hand it its job:
+        (report_r, request_w)."""
         try:
             self.zygote.sendall(b"S")
             msg, fds, _, _ = socket.recv_fds(self.zygote, 1, 4)
             if msg == b"E":
-                raise Infra("the zygote could not fork the job's runner: %s"
+                raise Infra("the zygote could not fork the program's process: %s"
                             % _recv_frame(self.zygote).decode())
-            if msg != b"J" or len(fds) != 4:
+            if msg != b"J" or len(fds) != 3:
                 for fd in fds:
                     os.close(fd)
                 raise Infra("the zygote answered %r with %d descriptors" % (msg, len(fds)))
         except (OSError, EOFError) as e:
             raise Infra("the zygote is gone (%s: %s)" % _exc(e))
-        job_w, report_r, meta_fd, request_w = fds
-        meta = socket.socket(fileno=meta_fd)
+        job_w, report_r, request_w = fds
         try:
             with os.fdopen(job_w, "wb") as f:
                 f.write(json.dumps(child_job).encode())
-        except OSError as e:
-            os.close(report_r)
-            os.close(request_w)
-            meta.close()
-            raise Infra("the job's runner did not take its job (%s: %s)" % _exc(e))
+        except OSError:
+            # The program's process died before it read its job: its report
+            # channel says the rest.
+            pass
         if child_job["mode"] != "calls":
             os.close(request_w)
             request_w = None
-        return report_r, meta, request_w
+        return report_r, request_w
 
     def tests_of(self, job):
         suite = job.get("suite")
@@ -1369,16 +1466,35 @@ class Judge:
             child_job["tests"] = [
                 {k: v for k, v in t.items() if k in ("args", "args_json", "args_literal", "stdin", "timeout")}
                 for t in tests]
-        report_r, meta, request_w = self.launch(child_job)
-        chan = Channel(report_r, meta, request_w, nonce, backstop, self.nested)
+        if self.unfinished is not None:
+            # The last job's program was stopped; take the zygote's word on it.
+            unfinished, self.unfinished = self.unfinished, None
+            try:
+                unfinished.finish()
+            except ZygoteLost:
+                self.restart_flat_zygote()
+        report_r, request_w = self.launch(child_job)
+        chan = Channel(report_r, self.zygote, request_w, nonce, backstop, self.nested)
         try:
-            if job["mode"] == "calls":
-                results = self.run_calls(job, chan, backstop)
-            else:
-                results = self.collect(job, tests, chan, backstop)
-        finally:
-            chan.stop()
-            chan.close()
+            try:
+                if job["mode"] == "calls":
+                    results = self.run_calls(job, chan, backstop)
+                else:
+                    results = self.collect(job, tests, chan, backstop)
+                # Every verdict is in: answer tw now, and hear how the program
+                # ended (which no verdict needs) before the next job. A
+                # program with tests left (stopped early) is stopped now.
+                if chan.exit is None and not chan.complete:
+                    chan.stop()
+                self.unfinished = chan
+            finally:
+                chan.close()
+        except ZygoteLost:
+            self.unfinished = None
+            self.restart_flat_zygote()
+            results = [{"test": i, "verdict": "runtime_error", "exc_type": "Crash",
+                        "exc_message": "the program killed the sandbox's zygote (no job namespaces here)"}
+                       for i in range(max(len(tests), 1))]
         return {"id": job["id"], "results": results, "wall": time.perf_counter() - started}
 
     def collect(self, job, tests, chan, backstop):
@@ -1413,6 +1529,7 @@ class Judge:
                 chan.stop()
                 break
             if len(reports) == n:
+                chan.complete = True
                 break
         crash = _crash_of(chan.exit, backstop)
         results = []
@@ -1608,6 +1725,7 @@ class RemoteCheck:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, old)
             _ACTIVE[:] = []
+            self.chan.complete = True
             try:
                 os.write(self.chan.request_w, b'{"end": true}\n')
             except OSError:
@@ -1663,16 +1781,6 @@ def _free_names(code):
     return names
 
 
-def _reap_all():
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-
-
 def judge_main():
     reply = os.fdopen(os.dup(1), "w", buffering=1)
     devnull = os.open(os.devnull, os.O_RDWR)
@@ -1710,24 +1818,19 @@ def judge_main():
         try:
             job = json.loads(line)
             answer = judge.run(job)
-        except Infra as e:
-            answer = {"id": job.get("id") if isinstance(job, dict) else None, "infra": str(e)}
-            # A runner that hung or a zygote that died: start afresh.
-            try:
-                judge.start_zygote()
-            except BaseException as e2:
-                answer["infra"] += "; the zygote could not be restarted: %s: %s" % _exc(e2)
-                reply.write(json.dumps(answer) + "\n")
-                os._exit(3)
         except BaseException as e:
-            answer = {"id": job.get("id") if isinstance(job, dict) else None,
-                      "infra": "the judge failed: %s: %s" % _exc(e)}
+            # The sandbox failed (a zygote that hung or died, a bug here):
+            # say so and end; tw starts a fresh worker and retries the job.
+            what = str(e) if isinstance(e, Infra) else "the judge failed: %s: %s" % _exc(e)
+            answer = {"id": job.get("id") if isinstance(job, dict) else None, "infra": what}
+            reply.write(json.dumps(answer) + "\n")
+            os._exit(3)
         reply.write(json.dumps(answer) + "\n")
-        _reap_all()
+        _reap_everything(wait=False)
 
 
 if __name__ == "__main__":
     if ROLE == "zygote":
-        zygote_main(int(sys.argv[2]))
+        zygote_main(socket.socket(fileno=int(sys.argv[2])), False, "")
     else:
         judge_main()
