@@ -51,7 +51,7 @@ pub fn check(json_out: bool, stdout: &mut dyn Write) -> Result<(), Failure> {
     let inside = report
         .first()
         .and_then(|r| r.results.first())
-        .and_then(|t| t.output.as_ref()?.as_str().map(String::from))
+        .and_then(|t| t.output.as_ref()?.as_text())
         .and_then(|text| serde_json::from_str::<Value>(&text).ok())
         .unwrap_or(Value::Null);
     if json_out {

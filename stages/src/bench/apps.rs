@@ -107,7 +107,7 @@ fn test(input: &serde_json::Value, output: &serde_json::Value, call: bool) -> Te
     };
     TestCase {
         stdin: Some(lines(input)),
-        expected: Some(serde_json::Value::String(lines(output))),
+        expected: Some(serde_json::Value::String(lines(output)).into()),
         ..TestCase::default()
     }
 }

@@ -18,7 +18,9 @@ use super::problem::{Problem, atol_field, list_field};
 use crate::api::StageError;
 use crate::api::rows::{Row, cell_text};
 use crate::python::pyvalue;
-use crate::python::sandbox::{Comparator, Job, JobReport, Mode, Sandbox, TestCase, Verdict};
+use crate::python::sandbox::{
+    Comparator, Job, JobReport, Mode, Sandbox, Tagged, TestCase, Verdict,
+};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -147,19 +149,19 @@ fn reference_job(problem: &Problem, inputs: &[Value], settings: &ScoreSettings) 
 /// shared by every sample's job.
 fn suite_tests(
     inputs: &[Value],
-    reference: &JobReport,
+    reference: JobReport,
     settings: &ScoreSettings,
 ) -> (Vec<TestCase>, bool) {
     let min = settings.timeout_or(TIMEOUT);
     let mut all_passed = true;
     let tests = inputs
         .iter()
-        .zip(&reference.results)
+        .zip(reference.results)
         .map(|(args, r)| {
             all_passed &= r.verdict == Verdict::Pass;
             TestCase {
                 args_json: Some(args.clone()),
-                expected: Some(r.output.clone().unwrap_or(Value::Null)),
+                expected: Some(r.output.unwrap_or_else(|| Tagged::new(&Value::Null))),
                 timeout: Some(min.max(settings.gt_time_factor * r.duration.unwrap_or(0.0))),
                 ..TestCase::default()
             }
@@ -224,7 +226,7 @@ fn grade(
         } else {
             &p.plus_input
         };
-        let (tests, passed) = suite_tests(inputs, &report, settings);
+        let (tests, passed) = suite_tests(inputs, report, settings);
         failed[i / 2] |= !passed;
         suites[i / 2][i % 2] = Some(Arc::new(tests));
     })?;

@@ -204,7 +204,7 @@ fn test(test: &serde_json::Value, functional: bool) -> Result<TestCase, String> 
     } else {
         Ok(TestCase {
             stdin: Some(input.to_string()),
-            expected: Some(serde_json::Value::String(output.to_string())),
+            expected: Some(serde_json::Value::String(output.to_string()).into()),
             ..TestCase::default()
         })
     }

@@ -222,6 +222,7 @@ pub fn ready(case: TestCase, public: bool, suite: &'static str) -> Spec {
     };
     let expected = case
         .expected
+        .map(|e| e.value())
         .or_else(|| case.expected_json.map(|e| pyvalue::tagged_from_json(&e)));
     Spec::Ready {
         input,

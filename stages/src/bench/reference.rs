@@ -6,7 +6,7 @@
 
 use super::problem::{Loaded, Spec};
 use crate::api::{Progress, StageError};
-use crate::python::sandbox::{Comparator, Job, Limits, Mode, Sandbox, TestCase, Verdict};
+use crate::python::sandbox::{Comparator, Job, Limits, Mode, Sandbox, Tagged, TestCase, Verdict};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -91,7 +91,7 @@ pub fn split_calls(
         let result = report.results.first();
         let parsed = result
             .filter(|r| r.verdict == Verdict::Pass)
-            .and_then(|r| r.output.as_ref().and_then(Value::as_str))
+            .and_then(|r| r.output.as_ref().and_then(Tagged::as_text))
             .and_then(|text| serde_json::from_str::<Value>(text.trim()).ok());
         let Some(parsed) = parsed else {
             let why = result
@@ -217,19 +217,21 @@ pub fn run_reference(
         let outcomes = report
             .results
             .iter()
-            .map(|r| match (&r.verdict, &r.output) {
-                (Verdict::Pass, Some(Value::Array(pair))) if pair.len() == 2 => {
-                    Ok((pair[0].clone(), pair[1].clone()))
-                }
-                (verdict, _) => Err(format!(
-                    "the reference gave {}{}",
-                    verdict.as_str(),
-                    r.exc_message
-                        .as_ref()
-                        .map(|m| format!(" ({}: {m})", r.exc_type.clone().unwrap_or_default()))
-                        .unwrap_or_default()
-                )),
-            })
+            .map(
+                |r| match (&r.verdict, r.output.as_ref().map(Tagged::value)) {
+                    (Verdict::Pass, Some(Value::Array(pair))) if pair.len() == 2 => {
+                        Ok((pair[0].clone(), pair[1].clone()))
+                    }
+                    (verdict, _) => Err(format!(
+                        "the reference gave {}{}",
+                        verdict.as_str(),
+                        r.exc_message
+                            .as_ref()
+                            .map(|m| format!(" ({}: {m})", r.exc_type.clone().unwrap_or_default()))
+                            .unwrap_or_default()
+                    )),
+                },
+            )
             .collect();
         results.insert(owner, outcomes);
     }

@@ -256,7 +256,7 @@ pub fn set_expected(
     if matches!(mode, ProgramMode::Stdio) {
         return match cell {
             Value::String(s) => {
-                case.expected = Some(Value::String(s));
+                case.expected = Some(Value::String(s).into());
                 Ok(())
             }
             other => Err(at.error(
@@ -279,7 +279,7 @@ pub fn set_expected(
         // A missing cell is no expectation; Python's `None` is the text `null`.
         CellFormat::Tagged => match cell {
             Value::Null => {}
-            cell => case.expected = Some(json_cell(cell, column, at)?),
+            cell => case.expected = Some(json_cell(cell, column, at)?.into()),
         },
     }
     Ok(())

@@ -9,7 +9,7 @@ use crate::api::rows;
 use crate::api::rows::{At, Row};
 use crate::python::programs::{self, CellFormat, ProgramMode};
 use crate::python::sandbox;
-use crate::python::sandbox::{Comparator, Job, JobReport, TraceSettings};
+use crate::python::sandbox::{Comparator, Job, JobReport, Tagged, TraceSettings};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -182,10 +182,7 @@ pub fn report_rows(
     );
     let output = match p.mode {
         ProgramMode::Function => test.output_repr.clone(),
-        ProgramMode::Stdio => test
-            .output
-            .as_ref()
-            .and_then(|o| o.as_str().map(String::from)),
+        ProgramMode::Stdio => test.output.as_ref().and_then(Tagged::as_text),
     };
     run.insert("output".into(), output.map_or(Value::Null, Value::String));
     run.insert("exc_type".into(), opt_text(&test.exc_type));
@@ -200,14 +197,14 @@ pub fn report_rows(
         ProgramMode::Function => (
             test.input.clone(),
             test.input_after.clone(),
-            test.output.clone(),
+            test.output.as_ref().map(Tagged::value),
             test.expected.clone(),
         ),
         ProgramMode::Stdio => (
             job.tests[0].stdin.clone().map(Value::String),
             None,
-            test.output.clone(),
-            job.tests[0].expected.clone(),
+            test.output.as_ref().map(Tagged::value),
+            job.tests[0].expected.as_ref().map(|e| e.value()),
         ),
     };
     run.insert("input".into(), json_text(input));

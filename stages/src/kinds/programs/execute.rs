@@ -64,7 +64,7 @@ use crate::api::rows::{At, Row};
 use crate::api::{EnvFact, InputSlot, Problem, RunCtx, Stage, StageError};
 use crate::python::programs::{self, CellFormat, ProgramMode};
 use crate::python::sandbox;
-use crate::python::sandbox::{Comparator, Job, TestCase, Verdict};
+use crate::python::sandbox::{Comparator, Job, Tagged, TestCase, Verdict};
 use crate::python::trace_jobs::{
     default_entry_point, default_id, default_input, default_memory_mb, default_program,
 };
@@ -257,9 +257,7 @@ impl Stage for Execute {
                 *verdict_counts.entry(r.verdict.as_str()).or_default() += 1;
                 let output = match p.mode {
                     ProgramMode::Function => r.output_repr.clone(),
-                    ProgramMode::Stdio => {
-                        r.output.as_ref().and_then(|o| o.as_str().map(String::from))
-                    }
+                    ProgramMode::Stdio => r.output.as_ref().and_then(Tagged::as_text),
                 };
                 let mut row = Map::new();
                 row.insert("candidate".into(), Value::String(candidate.clone()));

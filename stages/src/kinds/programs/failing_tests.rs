@@ -46,7 +46,7 @@ use crate::api::rows;
 use crate::api::rows::At;
 use crate::api::{EnvFact, InputSlot, Problem, RunCtx, Stage, StageError};
 use crate::python::programs::{self, CellFormat, ProgramMode};
-use crate::python::sandbox::{Comparator, Job, TestCase, TestReport, Verdict};
+use crate::python::sandbox::{Comparator, Job, Tagged, TestCase, TestReport, Verdict};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -267,7 +267,7 @@ fn output(report: &TestReport, mode: &ProgramMode) -> Value {
             .output_repr
             .clone()
             .map_or(Value::Null, Value::String),
-        ProgramMode::Stdio => report.output.clone().unwrap_or(Value::Null),
+        ProgramMode::Stdio => report.output.as_ref().map_or(Value::Null, Tagged::value),
     }
 }
 

@@ -5,7 +5,7 @@
 use crate::api::{RunCtx, StageError};
 use crate::python::programs::{self, ProgramMode};
 use crate::python::sandbox::{
-    Comparator, Job, JobReport, Sandbox, SandboxError, TestCase, TraceSettings, Verdict,
+    Comparator, Job, JobReport, Sandbox, SandboxError, Tagged, TestCase, TraceSettings, Verdict,
 };
 use crate::text::trace_render::{RenderOptions, RenderRequest, TraceRenderer};
 use crate::text::tracemodel::RunRecord;
@@ -191,7 +191,7 @@ impl Runner {
             passed: Some(report.verdict == Verdict::Pass),
             input: report.input.clone(),
             input_after: report.input_after.clone(),
-            result: report.output.clone(),
+            result: report.output.as_ref().map(Tagged::value),
             expected: report.expected.clone(),
             exc_type: report.exc_type.clone(),
             exc_message: report.exc_message.clone(),
@@ -231,7 +231,7 @@ fn raw_output_text(task: &Task, t: &sandbox::TestReport) -> String {
             ProgramMode::Stdio => t
                 .output
                 .as_ref()
-                .and_then(|o| o.as_str().map(String::from))
+                .and_then(Tagged::as_text)
                 .unwrap_or_default(),
         },
         other => format!(
@@ -260,7 +260,8 @@ pub fn input_text(task: &Task, case: &TestCase) -> String {
 }
 
 fn expected_text(task: &Task, case: &TestCase) -> String {
-    match (&task.mode, &case.expected, &case.expected_json) {
+    let expected = case.expected.as_ref().map(|e| e.value());
+    match (&task.mode, &expected, &case.expected_json) {
         (ProgramMode::Stdio, Some(Value::String(s)), _) => s.clone(),
         (_, Some(v), _) => pyvalue::repr(v),
         (_, None, Some(v)) => pyvalue::repr(&pyvalue::tagged_from_json(v)),

@@ -28,6 +28,49 @@ pub enum Comparator {
     AppsCall,
 }
 
+/// A Python value crossing the sandbox boundary (an expected output on its
+/// way to the judge, a returned value on its way back), kept as its
+/// tagged-JSON text: `tw` mostly carries these, and text is several times
+/// smaller than a parsed tree (a list of floats costs a few bytes per item,
+/// not a `Value` and a digit string each; HumanEval+'s canonical outputs are
+/// 290 MB as text). `value()` parses one for the readers that look inside.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Tagged(Box<serde_json::value::RawValue>);
+
+impl Tagged {
+    pub fn new(value: &serde_json::Value) -> Tagged {
+        Tagged(serde_json::value::to_raw_value(value).expect("a JSON value serializes"))
+    }
+
+    pub fn value(&self) -> serde_json::Value {
+        serde_json::from_str(self.0.get()).expect("kept as valid JSON")
+    }
+
+    /// The string, when the value is one (stdio output, a JSON reply).
+    pub fn as_text(&self) -> Option<String> {
+        serde_json::from_str(self.0.get()).ok()
+    }
+}
+
+impl From<serde_json::Value> for Tagged {
+    fn from(value: serde_json::Value) -> Tagged {
+        Tagged::new(&value)
+    }
+}
+
+impl From<&Tagged> for serde_json::Value {
+    fn from(tagged: &Tagged) -> serde_json::Value {
+        tagged.value()
+    }
+}
+
+impl PartialEq for Tagged {
+    fn eq(&self, other: &Tagged) -> bool {
+        self.0.get() == other.0.get()
+    }
+}
+
 /// One test of a job. Values are tagged JSON (see `worker.py`: tuples, sets,
 /// dicts with non-string keys, NaN and bytes survive exactly).
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
@@ -46,7 +89,7 @@ pub struct TestCase {
     pub stdin: Option<String>,
     /// Expected output; without it a test passes when it runs to completion.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub expected: Option<serde_json::Value>,
+    pub expected: Option<Tagged>,
     /// Expected output as plain JSON (a JSON object is a dict), used as is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expected_json: Option<serde_json::Value>,
@@ -145,11 +188,13 @@ impl Job {
         }
     }
 
-    /// The job as the worker reads it; `with_tests: false` when the worker
-    /// already holds this suite (`suite` names it either way).
-    pub(super) fn wire(&self, id: u64, suite: u64, with_tests: bool) -> serde_json::Value {
+    /// The job as the worker reads it, one line without its newline;
+    /// `with_tests: false` when the worker already holds this suite (`suite`
+    /// names it either way). Written as text, not built as a `Value`, so a
+    /// large suite is never copied into a tree.
+    pub(super) fn wire(&self, id: u64, suite: u64, with_tests: bool) -> String {
         let l = &self.limits;
-        let mut wire = serde_json::json!({
+        let wire = serde_json::json!({
             "id": id,
             "mode": self.mode,
             "program": self.program,
@@ -172,10 +217,14 @@ impl Job {
             "trace": self.trace,
             "check": self.check,
         });
+        let mut line = wire.to_string();
         if with_tests {
-            wire["tests"] = serde_json::to_value(&*self.tests).unwrap_or_default();
+            line.pop(); // the object's closing brace
+            line.push_str(",\"tests\":");
+            line.push_str(&serde_json::to_string(&*self.tests).expect("tests serialize"));
+            line.push('}');
         }
-        wire
+        line
     }
 
     /// Seconds after which `tw` gives up on the worker itself: the job's

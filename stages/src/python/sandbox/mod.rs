@@ -62,7 +62,7 @@ pub use error::{INSTALL_HINT, SandboxError};
 pub use isolation::{
     Engine, Isolation, Policy, TMPFS_BYTES, UNPRIVILEGED_UID, find_python, policy, set_policy,
 };
-pub use job::{Comparator, Job, Limits, Mode, TestCase};
+pub use job::{Comparator, Job, Limits, Mode, Tagged, TestCase};
 pub use pool::{RunSummary, Sandbox, isolation};
 pub use report::{JobReport, TestReport, Verdict};
 pub use trace::{Trace, TraceEvent, TraceEventKind, TraceSettings};

@@ -154,7 +154,7 @@ impl Worker {
     fn run(&mut self, job: &Job, id: u64) -> Result<JobReport, Failure> {
         let known = self.suites.iter().any(|s| Arc::ptr_eq(s, &job.tests));
         let suite = Arc::as_ptr(&job.tests) as usize as u64;
-        let mut line = job.wire(id, suite, !known).to_string();
+        let mut line = job.wire(id, suite, !known);
         line.push('\n');
         if !known {
             self.suites.push_back(Arc::clone(&job.tests));
@@ -175,20 +175,30 @@ impl Worker {
             }
             Err(RecvTimeoutError::Disconnected) => return Err(self.broken("it exited")),
         };
-        let value: serde_json::Value = serde_json::from_str(&reply)
-            .map_err(|e| self.broken(&format!("it answered garbage ({e})")))?;
-        if value.get("id").and_then(serde_json::Value::as_u64) != Some(id) {
+        // The id and any infra failure first (the rest is skipped unparsed),
+        // then straight into the report's types: outputs stay text
+        // (`Tagged`), never a tree, however large.
+        #[derive(serde::Deserialize)]
+        struct Reply {
+            id: Option<serde_json::Value>,
+            infra: Option<serde_json::Value>,
+        }
+        let head: Reply = match serde_json::from_str(&reply) {
+            Ok(head) => head,
+            Err(e) => return Err(self.broken(&format!("it answered garbage ({e})"))),
+        };
+        if head.id.as_ref().and_then(serde_json::Value::as_u64) != Some(id) {
             return Err(self.broken(&format!(
                 "it answered job {} instead of {id}",
-                value.get("id").unwrap_or(&serde_json::Value::Null)
+                head.id.unwrap_or(serde_json::Value::Null)
             )));
         }
-        if let Some(why) = value.get("infra").and_then(|e| e.as_str()) {
+        if let Some(why) = head.infra.as_ref().and_then(|e| e.as_str()) {
             // The judge's suites may have diverged from ours: start afresh.
             self.suites.clear();
             return Err(Failure::Reported(why.to_string()));
         }
-        let report: JobReport = serde_json::from_value(value)
+        let report: JobReport = serde_json::from_str(&reply)
             .map_err(|e| self.broken(&format!("its report is malformed ({e})")))?;
         if report.results.len() != job.tests.len() {
             return Err(self.broken(&format!(

@@ -1,5 +1,6 @@
 //! What a worker reports: a verdict and its details per test.
 
+use super::job::Tagged;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,8 +46,8 @@ pub struct TestReport {
     #[serde(default)]
     pub exc_message: Option<String>,
     /// Function mode: the returned value, tagged JSON. Stdio mode: printed text.
-    #[serde(default, deserialize_with = "null_is_a_value")]
-    pub output: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "null_is_a_tagged_value")]
+    pub output: Option<Tagged>,
     /// Traced function runs: the arguments as passed (tagged JSON list).
     #[serde(default, deserialize_with = "null_is_a_value")]
     pub input: Option<serde_json::Value>,
@@ -74,6 +75,12 @@ pub struct TestReport {
 }
 
 /// `None` only when the field is absent: a JSON `null` is Python's `None`.
+fn null_is_a_tagged_value<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Tagged>, D::Error> {
+    Tagged::deserialize(d).map(Some)
+}
+
 fn null_is_a_value<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<Option<serde_json::Value>, D::Error> {

@@ -19,7 +19,7 @@ fn function_job(
         .into_iter()
         .map(|(args, expected)| TestCase {
             args: Some(args),
-            expected: Some(expected),
+            expected: Some(expected.into()),
             ..TestCase::default()
         })
         .collect::<Vec<_>>()
@@ -79,7 +79,7 @@ fn class_methods_and_tagged_values() {
     assert_eq!(r.results[0].output_repr.as_deref(), Some("(2, {2})"));
     // LiveCodeBench compares tuples as lists
     job.comparator = Comparator::LcbCall;
-    std::sync::Arc::make_mut(&mut job.tests)[0].expected = Some(json!([2, {"set": [2]}]));
+    std::sync::Arc::make_mut(&mut job.tests)[0].expected = Some(json!([2, {"set": [2]}]).into());
     assert_eq!(verdicts(&run(job)), [Verdict::Pass]);
 }
 
@@ -93,17 +93,17 @@ fn stdin_programs_and_the_lcb_comparator() {
     job.tests = vec![
         TestCase {
             stdin: Some("3\n".into()),
-            expected: Some(json!("6\n")),
+            expected: Some(json!("6\n").into()),
             ..TestCase::default()
         },
         TestCase {
             stdin: Some("3\n".into()),
-            expected: Some(json!("7")),
+            expected: Some(json!("7").into()),
             ..TestCase::default()
         },
         TestCase {
             stdin: Some("x\n".into()),
-            expected: Some(json!("")),
+            expected: Some(json!("").into()),
             ..TestCase::default()
         },
     ]
@@ -113,7 +113,7 @@ fn stdin_programs_and_the_lcb_comparator() {
         verdicts(&r),
         [Verdict::Pass, Verdict::WrongAnswer, Verdict::RuntimeError]
     );
-    assert_eq!(r.results[0].output, Some(json!("6\n\n")));
+    assert_eq!(r.results[0].output, Some(json!("6\n\n").into()));
 }
 
 #[test]
@@ -227,7 +227,7 @@ fn sys_exit_fails_a_test_but_a_clean_exit_ends_a_stdin_program() {
     let mut job = Job::new(Mode::Stdio, "print(1)\nexit()\nprint(2)\n");
     job.tests = vec![TestCase {
         stdin: Some(String::new()),
-        expected: Some(json!("1")),
+        expected: Some(json!("1").into()),
         ..TestCase::default()
     }]
     .into();
@@ -632,7 +632,7 @@ fn stdin_programs_trace_the_module_and_the_functions_it_calls() {
     let mut job = Job::new(Mode::Stdio, program);
     job.tests = vec![TestCase {
         stdin: Some("21\n".into()),
-        expected: Some(json!("42\n")),
+        expected: Some(json!("42\n").into()),
         ..TestCase::default()
     }]
     .into();
@@ -717,7 +717,7 @@ fn apps_stdio_comparator_accepts_its_lenient_forms() {
         job.comparator = Comparator::AppsStdio;
         job.tests = vec![TestCase {
             stdin: Some(String::new()),
-            expected: Some(json!(expected)),
+            expected: Some(json!(expected).into()),
             ..TestCase::default()
         }]
         .into();
