@@ -1,6 +1,7 @@
 //! A job: a program, its tests and its limits, and how it goes to a worker.
 
 use super::trace::TraceSettings;
+use super::value::{Tagged, tagged_as_text};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -28,49 +29,6 @@ pub enum Comparator {
     AppsCall,
 }
 
-/// A Python value crossing the sandbox boundary (an expected output on its
-/// way to the judge, a returned value on its way back), kept as its
-/// tagged-JSON text: `tw` mostly carries these, and text is several times
-/// smaller than a parsed tree (a list of floats costs a few bytes per item,
-/// not a `Value` and a digit string each; HumanEval+'s canonical outputs are
-/// 290 MB as text). `value()` parses one for the readers that look inside.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Tagged(Box<serde_json::value::RawValue>);
-
-impl Tagged {
-    pub fn new(value: &serde_json::Value) -> Tagged {
-        Tagged(serde_json::value::to_raw_value(value).expect("a JSON value serializes"))
-    }
-
-    pub fn value(&self) -> serde_json::Value {
-        serde_json::from_str(self.0.get()).expect("kept as valid JSON")
-    }
-
-    /// The string, when the value is one (stdio output, a JSON reply).
-    pub fn as_text(&self) -> Option<String> {
-        serde_json::from_str(self.0.get()).ok()
-    }
-}
-
-impl From<serde_json::Value> for Tagged {
-    fn from(value: serde_json::Value) -> Tagged {
-        Tagged::new(&value)
-    }
-}
-
-impl From<&Tagged> for serde_json::Value {
-    fn from(tagged: &Tagged) -> serde_json::Value {
-        tagged.value()
-    }
-}
-
-impl PartialEq for Tagged {
-    fn eq(&self, other: &Tagged) -> bool {
-        self.0.get() == other.0.get()
-    }
-}
-
 /// One test of a job. Values are tagged JSON (see `worker.py`: tuples, sets,
 /// dicts with non-string keys, NaN and bytes survive exactly).
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
@@ -88,7 +46,15 @@ pub struct TestCase {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stdin: Option<String>,
     /// Expected output; without it a test passes when it runs to completion.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// On the wire it is a string holding the JSON text: the judge keeps
+    /// suites that way and parses one test's value when it compares, so a
+    /// large suite costs its text, not a Python object per item.
+    #[serde(
+        rename = "expected_text",
+        skip_serializing_if = "Option::is_none",
+        default,
+        with = "tagged_as_text"
+    )]
     pub expected: Option<Tagged>,
     /// Expected output as plain JSON (a JSON object is a dict), used as is.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -57,15 +57,17 @@ mod job;
 mod pool;
 mod report;
 mod trace;
+mod value;
 
 pub use error::{INSTALL_HINT, SandboxError};
 pub use isolation::{
     Engine, Isolation, Policy, TMPFS_BYTES, UNPRIVILEGED_UID, find_python, policy, set_policy,
 };
-pub use job::{Comparator, Job, Limits, Mode, Tagged, TestCase};
+pub use job::{Comparator, Job, Limits, Mode, TestCase};
 pub use pool::{RunSummary, Sandbox, isolation};
 pub use report::{JobReport, TestReport, Verdict};
 pub use trace::{Trace, TraceEvent, TraceEventKind, TraceSettings};
+pub use value::Tagged;
 
 /// The tracer (`tracer.py`), also usable on its own: `python3 tracer.py --help`.
 pub const TRACER: &str = include_str!("tracer.py");

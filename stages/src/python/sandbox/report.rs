@@ -1,6 +1,6 @@
 //! What a worker reports: a verdict and its details per test.
 
-use super::job::Tagged;
+use super::value::Tagged;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -1206,9 +1206,10 @@ _NO_EXPECTATION = object()
 
 
 def _expected(test):
-    """A test's expected output (tagged JSON, plain JSON or a Python literal)."""
-    if "expected" in test:
-        return decode(test["expected"])
+    """A test's expected output: tagged-JSON text (parsed here, per test, so a
+    kept suite costs its text), plain JSON or a Python literal."""
+    if "expected_text" in test:
+        return decode(json.loads(test["expected_text"]))
     if "expected_json" in test:
         return test["expected_json"]
     if "expected_literal" in test:
