@@ -500,39 +500,41 @@ fn assert_all_attacks_fail(passed: &BTreeMap<String, bool>, residual: &[&str], w
     }
 }
 
+/// Every attack and canary graded on `benchmark` with `grading`, in a fresh
+/// project; `None` (after saying so) where the full sandbox does not run.
+fn battery(benchmark: &str, grading: &str) -> Option<BTreeMap<String, bool>> {
+    let p = Project::new();
+    if !sandboxed(&p) {
+        return None;
+    }
+    let t = Targets::new(&p);
+    Some(grade(&p, &t, benchmark, grading))
+}
+
 #[test]
 #[ignore = "needs the bubblewrap sandbox (TW_REQUIRE_ISOLATION)"]
 fn every_attack_fails_when_the_worker_compares_outputs() {
-    let p = Project::new();
-    if !sandboxed(&p) {
+    let Some(passed) = battery("humaneval-plus", "check") else {
         return;
-    }
-    let t = Targets::new(&p);
-    let passed = grade(&p, &t, "humaneval-plus", "check");
+    };
     assert_all_attacks_fail(&passed, &[], "function mode");
 }
 
 #[test]
 #[ignore = "needs the bubblewrap sandbox (TW_REQUIRE_ISOLATION)"]
 fn every_attack_fails_when_the_check_runs_in_the_worker() {
-    let p = Project::new();
-    if !sandboxed(&p) {
+    let Some(passed) = battery("humaneval", "output") else {
         return;
-    }
-    let t = Targets::new(&p);
-    let passed = grade(&p, &t, "humaneval", "output");
+    };
     assert_all_attacks_fail(&passed, &[], "output mode");
 }
 
 #[test]
 #[ignore = "needs the bubblewrap sandbox (TW_REQUIRE_ISOLATION)"]
 fn check_mode_residual_is_what_the_readme_says() {
-    let p = Project::new();
-    if !sandboxed(&p) {
+    let Some(passed) = battery("humaneval", "check") else {
         return;
-    }
-    let t = Targets::new(&p);
-    let passed = grade(&p, &t, "humaneval", "check");
+    };
     // Forged reports, early exits and everything outside the sandbox fail...
     assert_all_attacks_fail(&passed, &CHECK_MODE_RESIDUAL, "check mode");
     // ...but the check's own values live in the program's interpreter.

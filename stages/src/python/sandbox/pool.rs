@@ -4,7 +4,7 @@
 use super::error::SandboxError;
 use super::isolation::{self, Isolation};
 use super::job::{Job, TestCase};
-use super::report::JobReport;
+use super::report::{JobReport, TestReport};
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
@@ -175,31 +175,34 @@ impl Worker {
             }
             Err(RecvTimeoutError::Disconnected) => return Err(self.broken("it exited")),
         };
-        // The id and any infra failure first (the rest is skipped unparsed),
-        // then straight into the report's types: outputs stay text
+        // Read once, straight into the report's types: outputs stay text
         // (`Tagged`), never a tree, however large.
         #[derive(serde::Deserialize)]
         struct Reply {
             id: Option<serde_json::Value>,
             infra: Option<serde_json::Value>,
+            results: Option<Vec<TestReport>>,
+            wall: Option<f64>,
         }
-        let head: Reply = match serde_json::from_str(&reply) {
-            Ok(head) => head,
+        let reply: Reply = match serde_json::from_str(&reply) {
+            Ok(reply) => reply,
             Err(e) => return Err(self.broken(&format!("it answered garbage ({e})"))),
         };
-        if head.id.as_ref().and_then(serde_json::Value::as_u64) != Some(id) {
+        if reply.id.as_ref().and_then(serde_json::Value::as_u64) != Some(id) {
             return Err(self.broken(&format!(
                 "it answered job {} instead of {id}",
-                head.id.unwrap_or(serde_json::Value::Null)
+                reply.id.unwrap_or(serde_json::Value::Null)
             )));
         }
-        if let Some(why) = head.infra.as_ref().and_then(|e| e.as_str()) {
+        if let Some(why) = reply.infra.as_ref().and_then(|e| e.as_str()) {
             // The judge's suites may have diverged from ours: start afresh.
             self.suites.clear();
             return Err(Failure::Reported(why.to_string()));
         }
-        let report: JobReport = serde_json::from_str(&reply)
-            .map_err(|e| self.broken(&format!("its report is malformed ({e})")))?;
+        let (Some(results), Some(wall)) = (reply.results, reply.wall) else {
+            return Err(self.broken("its report is malformed (no results or wall time)"));
+        };
+        let report = JobReport { results, wall };
         if report.results.len() != job.tests.len() {
             return Err(self.broken(&format!(
                 "it reported {} tests of {}",
