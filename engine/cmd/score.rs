@@ -73,6 +73,8 @@ pub fn run(args: ScoreArgs, stdout: &mut dyn Write) -> Result<(), Failure> {
             GradingArg::Output => GradingMode::Output,
         },
         memory_mb: args.memory_mb.unwrap_or(ScoreSettings::default().memory_mb),
+        // The reference answers cover what the benchmark ships answers for.
+        allow_partial: args.allow_partial || args.reference,
         ..ScoreSettings::default()
     };
     let sandbox = Sandbox::new(args.jobs).map_err(|e| runtime(format!("error: {e}")))?;
@@ -96,6 +98,7 @@ pub fn run(args: ScoreArgs, stdout: &mut dyn Write) -> Result<(), Failure> {
         let value = serde_json::json!({
             "benchmark": report.benchmark,
             "problems": report.problems,
+            "problems_scored": report.problems_scored,
             "samples": report.samples.len(),
             "passed": report.samples.iter().filter(|s| s.base_pass).count(),
             "passed_plus": report.samples.iter().filter(|s| s.plus_pass == Some(true)).count(),
@@ -118,7 +121,14 @@ pub fn run(args: ScoreArgs, stdout: &mut dyn Write) -> Result<(), Failure> {
             stdout,
             "{}: {} problems, {} samples, {} pass{}",
             report.benchmark,
-            report.problems,
+            if report.problems_scored < report.problems {
+                format!(
+                    "{} of {} (--allow-partial: pass@k over these only)",
+                    report.problems_scored, report.problems
+                )
+            } else {
+                report.problems.to_string()
+            },
             report.samples.len(),
             report.samples.iter().filter(|s| s.base_pass).count(),
             if bench.has_plus() {

@@ -126,6 +126,14 @@ impl Project {
             .collect()
     }
 
+    /// Every committed artifact's manifest, as one text (to look for notes).
+    pub fn manifests_text(&self) -> String {
+        self.objects()
+            .iter()
+            .filter_map(|o| fs_err::read_to_string(o.join("manifest.json")).ok())
+            .collect()
+    }
+
     /// Committed artifacts in the cache.
     pub fn objects(&self) -> Vec<PathBuf> {
         let obj = self.path("cache/v1/obj");

@@ -13,6 +13,7 @@ mod keys;
 mod llm;
 mod matrix;
 mod models;
+mod paper;
 mod plans;
 mod programs;
 mod prompts;

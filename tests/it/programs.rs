@@ -55,7 +55,7 @@ stages:
   verify:
     kind: execute
     inputs: { candidates: candidates.rows, tests: tests.rows }
-    params: { candidate_id: sample, timeout: 1 }
+    params: { candidate_id: sample, timeout: 1, on_ungradable: skip }
 "#;
 
 const CANDIDATES: &str = r#"{"sample": "add-ok", "task_id": "add", "entry_point": "add", "program": "def add(a, b):\n    return a + b\n"}
@@ -79,7 +79,14 @@ fn execute_runs_every_candidate_on_its_problems_tests() {
         .write("candidates.jsonl", CANDIDATES)
         .write("tests.jsonl", TESTS);
     p.run_ok("spec.yaml");
+    // The candidate whose problem has no tests is left out, and counted.
     insta::assert_snapshot!("execute_summary", export(&p, "spec.yaml", "verify.summary"));
+    let manifests = p.manifests_text();
+    assert!(
+        manifests.contains("\"skipped_candidates\": 1"),
+        "{manifests}"
+    );
+    assert!(manifests.contains("orphan: no tests"), "{manifests}");
     // `exact` is Python `==`: tuples are not the JSON lists (use `lcb_call` to equate them).
     insta::assert_snapshot!("execute_results", export(&p, "spec.yaml", "verify.results"));
     // A rerun executes nothing.

@@ -13,13 +13,14 @@ fn score_json(p: &Project, benchmark: &str, problems: &str, rest: &[&str]) -> se
     let mut all = vec![
         "score",
         "--json",
-        "--k",
-        "1",
         "--benchmark",
         benchmark,
         "--problems",
         problems,
     ];
+    if !rest.contains(&"--k") {
+        all.extend(["--k", "1"]);
+    }
     all.extend_from_slice(rest);
     let ran = p.tw(&all);
     assert_eq!(ran.code, 0, "{}", ran.stderr);
@@ -127,6 +128,7 @@ fn cruxeval_ground_truth_passes_in_both_modes() {
         "1",
         "--details",
         "d.jsonl",
+        "--allow-partial",
     ]);
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     let details: Vec<serde_json::Value> = p
@@ -139,6 +141,205 @@ fn cruxeval_ground_truth_passes_in_both_modes() {
         .map(|d| d["base_pass"].as_bool().unwrap())
         .collect();
     assert_eq!(passes, [true, false, false]);
+}
+
+/// A published generations file of CRUXEval's own repository (MIT), gzipped
+/// under `fixtures/cruxeval/`, written back out under its published name.
+fn published_generations(p: &Project, mode: &str) -> String {
+    use std::io::Read;
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!(
+        "tests/it/fixtures/cruxeval/codellama-7b_temp0.2_{mode}.generations.json.gz"
+    ));
+    let mut text = String::new();
+    tw_stages::api::rows::open(&path)
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    let name = format!("sample_codellama-7b_temp0.2_{mode}/generations.json");
+    p.write(&name, &text);
+    name
+}
+
+/// What CRUXEval's harness published for those files: its pass@1 and pass@5
+/// (percent) and every generation's verdict.
+fn published_scores() -> serde_json::Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/it/fixtures/cruxeval/codellama-7b_temp0.2.scored.json.gz");
+    serde_json::from_reader(tw_stages::api::rows::open(&path).unwrap()).unwrap()
+}
+
+#[test]
+#[ignore = "needs the benchmark data: ../shared/data or TW_BENCHMARKS (TW_REQUIRE_DATA)"]
+fn cruxeval_published_samples_score_as_its_harness_scored_them() {
+    let Some(dir) = benchmarks() else { return };
+    let p = Project::new();
+    let problems = dir.join("cruxeval.jsonl");
+    let published = published_scores();
+    for (mode, bench) in [("input", "cruxeval-i"), ("output", "cruxeval-o")] {
+        let samples = published_generations(&p, mode);
+        let details = format!("{mode}.details.jsonl");
+        let v = score_json(
+            &p,
+            bench,
+            problems.to_str().unwrap(),
+            &["--samples", &samples, "--k", "1,5", "--details", &details],
+        );
+        let reference = &published[mode];
+        let ours = |k: u64| {
+            v["pass_at_k"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["suite"] == "base" && r["k"].as_u64() == Some(k))
+                .map(|r| 100.0 * r["score"].as_f64().unwrap())
+                .unwrap()
+        };
+        for k in [1u64, 5] {
+            let theirs = reference[format!("pass_at_{k}")].as_f64().unwrap();
+            assert!(
+                (ours(k) - theirs).abs() < 1e-9,
+                "{bench} pass@{k}: tw {} vs CRUXEval {theirs}",
+                ours(k)
+            );
+        }
+        // Every one of the 8,000 generations gets the harness's verdict.
+        let mut compared = 0;
+        for line in p.read(&details).lines() {
+            let d: serde_json::Value = serde_json::from_str(line).unwrap();
+            let task = d["task_id"].as_str().unwrap();
+            let index = d["index"].as_u64().unwrap() as usize;
+            let expected = reference["raw_scored_generations"][task][index]
+                .as_bool()
+                .unwrap();
+            assert_eq!(
+                d["base_pass"].as_bool(),
+                Some(expected),
+                "{bench} {task} #{index}: {d}"
+            );
+            compared += 1;
+        }
+        assert_eq!(compared, 8000, "{bench}");
+    }
+}
+
+/// The verdict of each sample in a `--details` file, in order.
+fn detail_verdicts(p: &Project, file: &str) -> Vec<String> {
+    p.read(file)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["verdict"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "needs the benchmark data: ../shared/data or TW_BENCHMARKS (TW_REQUIRE_DATA)"]
+fn cruxeval_skips_and_all_false_follow_its_harness() {
+    let Some(dir) = benchmarks() else { return };
+    let p = Project::new();
+    let problems = dir.join("cruxeval.jsonl");
+    let problems = problems.to_str().unwrap();
+    // Input prediction: generations are whole calls, graded as
+    // `assert <output> == <generation>`. A generation without `f(` is
+    // skipped: sample_0 has one pass in two counted (pass@1 0.5); sample_1
+    // passes nothing, so its skipped one counts as a failure too (0 of 2).
+    p.write(
+        "input/generations.json",
+        r#"{"sample_0": ["f([1, 1, 3, 1, 3, 1])", "[1, 1, 3, 1, 3, 1]", "f([3, 3])"],
+            "sample_1": ["(1, ), (1, ), (1, 2)", "f((1,), (3,), (4,))"]}"#,
+    );
+    // Without --allow-partial two of 800 problems are refused.
+    let refused = p.tw(&[
+        "score",
+        "--benchmark",
+        "cruxeval-i",
+        "--problems",
+        problems,
+        "--samples",
+        "input/generations.json",
+        "--k",
+        "1",
+    ]);
+    assert_ne!(refused.code, 0);
+    assert!(
+        refused.stderr.contains("cover 2 of the 800 problems"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        refused.stderr.contains("--allow-partial"),
+        "{}",
+        refused.stderr
+    );
+    let v = score_json(
+        &p,
+        "cruxeval-i",
+        problems,
+        &[
+            "--samples",
+            "input/generations.json",
+            "--allow-partial",
+            "--details",
+            "i.jsonl",
+        ],
+    );
+    assert_eq!(
+        (v["problems"].as_u64(), v["problems_scored"].as_u64()),
+        (Some(800), Some(2)),
+        "{v}"
+    );
+    assert_eq!(v["pass_at_k"][0]["score"].as_f64(), Some(0.25), "{v}");
+    let verdicts = detail_verdicts(&p, "i.jsonl");
+    assert_eq!(
+        verdicts,
+        [
+            "pass",
+            "skipped",
+            "runtime_error",
+            "skipped",
+            "runtime_error"
+        ]
+    );
+    // The old convention (the input alone, wrapped in another call) is not
+    // the benchmark's: `f(f(...))` fails.
+    p.write(
+        "wrapped/generations.json",
+        r#"{"sample_0": ["f(f([1, 1, 3, 1, 3, 1]))"]}"#,
+    );
+    let v = score_json(
+        &p,
+        "cruxeval-i",
+        problems,
+        &["--samples", "wrapped/generations.json", "--allow-partial"],
+    );
+    assert_eq!(v["passed"].as_u64(), Some(0), "{v}");
+
+    // Output prediction: a generation containing `f(<the input>)` is skipped
+    // (sample_0: one pass in two counted); a call of `f` on another input is
+    // graded; sample_1's only generation is skipped and so counts as failed.
+    p.write(
+        "output/generations.json",
+        r#"{"sample_0": ["[(4, 1), (4, 1), (4, 1), (4, 1), (2, 3), (2, 3)]", "f([1, 1, 3, 1, 3, 1])", "f([1])"],
+            "sample_1": ["f((1, ), (1, ), (1, 2))"]}"#,
+    );
+    let v = score_json(
+        &p,
+        "cruxeval-o",
+        problems,
+        &[
+            "--samples",
+            "output/generations.json",
+            "--allow-partial",
+            "--details",
+            "o.jsonl",
+        ],
+    );
+    assert_eq!(v["pass_at_k"][0]["score"].as_f64(), Some(0.25), "{v}");
+    let verdicts = detail_verdicts(&p, "o.jsonl");
+    assert_eq!(verdicts, ["pass", "skipped", "runtime_error", "skipped"]);
 }
 
 #[test]

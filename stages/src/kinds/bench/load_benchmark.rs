@@ -63,7 +63,17 @@
 //!   `input_format: tagged`; stdin mode: the text), `expected` (tagged JSON
 //!   text or the expected stdout; null when unknown), `public` (shown to the
 //!   model: LiveCodeBench's public tests), `suite` (`base`, `plus`, `public`,
-//!   `private`, `test`, `seed_fail_base`, `seed_fail_plus`).
+//!   `private`, `test`, `seed_fail_base`, `seed_fail_plus`, `check`), and how
+//!   the benchmark grades them, which `execute` and the scaling stages follow:
+//!   `comparator` and `dataset` (`evalplus` and `humaneval`/`mbpp` for
+//!   EvalPlus files, else null), `atol` (EvalPlus's float tolerance), and
+//!   `check`. HumanEval, HumanEvalPack and MBPP, graded by a script of their
+//!   own, get one more row per problem (`suite: check`, no input) whose
+//!   `check` is that script (`test_program`): it decides whether a program
+//!   passes, with the float tolerance and property checks the per-call
+//!   tests cannot express (HumanEval/32, /38 and /50 have no per-call tests
+//!   at all), so a program graded in a pipeline gets the verdict `tw score`
+//!   gives it.
 //!
 //! # Caching
 //! The file's bytes (and the MBPP-R/HE-R results file beside it) are in the
@@ -138,7 +148,8 @@ impl LoadBenchmarkParams {
 impl Stage for LoadBenchmark {
     const KIND: &'static str = "load_benchmark";
     // 2: HE-R / MBPP-R problems get an `entry_point`.
-    const VERSION: u32 = 2;
+    // 3: tests carry their grading rules and script benchmarks a check row.
+    const VERSION: u32 = 3;
     const SOURCE: &'static str = include_str!("load_benchmark.rs");
     const INPUTS: &'static [InputSlot] = &[];
     const OUTPUTS: &'static [&'static str] = &["problems", "tests"];
@@ -274,7 +285,19 @@ impl Stage for LoadBenchmark {
 fn into_tables(loaded: Loaded, source: Benchmark) -> (Vec<Row>, Vec<Row>) {
     let mut problems = Vec::with_capacity(loaded.problems.len());
     let mut tests = Vec::new();
+    let text = |v: Option<String>| v.map_or(Value::Null, Value::String);
+    let evalplus = source.evalplus_dataset();
     for p in loaded.problems {
+        // How the benchmark grades these tests, on every row of the problem.
+        let rules = |row: &mut Row, check: Option<String>| {
+            row.insert(
+                "comparator".into(),
+                text(evalplus.map(|_| "evalplus".to_string())),
+            );
+            row.insert("atol".into(), serde_json::json!(p.atol));
+            row.insert("dataset".into(), text(evalplus.map(String::from)));
+            row.insert("check".into(), text(check));
+        };
         let mut n = 0u64;
         for spec in p.tests {
             let Spec::Ready {
@@ -296,10 +319,25 @@ fn into_tables(loaded: Loaded, source: Benchmark) -> (Vec<Row>, Vec<Row>) {
             );
             row.insert("public".into(), Value::Bool(public));
             row.insert("suite".into(), Value::String(suite.into()));
+            rules(&mut row, None);
             tests.push(row);
             n += 1;
         }
-        let text = |v: Option<String>| v.map_or(Value::Null, Value::String);
+        if source.graded_by_check_script()
+            && let Some(check) = p.test_program.clone()
+        {
+            // The benchmark's own check: it decides pass or fail, as the
+            // harness does; the calls above serve traces and feedback.
+            let mut row = Map::new();
+            row.insert("task_id".into(), Value::String(p.task_id.clone()));
+            row.insert("test".into(), Value::from(n));
+            row.insert("input".into(), Value::Null);
+            row.insert("expected".into(), Value::Null);
+            row.insert("public".into(), Value::Bool(false));
+            row.insert("suite".into(), Value::String("check".into()));
+            rules(&mut row, Some(check));
+            tests.push(row);
+        }
         let mut row = Map::new();
         row.insert("task_id".into(), Value::String(p.task_id));
         row.insert("benchmark".into(), Value::String(source.name().into()));
@@ -358,5 +396,9 @@ fn test_template() -> Row {
     r.insert("expected".into(), Value::String(String::new()));
     r.insert("public".into(), Value::Bool(false));
     r.insert("suite".into(), Value::String(String::new()));
+    r.insert("comparator".into(), Value::String(String::new()));
+    r.insert("atol".into(), serde_json::json!(0.5));
+    r.insert("dataset".into(), Value::String(String::new()));
+    r.insert("check".into(), Value::String(String::new()));
     r
 }

@@ -46,6 +46,7 @@ use crate::api::rows;
 use crate::api::rows::OnError;
 use crate::api::rows::{Row, nonempty_text};
 use crate::api::{FileDep, InputSlot, PlanEnv, RunCtx, Stage, StageError};
+use crate::bench::task_id::TaskIds;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -150,22 +151,25 @@ impl Stage for LoadSamples {
 struct ProblemIndex<'a> {
     rows: &'a [Row],
     by_id: BTreeMap<String, usize>,
+    /// Task ids written differently (`Mbpp/2`, `2`) meet through it.
+    ids: TaskIds,
 }
 
 impl<'a> ProblemIndex<'a> {
     fn new(rows: &'a [Row]) -> Self {
-        let by_id = rows
+        let by_id: BTreeMap<String, usize> = rows
             .iter()
             .enumerate()
             .filter_map(|(i, r)| nonempty_text(r, "task_id").map(|id| (id, i)))
             .collect();
-        ProblemIndex { rows, by_id }
+        let ids = TaskIds::new(by_id.keys().map(String::as_str));
+        ProblemIndex { rows, by_id, ids }
     }
 
     fn get(&self, task: &str) -> Option<&Row> {
-        self.by_id
-            .get(task)
-            .or_else(|| self.by_id.get(task.trim_start_matches("Mbpp/")))
+        self.ids
+            .find(task)
+            .and_then(|id| self.by_id.get(id))
             .map(|&i| &self.rows[i])
     }
 

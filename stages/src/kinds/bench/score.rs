@@ -4,9 +4,11 @@
 //! Scores every sample against its problem with the reference harness's own
 //! rules (see `scoring.rs`: HumanEval's `check` program, EvalPlus base and plus
 //! with expected outputs from running the canonical solution, MBPP's asserts,
-//! CRUXEval's `assert f(input) == output`). Reports per-sample verdicts and the
-//! unbiased pass@k, base and plus, with a bootstrap 95% interval; k is reported
-//! only where every problem has at least k samples.
+//! CRUXEval's `assert <output> == <generation>` with its skip rules). Reports
+//! per-sample verdicts and the unbiased pass@k, base and plus, with a
+//! bootstrap 95% interval; k is reported only where every problem has at
+//! least k samples. Samples that cover only some problems are refused unless
+//! `allow_partial: true` (the manifest then says how many were scored).
 //!
 //! # Params
 //! - `benchmark` (required): `humaneval`, `humaneval-plus`, `mbpp`, `cruxeval-i`,
@@ -16,10 +18,12 @@
 //! - `gt_time_factor` (default 4), `max_seconds_per_suite` (default 60): EvalPlus limits.
 //! - `memory_mb` (default 4096), `workers` (default: cores), `bootstrap` (default 1000), `seed` (default 0).
 //! - `start_date`, `end_date` (`YYYY-MM-DD`): LiveCodeBench's contest-date window.
+//! - `allow_partial` (default false): score samples that cover only some problems.
 //!
 //! # Inputs
 //! - `problems`: benchmark rows as published (`load` them from the JSONL).
-//! - `samples`: `{task_id, completion | solution}` rows (EvalPlus style),
+//! - `samples`: `{task_id, completion | solution | program}` rows (EvalPlus
+//!   style, or a `load_samples` / `generate` candidates table),
 //!   `{task_id, generation}` for CRUXEval, `{question_id, code_list}` for
 //!   LiveCodeBench, `{problem_id, solution}` for APPS.
 //!
@@ -55,7 +59,8 @@ pub struct Score;
 
 impl Stage for Score {
     const KIND: &'static str = "score";
-    const VERSION: u32 = 1;
+    // 2: CRUXEval's harness rules; incomplete runs refused.
+    const VERSION: u32 = 2;
     const SOURCE: &'static str = include_str!("score.rs");
     const INPUTS: &'static [InputSlot] = &[InputSlot::one("problems"), InputSlot::one("samples")];
     const OUTPUTS: &'static [&'static str] = &["verdicts", "scores"];
@@ -106,6 +111,8 @@ impl Stage for Score {
         let report =
             crate::bench::score(bench, &problems, &samples, p, &sandbox, &|| progress.inc(1))?;
         programs::note_retries(ctx, &sandbox);
+        ctx.note("problems", report.problems);
+        ctx.note("problems_scored", report.problems_scored);
         if !report.reference_failures.is_empty() {
             ctx.note("reference_failures", report.reference_failures.join(", "));
         }

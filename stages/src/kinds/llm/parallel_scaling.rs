@@ -8,12 +8,16 @@
 //! - `first`: sample 0 (with `n: 1` on greedy output: plain pass@1);
 //! - `random`: a seeded random candidate;
 //! - `public_filter`: the first candidate that passes every public test,
-//!   else the first with the best public accuracy;
-//! - `best_of_n`: the best public accuracy, ties to the first (BoN);
+//!   else the first with the best public accuracy (the seed's `first`);
+//! - `best_of_n`: the most public tests passed, ties broken by a seeded
+//!   uniform draw among the tied (BoN with public tests as the reward; the
+//!   filter above lets sample order break ties instead);
 //! - `output_agreement`: the model writes test inputs (`inputs_template`,
 //!   e.g. `test_inputs.j2`); candidates that pass the public tests (all, if
 //!   none does) run on them; the one whose outputs agree with the most
-//!   others wins. This is what the seed ran as "LLM judge" in Table 3;
+//!   others wins (the seed's `generated_tests_majority`);
+//! - `output_agreement_all`: the same vote among all candidates, public
+//!   tests ignored: what the seed ran as "LLM judge" in Table 3;
 //! - `llm_judge_pointwise`: on each generated input with more than one
 //!   distinct output, the model (`judge_template`: `judge_pointwise.j2`)
 //!   picks the right output; members of that cluster get a vote;
@@ -26,9 +30,23 @@
 //!
 //!   Judges fall back to `output_agreement` when they cast no vote.
 //!
-//! Scoring: `honest_pass` (the selected program passes the private tests)
-//! and `oracle_pass` (any of the N does: pass@N, what the seed's "best
-//! candidate" measured), both per problem and in `summary`.
+//! Scoring: `honest_pass` (the selected program passes the private tests;
+//! by the benchmark's own check where `load_benchmark` recorded one) and
+//! `oracle_pass` (any of the N does: pass@N, what the seed's "best
+//! candidate" measured), both per problem and in `summary`. With EvalPlus
+//! plus tests among the private ones these are base scores, and
+//! `honest_plus_pass` / `oracle_plus_pass` count a program that passes base
+//! and plus (plus counts only with base, as EvalPlus does).
+//!
+//! Generations graded elsewhere: with `graded: true`, the candidates'
+//! verdicts come from an `execute` results table (input `graded`, the same
+//! candidates on the same tests) instead of running them again, so one
+//! `execute` serves a whole sweep over `n` and rules; `summary` then also
+//! gives `pass_at_n_pct`, the unbiased pass@N estimate over every graded
+//! sample of each problem (`samples_per_task`), beside the oracle of the
+//! first N. This is how to bring generations from vLLM or any other
+//! sampler: `load_samples`, `execute`, then `parallel_scaling`
+//! (`specs/replay_codegen.yaml`).
 //!
 //! # Params
 //! - `selection` (required), `n` (default all), `seed` (default 0).
@@ -37,12 +55,20 @@
 //!   a list of them).
 //! - `inputs_template`, `judge_template`, `vars`; `max_inputs` (default 8);
 //!   `representation` (judges only; default none).
-//! - `sampling`, `judge_temperature` (default 0), `split`, `timeout`
-//!   (default 6), `memory_mb` (default 2048), `labels`.
+//! - `sampling`, `judge_temperature` (default 0), `split` (as for
+//!   `sequential_scaling`), `timeout` (default 6), `memory_mb` (default
+//!   2048), `labels`.
+//! - `graded` (default false), `candidate_id` (default: row numbers, as
+//!   `execute` numbers candidates).
+//! - `on_ungradable` (`fail` | `skip`, default `fail`): a problem with
+//!   nothing to grade it stops the stage with an error naming it, or is
+//!   left out and counted (`skipped_tasks`).
 //!
 //! # Inputs
 //! - `problems`, `tests`: outputs of `load_benchmark`.
-//! - `candidates`: `task_id`, `sample`, `program` (a `generate` output).
+//! - `candidates`: `task_id`, `sample`, `program` (a `generate` or
+//!   `load_samples` output).
+//! - `graded` (with `graded: true`): `execute`'s `results` for these candidates.
 //! - `model` (only with `model: {backend: tch}` and no `path`): an `sft`
 //!   stage's `model` output; its checkpoint (full or LoRA) is the model asked.
 //!
@@ -51,7 +77,9 @@
 //!   `program`, `candidates` (N), `public_passed`, `public_total`,
 //!   `generated_inputs`, `judge_calls`, `honest_pass`, `oracle_pass`.
 //! - `summary`: `strategy` (`parallel`), `selection`, `representation`,
-//!   `n`, `tasks`, `honest_pct`, `oracle_pct`, plus `labels`.
+//!   `n`, `tasks`, `honest_pct`, `oracle_pct`, `honest_plus_pct` and
+//!   `oracle_plus_pct` (with plus tests), `pass_at_n_pct` and
+//!   `samples_per_task` (graded), plus `labels`.
 //!
 //! # Caching
 //! Params, templates and the candidates' bytes are in the key; test inputs
@@ -73,6 +101,7 @@ use crate::api::artifact;
 use crate::api::rows;
 use crate::api::rows::nonempty_text;
 use crate::api::{FileDep, InputSlot, LlmCalls, PlanEnv, Problem, RunCtx, Stage, StageError};
+use crate::bench::task_id::{TaskIds, example_list};
 use crate::llm::reply;
 use crate::llm::strategy::prompts;
 use crate::llm::strategy::prompts::SamplingParams;
@@ -83,7 +112,8 @@ use crate::llm::strategy::tasks;
 use crate::llm::strategy::tasks::TestSplit;
 use crate::llm::{Llm, ModelSpec};
 use crate::python::programs;
-use crate::python::sandbox::TestCase;
+use crate::python::programs::Ungradable;
+use crate::python::sandbox::{TestCase, TestReport, Verdict};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
@@ -122,6 +152,16 @@ pub struct ParallelParams {
     pub memory_mb: u64,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Read each candidate's verdicts from an `execute` results table (input
+    /// `graded`) instead of running the candidates again.
+    #[serde(default)]
+    pub graded: bool,
+    /// The candidates' id column, as `execute`'s `candidate_id` named it
+    /// (default: none, candidates are numbered by row, as `execute` does).
+    #[serde(default)]
+    pub candidate_id: Option<String>,
+    #[serde(default)]
+    pub on_ungradable: Ungradable,
 }
 
 fn default_max_inputs() -> usize {
@@ -130,7 +170,8 @@ fn default_max_inputs() -> usize {
 
 impl Stage for ParallelScaling {
     const KIND: &'static str = "parallel_scaling";
-    const VERSION: u32 = 1;
+    // 2: graded input, distinct best of N, base and plus, no grading against nothing.
+    const VERSION: u32 = 2;
     const SOURCE: &'static str = include_str!("parallel_scaling.rs");
     const OUTPUTS: &'static [&'static str] = &["selected", "summary"];
     type Params = ParallelParams;
@@ -141,6 +182,9 @@ impl Stage for ParallelScaling {
             InputSlot::one("tests"),
             InputSlot::one("candidates"),
         ];
+        if p.graded {
+            slots.push(InputSlot::one("graded"));
+        }
         slots.extend(p.model.iter().flat_map(ModelSpec::input_slot));
         slots
     }
@@ -182,6 +226,12 @@ impl Stage for ParallelScaling {
         }
         if p.n == Some(0) {
             out.push(Problem::at("n", "must be at least 1"));
+        }
+        if p.candidate_id.is_some() && !p.graded {
+            out.push(
+                Problem::at("candidate_id", "names the candidates in a `graded` table; without `graded: true` nothing reads it")
+                    .help("add `graded: true` and the input `graded: <execute stage>.results`"),
+            );
         }
         let s = p.selection.as_str();
         if p.selection.needs_inputs() {
@@ -243,10 +293,16 @@ impl Stage for ParallelScaling {
     }
 
     fn run(p: &ParallelParams, ctx: &mut RunCtx<'_>) -> Result<(), StageError> {
-        let tasks = tasks::load_tasks(ctx, &p.split)?;
+        let loaded = tasks::load_tasks(ctx, &p.split, p.on_ungradable)?;
+        loaded.note(ctx);
+        let tasks = loaded.tasks;
         let candidates = artifact::table_to_json_rows(&ctx.input("candidates")?)?;
         rows::require_column(&candidates, "candidates", "program", "program")?;
-        let mut by_task: BTreeMap<String, Vec<(u64, String)>> = BTreeMap::new();
+        if let Some(column) = &p.candidate_id {
+            rows::require_column(&candidates, "candidates", column, "candidate_id")?;
+        }
+        let task_ids = TaskIds::new(tasks.iter().map(|t| t.id.as_str()));
+        let mut by_task: BTreeMap<String, Vec<Candidate>> = BTreeMap::new();
         for (i, row) in candidates.iter().enumerate() {
             let task = nonempty_text(row, "task_id").ok_or_else(|| StageError::BadInput {
                 slot: "candidates".into(),
@@ -261,7 +317,26 @@ impl Stage for ParallelScaling {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string();
-            by_task.entry(task).or_default().push((sample, program));
+            let id = match &p.candidate_id {
+                Some(column) => nonempty_text(row, column).unwrap_or_default(),
+                None => i.to_string(),
+            };
+            let task = task_ids.find(&task).map_or(task, String::from);
+            by_task.entry(task).or_default().push(Candidate {
+                sample,
+                program,
+                id,
+            });
+        }
+        if !candidates.is_empty() && tasks.iter().all(|t| !by_task.contains_key(&t.id)) {
+            return Err(StageError::BadInput {
+                slot: "candidates".into(),
+                message: format!(
+                    "no candidate is for a problem of `problems`: candidates name {}, problems {}",
+                    example_list(by_task.keys().map(String::as_str), by_task.len()),
+                    example_list(tasks.iter().map(|t| t.id.as_str()), tasks.len())
+                ),
+            });
         }
         let runner = runner::Runner::open(ctx, p.timeout, p.memory_mb, &None, None)?;
         // Judges that read traces run each cluster's representative traced.
@@ -292,37 +367,68 @@ impl Stage for ParallelScaling {
             _ => None,
         };
 
-        // Each task's candidates, in sample order, cut to `n`.
-        let pools: Vec<Vec<String>> = tasks
+        // Each task's candidates, in sample order; the first `n` compete.
+        let mut everyone: Vec<Vec<Candidate>> = tasks
             .iter()
             .map(|t| {
                 let mut c = by_task.remove(&t.id).unwrap_or_default();
-                c.sort_by_key(|(s, _)| *s);
-                c.truncate(p.n.unwrap_or(usize::MAX));
-                c.into_iter().map(|(_, prog)| prog).collect()
+                c.sort_by_key(|c| c.sample);
+                c
             })
             .collect();
-        let flat = |suite| {
-            let programs: Vec<(usize, String)> = pools
-                .iter()
-                .enumerate()
-                .flat_map(|(t, pool)| pool.iter().map(move |prog| (t, prog.clone())))
-                .collect();
-            let mut results = runner.run(&tasks, &programs, suite)?.into_iter();
-            Ok::<_, StageError>(
-                pools
-                    .iter()
-                    .map(|pool| {
-                        pool.iter()
-                            .map(|_| results.next().unwrap_or_default())
-                            .collect::<Vec<_>>()
-                    })
-                    .collect::<Vec<Vec<SuiteResult>>>(),
-            )
-        };
+        let pools: Vec<Vec<String>> = everyone
+            .iter()
+            .map(|c| {
+                c.iter()
+                    .take(p.n.unwrap_or(usize::MAX))
+                    .map(|c| c.program.clone())
+                    .collect()
+            })
+            .collect();
         ctx.progress().set_total(tasks.len() as u64);
-        let public = flat(Suite::Public)?;
-        let private = flat(Suite::Private)?;
+        let (public, private, all_private) = if p.graded {
+            let graded = Graded::read(ctx)?;
+            let mut public = Vec::with_capacity(tasks.len());
+            let mut private = Vec::with_capacity(tasks.len());
+            let mut all_private = Vec::with_capacity(tasks.len());
+            for (task, cands) in tasks.iter().zip(&mut everyone) {
+                let results: Vec<(SuiteResult, SuiteResult)> = cands
+                    .iter()
+                    .map(|c| graded.suites(task, &c.id))
+                    .collect::<Result<_, _>>()?;
+                all_private.push(
+                    results
+                        .iter()
+                        .map(|(_, r)| r.base_passed())
+                        .collect::<Vec<_>>(),
+                );
+                let n = p.n.unwrap_or(usize::MAX).min(results.len());
+                let (pubs, privs): (Vec<_>, Vec<_>) = results.into_iter().take(n).unzip();
+                public.push(pubs);
+                private.push(privs);
+            }
+            (public, private, Some(all_private))
+        } else {
+            let flat = |suite| {
+                let programs: Vec<(usize, String)> = pools
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(t, pool)| pool.iter().map(move |prog| (t, prog.clone())))
+                    .collect();
+                let mut results = runner.run(&tasks, &programs, suite)?.into_iter();
+                Ok::<_, StageError>(
+                    pools
+                        .iter()
+                        .map(|pool| {
+                            pool.iter()
+                                .map(|_| results.next().unwrap_or_default())
+                                .collect::<Vec<_>>()
+                        })
+                        .collect::<Vec<Vec<SuiteResult>>>(),
+                )
+            };
+            (flat(Suite::Public)?, flat(Suite::Private)?, None)
+        };
 
         // Test inputs for every task at once, so the model is asked in one batch.
         let generated: Vec<Vec<TestCase>> = match (&llm, &inputs_prompt) {
@@ -345,8 +451,10 @@ impl Stage for ParallelScaling {
             _ => tasks.iter().map(|_| Vec::new()).collect(),
         };
 
+        let has_plus = tasks.iter().any(tasks::Task::has_plus);
         let mut rows = Vec::with_capacity(tasks.len());
         let (mut honest, mut oracle) = (0usize, 0usize);
+        let (mut honest_plus_count, mut oracle_plus_count) = (0usize, 0usize);
         for (t, task) in tasks.iter().enumerate() {
             let pool = &pools[t];
             let mut judge_calls = 0usize;
@@ -388,10 +496,14 @@ impl Stage for ParallelScaling {
                 judge_calls = calls;
                 Some(chosen)
             };
-            let honest_pass = chosen.is_some_and(|c| private[t][c].all_passed());
-            let oracle_pass = private[t].iter().any(SuiteResult::all_passed);
+            let honest_pass = chosen.is_some_and(|c| private[t][c].base_passed());
+            let oracle_pass = private[t].iter().any(SuiteResult::base_passed);
+            let honest_plus = chosen.is_some_and(|c| private[t][c].all_passed());
+            let oracle_plus = private[t].iter().any(SuiteResult::all_passed);
             honest += usize::from(honest_pass);
             oracle += usize::from(oracle_pass);
+            honest_plus_count += usize::from(honest_plus);
+            oracle_plus_count += usize::from(oracle_plus);
             let mut r = Map::new();
             r.insert("task_id".into(), Value::String(task.id.clone()));
             r.insert(
@@ -416,6 +528,10 @@ impl Stage for ParallelScaling {
             r.insert("judge_calls".into(), Value::from(judge_calls as u64));
             r.insert("honest_pass".into(), Value::Bool(honest_pass));
             r.insert("oracle_pass".into(), Value::Bool(oracle_pass));
+            if has_plus {
+                r.insert("honest_plus_pass".into(), Value::Bool(honest_plus));
+                r.insert("oracle_plus_pass".into(), Value::Bool(oracle_plus));
+            }
             rows.push(r);
             ctx.progress().inc(1);
         }
@@ -446,6 +562,34 @@ impl Stage for ParallelScaling {
         summary.insert("tasks".into(), Value::from(tasks.len() as u64));
         summary.insert("honest_pct".into(), json!(pct(honest)));
         summary.insert("oracle_pct".into(), json!(pct(oracle)));
+        if has_plus {
+            summary.insert("honest_plus_pct".into(), json!(pct(honest_plus_count)));
+            summary.insert("oracle_plus_pct".into(), json!(pct(oracle_plus_count)));
+        }
+        // pass@N over every graded candidate (the unbiased estimator), beside
+        // the oracle over the first N: the two agree in expectation.
+        if let Some(all) = all_private
+            .as_ref()
+            .filter(|all| all.iter().all(|a| a.len() >= n))
+        {
+            let estimates: Vec<f64> = all
+                .iter()
+                .map(|passes| {
+                    let c = passes.iter().filter(|p| **p).count() as u64;
+                    crate::bench::scoring::pass_at_k(passes.len() as u64, c, n as u64)
+                })
+                .collect();
+            let mean = if estimates.is_empty() {
+                0.0
+            } else {
+                100.0 * estimates.iter().sum::<f64>() / estimates.len() as f64
+            };
+            summary.insert("pass_at_n_pct".into(), json!(mean));
+            summary.insert(
+                "samples_per_task".into(),
+                Value::from(all.iter().map(Vec::len).min().unwrap_or(0) as u64),
+            );
+        }
         let mut summary = vec![summary];
         tasks::add_labels(&mut summary, &p.labels);
         let mut template = Map::new();
@@ -464,11 +608,117 @@ impl Stage for ParallelScaling {
         }
         template.insert("honest_pass".into(), Value::Bool(false));
         template.insert("oracle_pass".into(), Value::Bool(false));
+        if has_plus {
+            template.insert("honest_plus_pass".into(), Value::Bool(false));
+            template.insert("oracle_plus_pass".into(), Value::Bool(false));
+        }
         ctx.write_output(
             "selected",
             &artifact::json_rows_to_typed_table(rows, template)?,
         )?;
         ctx.write_output("summary", &artifact::json_rows_to_table(&summary)?.0)
+    }
+}
+
+/// One candidate program of a task.
+struct Candidate {
+    sample: u64,
+    program: String,
+    /// The id `execute` gave it (its `candidate` column).
+    id: String,
+}
+
+/// Verdicts `execute` recorded: per candidate, per test, in its numbering.
+struct Graded {
+    verdicts: BTreeMap<String, BTreeMap<u64, Verdict>>,
+}
+
+impl Graded {
+    fn read(ctx: &RunCtx<'_>) -> Result<Graded, StageError> {
+        let rows = artifact::table_to_json_rows(&ctx.input("graded")?)?;
+        for column in ["candidate", "test", "verdict"] {
+            rows::require_column(&rows, "graded", column, column)?;
+        }
+        let mut verdicts: BTreeMap<String, BTreeMap<u64, Verdict>> = BTreeMap::new();
+        for (i, row) in rows.iter().enumerate() {
+            let bad = |what: &str| StageError::BadInput {
+                slot: "graded".into(),
+                message: format!("row {i}: {what} (is this an `execute` results table?)"),
+            };
+            let candidate = nonempty_text(row, "candidate").ok_or_else(|| bad("no `candidate`"))?;
+            let test = row
+                .get("test")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| bad("no `test`"))?;
+            let verdict: Verdict = row
+                .get("verdict")
+                .cloned()
+                .and_then(|v| serde_json::from_value(v).ok())
+                .ok_or_else(|| bad("no known `verdict`"))?;
+            verdicts.entry(candidate).or_default().insert(test, verdict);
+        }
+        Ok(Graded { verdicts })
+    }
+
+    /// A candidate's public and private results, as running it would give.
+    fn suites(
+        &self,
+        task: &tasks::Task,
+        candidate: &str,
+    ) -> Result<(SuiteResult, SuiteResult), StageError> {
+        let missing = |test: usize| StageError::BadInput {
+            slot: "graded".into(),
+            message: format!(
+                "no verdict for candidate `{candidate}` on test {test} of `{}`: grade the same \
+                 candidates on the same tests with `execute` (and the same `candidate_id`)",
+                task.id
+            ),
+        };
+        let verdicts = self.verdicts.get(candidate);
+        let verdict = |test: usize| {
+            verdicts
+                .and_then(|v| v.get(&(test as u64)))
+                .copied()
+                .ok_or_else(|| missing(test))
+        };
+        let suite = |indices: &[usize], plus: Vec<bool>| -> Result<SuiteResult, StageError> {
+            let reports = indices
+                .iter()
+                .map(|&k| Ok(report(k, verdict(k)?)))
+                .collect::<Result<Vec<_>, StageError>>()?;
+            Ok(SuiteResult {
+                passed: reports
+                    .iter()
+                    .filter(|r| r.verdict == Verdict::Pass)
+                    .count(),
+                total: reports.len(),
+                reports,
+                plus,
+            })
+        };
+        let public = suite(&task.public_index, Vec::new())?;
+        let private = match &task.rules.check {
+            Some(_) => suite(&[task.n_cases], Vec::new())?,
+            None => suite(&task.private_index, task.private_plus.clone())?,
+        };
+        Ok((public, private))
+    }
+}
+
+fn report(test: usize, verdict: Verdict) -> TestReport {
+    TestReport {
+        test,
+        verdict,
+        exc_type: None,
+        exc_message: None,
+        output: None,
+        input: None,
+        input_after: None,
+        expected: None,
+        output_repr: None,
+        duration: None,
+        line: None,
+        trace: None,
     }
 }
 
@@ -529,16 +779,10 @@ fn judge_votes(
                     "judge",
                 )?;
                 calls += 1;
-                if let Some(i) = reply
+                let best = reply
                     .first()
-                    .and_then(|r| reply::parse_index(r, "best_idx"))
-                    && let Some((_, members)) =
-                        usize::try_from(i).ok().and_then(|i| clusters.get(i))
-                {
-                    for &m in members {
-                        votes[m] += 1.0;
-                    }
-                }
+                    .and_then(|r| reply::parse_index(r, "best_idx"));
+                selection::pointwise_votes(&mut votes, &clusters, best);
             }
             _ => {
                 // Cluster representatives, with the trace of their run on this input.
@@ -586,30 +830,15 @@ fn judge_votes(
                 }
                 let replies = complete(llm, &asks, "judge")?;
                 calls += replies.len();
-                let mut score = vec![0.0; reps.len()];
-                for (j, &(a, b)) in pairs.iter().enumerate() {
-                    let first = reply::parse_index(&replies[2 * j], "best_sample_idx");
-                    let second = reply::parse_index(&replies[2 * j + 1], "best_sample_idx");
-                    // Sample 0 is `a` in the first ask and `b` in the second.
-                    match (first, second) {
-                        (Some(0), Some(1)) => score[a] += 1.0,
-                        (Some(1), Some(0)) => score[b] += 1.0,
-                        (Some(2), Some(2)) => {
-                            score[a] += 0.5;
-                            score[b] += 0.5;
-                        }
-                        _ => {}
-                    }
-                }
-                let best = score.iter().copied().fold(f64::MIN, f64::max);
-                if best > 0.0
-                    && score.iter().filter(|s| **s == best).count() == 1
-                    && let Some(c) = score.iter().position(|s| *s == best)
-                {
-                    for &m in &clusters[c].1 {
-                        votes[m] += 1.0;
-                    }
-                }
+                let judged: Vec<(Option<i64>, Option<i64>)> = (0..pairs.len())
+                    .map(|j| {
+                        (
+                            reply::parse_index(&replies[2 * j], "best_sample_idx"),
+                            reply::parse_index(&replies[2 * j + 1], "best_sample_idx"),
+                        )
+                    })
+                    .collect();
+                selection::pairwise_votes(&mut votes, &clusters, &pairs, &judged);
             }
         }
     }

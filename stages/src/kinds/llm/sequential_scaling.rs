@@ -15,7 +15,9 @@
 //! history: beam search over revisions; a problem stops when any sample
 //! passes.
 //!
-//! Every program of every round is then graded on the private tests and
+//! Every program of every round is then graded on the private tests (by the
+//! benchmark's own check where `load_benchmark` recorded one: HumanEval,
+//! MBPP) and
 //! scored two ways, per round r (each sample's program at round min(r, its
 //! last)):
 //! - `honest_pct`: the program a public-test rule selects (the first that
@@ -37,7 +39,12 @@
 //! - `context`: `all` (default) | `last`.
 //! - `search`: `independent` (default) | `beam`; `beam_width` (default 2).
 //! - `split`: `public_count` (default 1: tests used as public when none is
-//!   marked), `grade_on_all` (default false).
+//!   marked), `public_suites` (tests of these suites are public instead,
+//!   e.g. MBPP-R's `seed_fail_base`), `grade_on_all` (default false).
+//! - `on_ungradable` (`fail` | `skip`, default `fail`): a problem with no
+//!   private tests (and no benchmark check), or private tests without
+//!   expected outputs, stops the stage with an error naming it, or is left
+//!   out and counted (`skipped_tasks`).
 //! - `sampling` (`max_tokens`, `top_p`, `stop`), `seed` (default 0),
 //!   `timeout` (seconds per test, default 6), `memory_mb` (default 2048),
 //!   `labels` (constant columns for `report`, e.g. `{model: smollm2}`).
@@ -51,12 +58,16 @@
 //! - `rounds`: `task_id`, `sample`, `round`, `parent` (the sample revised),
 //!   `program`, `reasoning`, `public_passed`, `public_total`,
 //!   `private_passed`, `stopped`, `feedback` (JSON).
-//! - `scores`: per round: `round`, `tasks`, `honest_pct`, `oracle_pct`,
+//! - `scores`: per round: `round`, `tasks`, `honest_pct`, `oracle_pct`
+//!   (with EvalPlus plus tests among the private ones, these are the base
+//!   scores, and `honest_plus_pct`, `oracle_plus_pct` count a program that
+//!   passes base and plus),
 //!   `public_solved_pct`, `error_share_*` (shares of failing samples by
 //!   verdict of their first failing public test), plus `labels`.
 //! - `summary`: one row: `strategy`, `representation`, `n`, `temperature`,
 //!   `rounds`, `tasks`, `honest_pct`, `oracle_pct` (final round),
-//!   `oracle_mean_pct`, plus `labels`.
+//!   `oracle_mean_pct`, `honest_plus_pct` and `oracle_plus_pct` (with plus
+//!   tests), plus `labels`.
 //!
 //! # Caching
 //! As `generate`: params and template bytes in the key; every round's
@@ -90,6 +101,7 @@ use crate::llm::strategy::selection;
 use crate::llm::strategy::tasks;
 use crate::llm::strategy::tasks::TestSplit;
 use crate::python::programs;
+use crate::python::programs::Ungradable;
 use crate::python::sandbox::Verdict;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -137,6 +149,8 @@ pub struct SequentialParams {
     pub beam_width: usize,
     #[serde(default)]
     pub split: TestSplit,
+    #[serde(default)]
+    pub on_ungradable: Ungradable,
     #[serde(default)]
     pub sampling: SamplingParams,
     #[serde(default)]
@@ -186,7 +200,8 @@ const ERROR_KINDS: [&str; 5] = [
 
 impl Stage for SequentialScaling {
     const KIND: &'static str = "sequential_scaling";
-    const VERSION: u32 = 1;
+    // 2: base and plus scores, no grading against nothing.
+    const VERSION: u32 = 2;
     const SOURCE: &'static str = include_str!("sequential_scaling.rs");
     const OUTPUTS: &'static [&'static str] = &["rounds", "scores", "summary"];
     type Params = SequentialParams;
@@ -251,7 +266,10 @@ impl Stage for SequentialScaling {
     }
 
     fn run(p: &SequentialParams, ctx: &mut RunCtx<'_>) -> Result<(), StageError> {
-        let tasks = tasks::load_tasks(ctx, &p.split)?;
+        let loaded = tasks::load_tasks(ctx, &p.split, p.on_ungradable)?;
+        loaded.note(ctx);
+        let tasks = loaded.tasks;
+        let has_plus = tasks.iter().any(tasks::Task::has_plus);
         let mut vars = p.vars.clone();
         vars.entry("context".into())
             .or_insert(json!(match p.context {
@@ -287,18 +305,10 @@ impl Stage for SequentialScaling {
                             })
                             .collect(),
                         Search::Beam => {
-                            if last.iter().any(|s| s.public.all_passed()) {
-                                vec![usize::MAX; p.n]
-                            } else {
-                                let mut order: Vec<usize> = (0..p.n).collect();
-                                order.sort_by(|&a, &b| {
-                                    last[b]
-                                        .public
-                                        .accuracy()
-                                        .total_cmp(&last[a].public.accuracy())
-                                });
-                                (0..p.n).map(|s| order[s % p.beam_width]).collect()
-                            }
+                            let publics: Vec<SuiteResult> =
+                                last.iter().map(|s| s.public.clone()).collect();
+                            selection::beam_parents(&publics, p.beam_width)
+                                .unwrap_or_else(|| vec![usize::MAX; p.n])
                         }
                     }
                 };
@@ -402,9 +412,10 @@ impl Stage for SequentialScaling {
         }
         let graded = runner.run(&tasks, &all, Suite::Private)?;
         runner.note(ctx);
-        let mut private: BTreeMap<(usize, &str), bool> = BTreeMap::new();
+        // Each program's (base, plus) verdicts; plus counts only with base.
+        let mut private: BTreeMap<(usize, &str), (bool, bool)> = BTreeMap::new();
         for ((t, program), r) in all.iter().zip(&graded) {
-            private.insert((*t, program.as_str()), r.all_passed());
+            private.insert((*t, program.as_str()), (r.base_passed(), r.all_passed()));
         }
 
         let representation = runner::representation_name(&p.representation);
@@ -412,17 +423,22 @@ impl Stage for SequentialScaling {
         let mut score_rows = Vec::new();
         let mut oracle_by_round = Vec::new();
         let mut honest_by_round = Vec::new();
+        let mut plus_by_round: Vec<(f64, f64)> = Vec::new();
         #[allow(clippy::needless_range_loop)] // `round` indexes every task's rounds
         for round in 0..=p.rounds {
             let (mut honest, mut oracle, mut solved) = (0usize, 0usize, 0usize);
+            let (mut honest_plus, mut oracle_plus) = (0usize, 0usize);
             let mut errors: BTreeMap<&str, usize> = BTreeMap::new();
             let mut failing = 0usize;
             for (t, task) in tasks.iter().enumerate() {
                 let current = &steps[t][round];
                 let publics: Vec<SuiteResult> = current.iter().map(|s| s.public.clone()).collect();
                 let chosen = selection::select_by_public(&publics);
-                honest += usize::from(private[&(t, current[chosen].program.as_str())]);
-                oracle += usize::from(current.iter().any(|s| private[&(t, s.program.as_str())]));
+                let verdict = |s: &Step| private[&(t, s.program.as_str())];
+                honest += usize::from(verdict(&current[chosen]).0);
+                honest_plus += usize::from(verdict(&current[chosen]).1);
+                oracle += usize::from(current.iter().any(|s| verdict(s).0));
+                oracle_plus += usize::from(current.iter().any(|s| verdict(s).1));
                 solved += usize::from(current.iter().any(|s| s.public.all_passed()));
                 for (sample, s) in current.iter().enumerate() {
                     let revised = s.round == round;
@@ -442,7 +458,7 @@ impl Stage for SequentialScaling {
                         r.insert("public_total".into(), Value::from(s.public.total as u64));
                         r.insert(
                             "private_passed".into(),
-                            Value::Bool(private[&(t, s.program.as_str())]),
+                            Value::Bool(private[&(t, s.program.as_str())].0),
                         );
                         r.insert("stopped".into(), Value::Bool(s.public.all_passed()));
                         r.insert(
@@ -462,11 +478,16 @@ impl Stage for SequentialScaling {
             };
             oracle_by_round.push(pct(oracle));
             honest_by_round.push(pct(honest));
+            plus_by_round.push((pct(honest_plus), pct(oracle_plus)));
             let mut r = Map::new();
             r.insert("round".into(), Value::from(round as u64));
             r.insert("tasks".into(), Value::from(tasks.len() as u64));
             r.insert("honest_pct".into(), json!(pct(honest)));
             r.insert("oracle_pct".into(), json!(pct(oracle)));
+            if has_plus {
+                r.insert("honest_plus_pct".into(), json!(pct(honest_plus)));
+                r.insert("oracle_plus_pct".into(), json!(pct(oracle_plus)));
+            }
             r.insert("public_solved_pct".into(), json!(pct(solved)));
             for kind in ERROR_KINDS {
                 let share = if failing == 0 {
@@ -506,6 +527,10 @@ impl Stage for SequentialScaling {
         );
         let mean = oracle_by_round.iter().sum::<f64>() / oracle_by_round.len().max(1) as f64;
         summary.insert("oracle_mean_pct".into(), json!(mean));
+        if has_plus && let Some((honest_plus, oracle_plus)) = plus_by_round.last() {
+            summary.insert("honest_plus_pct".into(), json!(honest_plus));
+            summary.insert("oracle_plus_pct".into(), json!(oracle_plus));
+        }
         let mut summary = vec![summary];
         tasks::add_labels(&mut summary, &p.labels);
 

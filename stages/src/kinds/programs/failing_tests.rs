@@ -14,7 +14,13 @@
 //! - `input_format`, `expected_format` (default `tagged`, as `load_benchmark`
 //!   writes them), `mode` (`function` | `stdio`, default `function`),
 //!   `comparator` (as for `execute`), `atol` (default 0).
+//!   The tests' own `comparator` / `atol` columns apply when these are unset.
 //! - `timeout` (seconds per test, default 3), `memory_mb` (default 4096).
+//! - `on_ungradable` (`fail` | `skip`, default `fail`): a pair whose problem
+//!   has no tests, or tests without expected outputs (nothing could separate
+//!   its programs), stops the stage with an error naming the problems, or is
+//!   left out and counted (`skipped_pairs`); pairs and tests that share no
+//!   problem always fail. Task ids written differently meet (`Mbpp/250`, `250`).
 //!
 //! # Inputs
 //! - `pairs`: `pair_id`, `task_id`, `buggy`, `patch`, `entry_point` (a
@@ -44,8 +50,11 @@ use crate::api::artifact;
 use crate::api::rng::SplitMix64;
 use crate::api::rows;
 use crate::api::rows::At;
+use crate::api::rows::Row;
 use crate::api::{EnvFact, InputSlot, Problem, RunCtx, Stage, StageError};
-use crate::python::programs::{self, CellFormat, ProgramMode};
+use crate::bench::gate::Gate;
+use crate::bench::task_id::TaskIds;
+use crate::python::programs::{self, CellFormat, ProgramMode, Ungradable};
 use crate::python::sandbox::{Comparator, Job, Tagged, TestCase, TestReport, Verdict};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -70,6 +79,8 @@ pub struct FailingTestsParams {
     pub comparator: Option<Comparator>,
     #[serde(default)]
     pub atol: f64,
+    #[serde(default)]
+    pub on_ungradable: Ungradable,
     #[serde(default = "default_timeout")]
     pub timeout: f64,
     #[serde(default = "crate::python::trace_jobs::default_memory_mb")]
@@ -127,8 +138,11 @@ impl Stage for FailingTests {
                 expected_format: p.expected_format,
             },
         )?;
-        let comparator = p.comparator.unwrap_or_else(|| p.mode.default_comparator());
+        let test_ids = TaskIds::new(suites.keys().map(String::as_str));
+        let mut gate = Gate::default();
         let mut jobs = Vec::with_capacity(pairs.len() * 2);
+        // Each pair graded, with its problem's suite; ungradable pairs are left out.
+        let mut graded: Vec<(&Row, &programs::SuiteRows)> = Vec::with_capacity(pairs.len());
         for (i, pair) in pairs.iter().enumerate() {
             let id = rows::text(
                 pair,
@@ -145,12 +159,22 @@ impl Stage for FailingTests {
                 id: Some(&id),
             };
             let task = rows::text(pair, "task_id", &at)?;
-            let cases: Arc<Vec<TestCase>> = Arc::new(
-                suites
-                    .get(&task)
-                    .map(|s| s.iter().map(|(_, c)| c.clone()).collect())
-                    .unwrap_or_default(),
-            );
+            let Some(suite) = test_ids.find(&task).and_then(|id| suites.get(id)) else {
+                gate.no_tests.insert(task);
+                continue;
+            };
+            if suite.cases.is_empty() {
+                gate.no_tests.insert(task);
+                continue;
+            }
+            let without = suite.without_expected();
+            if without > 0 {
+                gate.no_expected.insert(task, (without, suite.cases.len()));
+                continue;
+            }
+            graded.push((pair, suite));
+            let cases: Arc<Vec<TestCase>> =
+                Arc::new(suite.cases.iter().map(|(_, c)| c.clone()).collect());
             for column in ["buggy", "patch"] {
                 let mut job = Job::new(p.mode.sandbox_mode(), rows::text(pair, column, &at)?);
                 if p.mode == ProgramMode::Function {
@@ -160,11 +184,23 @@ impl Stage for FailingTests {
                         })?);
                 }
                 job.tests = Arc::clone(&cases);
-                job.comparator = comparator;
-                job.atol = p.atol;
+                // The benchmark's comparison where its tests record one.
+                let default = p.mode.default_comparator();
+                suite.rules.apply(&mut job, p.comparator, p.atol, default);
                 job.limits = programs::limits(p.timeout, p.memory_mb);
                 jobs.push(job);
             }
+        }
+        let skipped = gate.settle(
+            p.on_ungradable,
+            graded.len(),
+            pairs.len(),
+            &test_ids,
+            "pair",
+        )?;
+        if skipped > 0 {
+            ctx.note("skipped_pairs", skipped);
+            ctx.note("skipped_problems", gate.examples());
         }
         let sandbox = programs::open_sandbox(ctx, None)?;
         ctx.progress().set_total(jobs.len() as u64);
@@ -173,16 +209,16 @@ impl Stage for FailingTests {
         programs::note_retries(ctx, &sandbox);
 
         let mut failing = Vec::new();
-        let mut summary = Vec::with_capacity(pairs.len());
+        let mut summary = Vec::with_capacity(graded.len());
         let mut without = 0u64;
         let mut rng = SplitMix64::new(p.seed);
-        for (pair, runs) in pairs.iter().zip(reports.chunks(2)) {
+        for (&(pair, suite), runs) in graded.iter().zip(reports.chunks(2)) {
             let task = pair
                 .get("task_id")
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string();
-            let suite = suites.get(&task).map(Vec::as_slice).unwrap_or_default();
+            let suite = suite.cases.as_slice();
             let (buggy, patch) = (&runs[0].results, &runs[1].results);
             let separating: Vec<usize> = (0..suite.len())
                 .filter(|&t| {
@@ -197,7 +233,7 @@ impl Stage for FailingTests {
             }
             for &t in &kept {
                 let (test_row, _) = suite[t];
-                let mut row = pair.clone();
+                let mut row = (*pair).clone();
                 let source = &tests[test_row];
                 row.insert(
                     "test".into(),

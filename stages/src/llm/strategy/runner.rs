@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use std::collections::HashMap;
 
 use super::tasks::Task;
+use crate::bench::grading;
 use crate::python::pyvalue;
 use crate::python::sandbox;
 
@@ -31,11 +32,37 @@ pub struct SuiteResult {
     pub passed: usize,
     pub total: usize,
     pub reports: Vec<sandbox::TestReport>,
+    /// Which tests are EvalPlus plus tests (private suites; empty otherwise).
+    pub plus: Vec<bool>,
 }
 
 impl SuiteResult {
+    /// Every test passed (base and plus, where there are plus tests): a
+    /// program that passes its benchmark.
     pub fn all_passed(&self) -> bool {
         self.total > 0 && self.passed == self.total
+    }
+
+    /// Every test that is not a plus test passed: EvalPlus's base score.
+    /// Without plus tests, the same as [`SuiteResult::all_passed`].
+    pub fn base_passed(&self) -> bool {
+        if !self.plus.iter().any(|p| *p) {
+            return self.all_passed();
+        }
+        let mut base = 0usize;
+        for (i, is_plus) in self.plus.iter().enumerate() {
+            if !is_plus {
+                base += 1;
+                if self
+                    .reports
+                    .get(i)
+                    .is_none_or(|r| r.verdict != Verdict::Pass)
+                {
+                    return false;
+                }
+            }
+        }
+        base > 0
     }
 
     pub fn accuracy(&self) -> f64 {
@@ -87,14 +114,15 @@ impl Runner {
     ) -> Job {
         let mut job = Job::new(task.mode.sandbox_mode(), program.to_string());
         job.entry_point = task.entry_point.clone();
-        job.comparator = self.comparator.unwrap_or_else(|| {
-            if task.atol > 0.0 {
-                Comparator::Evalplus
-            } else {
-                task.mode.default_comparator()
-            }
-        });
-        job.atol = task.atol;
+        // The benchmark's comparison, where its tests record one; a
+        // problem's `atol` alone asks for EvalPlus's comparator.
+        let default = if task.atol > 0.0 {
+            Comparator::Evalplus
+        } else {
+            task.mode.default_comparator()
+        };
+        task.rules
+            .apply(&mut job, self.comparator, task.atol, default);
         job.tests = tests.into();
         job.limits = programs::limits(self.timeout, self.memory_mb);
         job.stop_at_first_failure = fast;
@@ -114,17 +142,34 @@ impl Runner {
     ) -> Result<Vec<SuiteResult>, SandboxError> {
         let mut unique: HashMap<(usize, &str), usize> = HashMap::new();
         let mut jobs = Vec::new();
+        let mut plus: Vec<Vec<bool>> = Vec::new();
         let mut slot = Vec::with_capacity(programs.len());
         for (t, program) in programs {
             let next = jobs.len();
             let j = *unique.entry((*t, program.as_str())).or_insert(next);
             if j == next {
                 let task = &tasks[*t];
-                let (tests, traced, fast) = match suite {
-                    Suite::Public => (task.public.clone(), self.trace.is_some(), false),
-                    Suite::Private => (task.private.clone(), false, true),
+                let job = match (suite, &task.rules.check) {
+                    // The benchmark's own check grades, as its harness does.
+                    (Suite::Private, Some(check)) => {
+                        grading::check_job(program, check, self.timeout, self.memory_mb << 20)
+                    }
+                    (Suite::Private, None) => {
+                        self.job(task, program, task.private.clone(), false, true)
+                    }
+                    (Suite::Public, _) => self.job(
+                        task,
+                        program,
+                        task.public.clone(),
+                        self.trace.is_some(),
+                        false,
+                    ),
                 };
-                jobs.push(self.job(task, program, tests, traced, fast));
+                jobs.push(job);
+                plus.push(match (suite, &task.rules.check) {
+                    (Suite::Private, None) => task.private_plus.clone(),
+                    _ => Vec::new(),
+                });
             }
             slot.push(j);
         }
@@ -141,7 +186,8 @@ impl Runner {
         let results: Vec<SuiteResult> = reports
             .into_iter()
             .zip(&jobs)
-            .map(|(r, job)| SuiteResult {
+            .zip(plus)
+            .map(|((r, job), plus)| SuiteResult {
                 passed: r
                     .results
                     .iter()
@@ -149,6 +195,7 @@ impl Runner {
                     .count(),
                 total: job.tests.len(),
                 reports: r.results,
+                plus,
             })
             .collect();
         Ok(slot.into_iter().map(|j| results[j].clone()).collect())

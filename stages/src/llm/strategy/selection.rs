@@ -18,11 +18,23 @@ use crate::llm::reply;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Selection {
+    /// Sample 0: no selection (plain pass@1 of the first sample).
     First,
+    /// A seeded uniform draw.
     Random,
+    /// The first candidate that passes every public test, else the first
+    /// with the best public accuracy (the seed's `first` policy).
     PublicFilter,
+    /// Best of N: the most public tests passed, ties broken by a seeded
+    /// uniform draw among the tied (so a tie is not won by sample order).
     BestOfN,
+    /// Agreement of outputs on model-written inputs among the candidates that
+    /// pass the public tests (all, if none does): the seed's
+    /// `generated_tests_majority`.
     OutputAgreement,
+    /// The same vote among all candidates, public tests ignored: the seed's
+    /// Table 3 "parallel" selection.
+    OutputAgreementAll,
     LlmJudgePointwise,
     LlmJudgePairwise,
 }
@@ -35,6 +47,7 @@ impl Selection {
             Selection::PublicFilter => "public_filter",
             Selection::BestOfN => "best_of_n",
             Selection::OutputAgreement => "output_agreement",
+            Selection::OutputAgreementAll => "output_agreement_all",
             Selection::LlmJudgePointwise => "llm_judge_pointwise",
             Selection::LlmJudgePairwise => "llm_judge_pairwise",
         }
@@ -43,7 +56,10 @@ impl Selection {
     pub fn needs_inputs(self) -> bool {
         matches!(
             self,
-            Selection::OutputAgreement | Selection::LlmJudgePointwise | Selection::LlmJudgePairwise
+            Selection::OutputAgreement
+                | Selection::OutputAgreementAll
+                | Selection::LlmJudgePointwise
+                | Selection::LlmJudgePairwise
         )
     }
 
@@ -83,19 +99,21 @@ impl Selection {
                 let mut rng = SplitMix64::new(pool.seed);
                 (rng.below(n as u64) as usize, 0)
             }
-            Selection::PublicFilter | Selection::BestOfN => (select_by_public(pool.public), 0),
+            Selection::PublicFilter => (select_by_public(pool.public), 0),
+            Selection::BestOfN => (best_of_n(pool.public, pool.seed), 0),
             Selection::OutputAgreement
+            | Selection::OutputAgreementAll
             | Selection::LlmJudgePointwise
             | Selection::LlmJudgePairwise => {
                 let passing: Vec<usize> = (0..n).filter(|&i| pool.public[i].all_passed()).collect();
-                let eligible = if passing.is_empty() {
+                let eligible = if passing.is_empty() || self == Selection::OutputAgreementAll {
                     (0..n).collect()
                 } else {
                     passing
                 };
                 let outputs = (pool.outputs)()?;
                 match (self, pool.judge) {
-                    (Selection::OutputAgreement, _) => {
+                    (Selection::OutputAgreement | Selection::OutputAgreementAll, _) => {
                         (select_by_agreement(&outputs, &eligible), 0)
                     }
                     (_, Some(judge)) => {
@@ -127,6 +145,83 @@ pub fn select_by_public(public: &[SuiteResult]) -> usize {
         }
     }
     best
+}
+
+/// Best of N: the candidate with the most public tests passed; among tied
+/// candidates a uniform draw seeded by `seed`.
+pub fn best_of_n(public: &[SuiteResult], seed: u64) -> usize {
+    let best = public.iter().map(|r| r.passed).max().unwrap_or(0);
+    let tied: Vec<usize> = (0..public.len())
+        .filter(|&i| public[i].passed == best)
+        .collect();
+    match tied.len() {
+        0 => 0,
+        1 => tied[0],
+        n => tied[SplitMix64::new(seed).below(n as u64) as usize],
+    }
+}
+
+/// Beam search over revisions: the parent each of the N samples of the next
+/// round revises, the `width` best of this round by public accuracy (ties to
+/// the lower index) taken in turn; `None` when a sample already passes every
+/// public test (the problem is done).
+pub fn beam_parents(public: &[SuiteResult], width: usize) -> Option<Vec<usize>> {
+    if public.iter().any(SuiteResult::all_passed) {
+        return None;
+    }
+    let mut order: Vec<usize> = (0..public.len()).collect();
+    order.sort_by(|&a, &b| public[b].accuracy().total_cmp(&public[a].accuracy()));
+    let width = width.clamp(1, public.len().max(1));
+    Some((0..public.len()).map(|s| order[s % width]).collect())
+}
+
+/// A pointwise judgement as votes: every member of the cluster the judge
+/// named (`best`, an index into `clusters`) gets one; a reply that names no
+/// cluster (`-1`, out of range, unreadable) casts none.
+pub fn pointwise_votes(votes: &mut [f64], clusters: &[(String, Vec<usize>)], best: Option<i64>) {
+    if let Some((_, members)) = best
+        .and_then(|i| usize::try_from(i).ok())
+        .and_then(|i| clusters.get(i))
+    {
+        for &m in members {
+            votes[m] += 1.0;
+        }
+    }
+}
+
+/// Pairwise judgements as votes. Each pair `(a, b)` of cluster
+/// representatives was asked twice, `a` shown first and then `b`; a reply
+/// names the better sample (0 or 1) or a tie (2). A consistent win scores 1,
+/// a tie both times 0.5 each, anything else 0; the cluster with the unique
+/// best positive score gives each of its members one vote.
+pub fn pairwise_votes(
+    votes: &mut [f64],
+    clusters: &[(String, Vec<usize>)],
+    pairs: &[(usize, usize)],
+    replies: &[(Option<i64>, Option<i64>)],
+) {
+    let mut score = vec![0.0; clusters.len()];
+    for (&(a, b), &(first, second)) in pairs.iter().zip(replies) {
+        // Sample 0 is `a` in the first ask and `b` in the second.
+        match (first, second) {
+            (Some(0), Some(1)) => score[a] += 1.0,
+            (Some(1), Some(0)) => score[b] += 1.0,
+            (Some(2), Some(2)) => {
+                score[a] += 0.5;
+                score[b] += 0.5;
+            }
+            _ => {}
+        }
+    }
+    let best = score.iter().copied().fold(f64::MIN, f64::max);
+    if best > 0.0
+        && score.iter().filter(|s| **s == best).count() == 1
+        && let Some(c) = score.iter().position(|s| *s == best)
+    {
+        for &m in &clusters[c].1 {
+            votes[m] += 1.0;
+        }
+    }
 }
 
 /// Index of the candidate whose outputs agree most with the others' on the
@@ -280,7 +375,134 @@ mod tests {
             passed,
             total,
             reports: Vec::new(),
+            plus: Vec::new(),
         }
+    }
+
+    fn outputs(v: &[&[&str]]) -> Vec<Vec<String>> {
+        v.iter()
+            .map(|r| r.iter().map(|s| s.to_string()).collect())
+            .collect()
+    }
+
+    /// Five candidates where every rule picks a different program. Public:
+    /// 0 passes 1 of 3, 1 and 3 pass all, 2 passes 2, 4 passes 0. On the
+    /// model's inputs, 2 and 4 agree with each other and with 0 on one
+    /// input; 1 and 3 disagree with everyone.
+    fn pool_picks(rule: Selection, seed: u64) -> usize {
+        let public = [
+            result(1, 3),
+            result(3, 3),
+            result(2, 3),
+            result(3, 3),
+            result(0, 3),
+        ];
+        let outs = outputs(&[
+            &["a", "x"],
+            &["b", "y"],
+            &["a", "z"],
+            &["c", "w"],
+            &["a", "z"],
+        ]);
+        let programs: Vec<String> = (0..5).map(|i| format!("p{i}")).collect();
+        let outputs = || Ok(outs.clone());
+        rule.pick(&Pool {
+            programs: &programs,
+            public: &public,
+            seed,
+            outputs: &outputs,
+            judge: None,
+        })
+        .unwrap()
+        .0
+    }
+
+    #[test]
+    fn each_rule_picks_its_own_candidate_from_one_pool() {
+        assert_eq!(pool_picks(Selection::First, 0), 0);
+        assert_eq!(pool_picks(Selection::PublicFilter, 0), 1);
+        // Agreement among public passers (1, 3) is a tie: the first.
+        assert_eq!(pool_picks(Selection::OutputAgreement, 0), 1);
+        // Among all five, 2 agrees with 0 once and with 4 twice.
+        assert_eq!(pool_picks(Selection::OutputAgreementAll, 0), 2);
+        // Best of N draws between the tied 1 and 3, by seed.
+        let picks: std::collections::BTreeSet<usize> = (0..32)
+            .map(|seed| pool_picks(Selection::BestOfN, seed))
+            .collect();
+        assert_eq!(picks, [1, 3].into());
+        assert_eq!(
+            pool_picks(Selection::BestOfN, 5),
+            pool_picks(Selection::BestOfN, 5)
+        );
+        let random: std::collections::BTreeSet<usize> = (0..64)
+            .map(|seed| pool_picks(Selection::Random, seed))
+            .collect();
+        assert_eq!(random.len(), 5, "a seeded draw reaches every candidate");
+    }
+
+    #[test]
+    fn best_of_n_is_not_the_public_filter() {
+        // One clear winner: both agree.
+        let public = [result(1, 3), result(2, 3), result(0, 3)];
+        assert_eq!(best_of_n(&public, 0), 1);
+        assert_eq!(select_by_public(&public), 1);
+        // A tie at the top: the filter takes the first, best of N a seeded
+        // draw; over seeds about half the draws take the second.
+        let tied = [result(3, 3), result(3, 3)];
+        let seconds = (0..200).filter(|s| best_of_n(&tied, *s) == 1).count();
+        assert!((60..140).contains(&seconds), "{seconds}");
+        assert!((0..200).all(|_| select_by_public(&tied) == 0));
+    }
+
+    #[test]
+    fn beam_search_revises_the_best_and_stops_at_a_public_pass() {
+        let round = [result(1, 5), result(4, 5), result(2, 5), result(4, 5)];
+        // The two best (1 and 3, tied, in index order), each revised twice.
+        assert_eq!(beam_parents(&round, 2), Some(vec![1, 3, 1, 3]));
+        assert_eq!(beam_parents(&round, 1), Some(vec![1, 1, 1, 1]));
+        // A width of N keeps every sample, best first: it never prunes.
+        assert_eq!(beam_parents(&round, 4), Some(vec![1, 3, 2, 0]));
+        let done = [result(1, 5), result(5, 5)];
+        assert_eq!(beam_parents(&done, 1), None);
+    }
+
+    #[test]
+    fn judges_votes_follow_their_replies() {
+        let clusters = vec![
+            ("1".to_string(), vec![0, 2]),
+            ("2".to_string(), vec![1]),
+            ("3".to_string(), vec![3]),
+        ];
+        let mut votes = vec![0.0; 4];
+        pointwise_votes(&mut votes, &clusters, Some(0));
+        assert_eq!(votes, [1.0, 0.0, 1.0, 0.0]);
+        pointwise_votes(&mut votes, &clusters, Some(-1));
+        pointwise_votes(&mut votes, &clusters, Some(7));
+        pointwise_votes(&mut votes, &clusters, None);
+        assert_eq!(
+            votes,
+            [1.0, 0.0, 1.0, 0.0],
+            "a reply naming no cluster casts no vote"
+        );
+
+        let pairs = [(0, 1), (0, 2), (1, 2)];
+        // Cluster 1 beats 0 consistently and ties 2 twice; 0 v 2 is inconsistent.
+        let replies = [(Some(1), Some(0)), (Some(0), Some(0)), (Some(2), Some(2))];
+        let mut votes = vec![0.0; 4];
+        pairwise_votes(&mut votes, &clusters, &pairs, &replies);
+        assert_eq!(
+            votes,
+            [0.0, 1.0, 0.0, 0.0],
+            "cluster 1 scores 1.5, the unique best"
+        );
+        // Two clusters with the same best score: no vote.
+        let mut votes = vec![0.0; 4];
+        pairwise_votes(&mut votes, &clusters, &pairs[..1], &[(Some(2), Some(2))]);
+        assert_eq!(votes, [0.0; 4]);
+        // Order bias (the judge always names the first shown): no vote.
+        let mut votes = vec![0.0; 4];
+        pairwise_votes(&mut votes, &clusters, &pairs, &[(Some(0), Some(0)); 3]);
+        assert_eq!(votes, [0.0; 4]);
     }
 
     #[test]
@@ -298,11 +520,6 @@ mod tests {
 
     #[test]
     fn agreement_picks_the_majority_output_and_the_first_on_ties() {
-        let outputs = |v: &[&[&str]]| -> Vec<Vec<String>> {
-            v.iter()
-                .map(|r| r.iter().map(|s| s.to_string()).collect())
-                .collect()
-        };
         // Candidates 1 and 3 agree on both inputs; 0 and 2 are loners.
         let o = outputs(&[&["1", "x"], &["2", "4"], &["3", "y"], &["2", "4"]]);
         assert_eq!(select_by_agreement(&o, &[0, 1, 2, 3]), 1);
@@ -318,14 +535,14 @@ mod tests {
 
     #[test]
     fn generated_inputs_are_read_from_json_objects_or_input_blocks() {
-        let task = |mode| Task {
-            id: "t".into(),
-            row: Row::new(),
-            mode,
-            entry_point: Some("f".into()),
-            public: Vec::new(),
-            private: Vec::new(),
-            atol: 0.0,
+        let task = |mode| {
+            let mut row = Row::new();
+            row.insert("task_id".into(), "t".into());
+            row.insert("entry_point".into(), "f".into());
+            if mode == ProgramMode::Stdio {
+                row.insert("mode".into(), "stdio".into());
+            }
+            crate::llm::strategy::tasks::task_from_row(row, 0).unwrap()
         };
         let reply = r#"[[ ## tests ## ]]
 {"input": [1, 2], "output": 3} junk {"input": 5, "output": 5} {"input": [1, 2], "output": 3} {"output": 1}"#;

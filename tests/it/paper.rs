@@ -1,0 +1,621 @@
+//! The paper's specs proven on real outputs: MBPP-R graded on EvalPlus MBPP+
+//! base and plus (Table 7's stages on a fixture in the published formats),
+//! nothing graded against nothing, `execute` grading HumanEval as `tw score`
+//! does, and the replay study on the 16,400 recorded CodeGen-16B samples.
+
+use crate::dataset::export;
+use crate::harness::Project;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/fixtures")
+}
+
+fn benchmarks() -> Option<PathBuf> {
+    tw_stages::testing::shared_data("TW_BENCHMARKS", "benchmarks", "HumanEval.jsonl.gz")
+}
+
+/// Recorded repairs, two per MBPP-R problem: Mbpp/3's first passes base but
+/// not plus (`is_not_prime(1)`), its second is right; Mbpp/8's first is still
+/// wrong (cubes), its second right.
+const REPAIRS: &str = concat!(
+    r#"{"task_id": "Mbpp/3", "entry_point": "is_not_prime", "sample": 0, "program": "def is_not_prime(n):\n    return any(n % i == 0 for i in range(2, n))\n"}"#,
+    "\n",
+    r#"{"task_id": "Mbpp/3", "entry_point": "is_not_prime", "sample": 1, "program": "import math\ndef is_not_prime(n):\n    if n == 1:\n        return True\n    for i in range(2, int(math.sqrt(n)) + 1):\n        if n % i == 0:\n            return True\n    return False\n"}"#,
+    "\n",
+    r#"{"task_id": "Mbpp/8", "entry_point": "square_nums", "sample": 0, "program": "def square_nums(nums):\n    return [i ** 3 for i in nums]\n"}"#,
+    "\n",
+    r#"{"task_id": "Mbpp/8", "entry_point": "square_nums", "sample": 1, "program": "def square_nums(nums):\n    return [i * i for i in nums]\n"}"#,
+    "\n",
+);
+
+fn table7_project() -> Project {
+    let p = Project::new();
+    let f = fixtures();
+    p.write("repairs.jsonl", REPAIRS);
+    p.write(
+        "spec.yaml",
+        &format!(
+            r#"experiment: table7
+stages:
+  mbppplus: {{ kind: load_benchmark, params: {{ benchmark: mbpp-plus, path: {f}/mbppplus/MbppPlus.jsonl, tests: all }} }}
+  mbppr: {{ kind: load_benchmark, params: {{ benchmark: mbpp-r, path: {f}/mbppr/mbpp_r_buggy.jsonl }} }}
+  tests: {{ kind: concat, inputs: {{ tables: [mbppplus.tests, mbppr.tests] }} }}
+  repairs: {{ kind: load, params: {{ path: repairs.jsonl }} }}
+  greedy:
+    kind: parallel_scaling
+    inputs: {{ problems: mbppr.problems, tests: tests.rows, candidates: repairs.rows }}
+    params: {{ selection: first, split: {{ public_suites: [seed_fail_base, seed_fail_plus] }}, labels: {{ representation: greedy }} }}
+  bon:
+    kind: parallel_scaling
+    inputs: {{ problems: mbppr.problems, tests: tests.rows, candidates: repairs.rows }}
+    params: {{ selection: best_of_n, split: {{ public_suites: [seed_fail_base, seed_fail_plus] }}, labels: {{ representation: best_of_n }} }}
+  verify:
+    kind: execute
+    inputs: {{ candidates: repairs.rows, tests: mbppplus.tests }}
+    params: {{ input_format: tagged, expected_format: tagged }}
+"#,
+            f = f.display()
+        ),
+    );
+    p
+}
+
+fn pct(row: &serde_json::Map<String, Value>, column: &str) -> f64 {
+    row[column]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{column}: {row:?}"))
+}
+
+#[test]
+fn table7_stages_grade_mbpp_r_on_mbpp_plus_base_and_plus() {
+    let p = table7_project();
+    p.run_ok("spec.yaml");
+    // Greedy (sample 0): Mbpp/3's passes base only, Mbpp/8's fails.
+    let greedy = &export(&p, "spec.yaml", "greedy.summary")[0];
+    assert_eq!(
+        (pct(greedy, "honest_pct"), pct(greedy, "honest_plus_pct")),
+        (50.0, 0.0),
+        "{greedy:?}"
+    );
+    assert_eq!(
+        (pct(greedy, "oracle_pct"), pct(greedy, "oracle_plus_pct")),
+        (100.0, 100.0),
+        "{greedy:?}"
+    );
+    // Best of N on the seed's failing inputs (their expected outputs taken
+    // from MBPP+): the right program of each problem.
+    let bon = &export(&p, "spec.yaml", "bon.summary")[0];
+    assert_eq!(
+        (pct(bon, "honest_pct"), pct(bon, "honest_plus_pct")),
+        (100.0, 100.0),
+        "{bon:?}"
+    );
+    let selected = export(&p, "spec.yaml", "bon.selected");
+    let picks: Vec<(String, u64, u64)> = selected
+        .iter()
+        .map(|r| {
+            (
+                r["task_id"].as_str().unwrap().to_string(),
+                r["candidate"].as_u64().unwrap(),
+                r["public_passed"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        picks,
+        [("Mbpp/3".into(), 1, 2), ("Mbpp/8".into(), 1, 2)],
+        "the seed's two failing inputs are the public tests, with expected outputs"
+    );
+    // Plus never passes where base fails.
+    for rows in [export(&p, "spec.yaml", "greedy.selected"), selected] {
+        for r in rows {
+            assert!(
+                r["honest_pass"].as_bool().unwrap() || !r["honest_plus_pass"].as_bool().unwrap(),
+                "{r:?}"
+            );
+        }
+    }
+    // `execute` on MBPP+ grades with EvalPlus's comparator: right and wrong repairs.
+    let labels: Vec<String> = export(&p, "spec.yaml", "verify.summary")
+        .iter()
+        .map(|r| r["label"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        labels,
+        ["wrong_answer", "correct", "wrong_answer", "correct"]
+    );
+}
+
+#[test]
+fn the_study_failing_inputs_alone_grade_nothing_and_say_so() {
+    // rq1_full's old MBPP-R grading: the seed's failing inputs, which carry
+    // no expected outputs, as the tests; every program that returned passed.
+    let p = table7_project();
+    let f = fixtures();
+    p.write(
+        "seed_only.yaml",
+        &format!(
+            r#"experiment: seed_only
+stages:
+  mbppr: {{ kind: load_benchmark, params: {{ benchmark: mbpp-r, path: {f}/mbppr/mbpp_r_buggy.jsonl }} }}
+  repairs: {{ kind: load, params: {{ path: repairs.jsonl }} }}
+  score:
+    kind: parallel_scaling
+    inputs: {{ problems: mbppr.problems, tests: mbppr.tests, candidates: repairs.rows }}
+    params: {{ selection: first }}
+  verify:
+    kind: execute
+    inputs: {{ candidates: repairs.rows, tests: mbppr.tests }}
+    params: {{ input_format: tagged, expected_format: tagged }}
+"#,
+            f = f.display()
+        ),
+    );
+    let ran = p.tw(&["run", "seed_only.yaml"]);
+    assert_ne!(ran.code, 0, "{}", ran.stdout);
+    for stage in ["score", "verify"] {
+        assert!(
+            ran.stderr.contains(&format!("`{stage}`")) || ran.stderr.contains(stage),
+            "{}",
+            ran.stderr
+        );
+    }
+    assert!(ran.stderr.contains("input `tests`"), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("lack expected outputs"),
+        "{}",
+        ran.stderr
+    );
+    assert!(ran.stderr.contains("`Mbpp/3`"), "{}", ran.stderr);
+}
+
+#[test]
+fn mbpp_ids_meet_and_tests_of_other_problems_are_an_error() {
+    // Table 7's old join: MBPP-R programs (`Mbpp/3`) on tests keyed as
+    // Google's MBPP keys them (`3`). They meet now.
+    let p = Project::new();
+    p.write("repairs.jsonl", REPAIRS);
+    p.write(
+        "tests.jsonl",
+        concat!(
+            r#"{"task_id": "3", "input": "[10]", "expected": "true"}"#,
+            "\n",
+            r#"{"task_id": "8", "input": "[[1, 2]]", "expected": "[1, 4]"}"#,
+            "\n",
+        ),
+    );
+    p.write(
+        "other.jsonl",
+        r#"{"task_id": "11", "input": "[10]", "expected": "true"}"#,
+    );
+    p.write(
+        "spec.yaml",
+        r#"experiment: ids
+stages:
+  repairs: { kind: load, params: { path: repairs.jsonl } }
+  tests: { kind: load, params: { path: tests.jsonl } }
+  other: { kind: load, params: { path: other.jsonl } }
+  verify:
+    kind: execute
+    inputs: { candidates: repairs.rows, tests: tests.rows }
+    params: { input_format: tagged, expected_format: tagged }
+"#,
+    );
+    p.run_ok("spec.yaml");
+    let summary = export(&p, "spec.yaml", "verify.summary");
+    let pass: Vec<bool> = summary
+        .iter()
+        .map(|r| r["pass"].as_bool().unwrap())
+        .collect();
+    assert_eq!(pass, [true, true, false, true], "{summary:?}");
+    // Tests of other problems only: an error naming both sides, even when
+    // skipping ungradable problems is allowed.
+    p.write(
+        "spec.yaml",
+        r#"experiment: ids
+stages:
+  repairs: { kind: load, params: { path: repairs.jsonl } }
+  other: { kind: load, params: { path: other.jsonl } }
+  verify:
+    kind: execute
+    inputs: { candidates: repairs.rows, tests: other.rows }
+    params: { input_format: tagged, expected_format: tagged, on_ungradable: skip }
+"#,
+    );
+    let ran = p.tw(&["run", "spec.yaml"]);
+    assert_ne!(ran.code, 0);
+    assert!(
+        ran.stderr.contains("no candidate has tests"),
+        "{}",
+        ran.stderr
+    );
+    assert!(ran.stderr.contains("`Mbpp/3`, `Mbpp/8`"), "{}", ran.stderr);
+    assert!(ran.stderr.contains("`11`"), "{}", ran.stderr);
+}
+
+#[test]
+fn an_ungradable_problem_is_a_counted_skip_only_when_asked() {
+    let p = Project::new();
+    p.write("repairs.jsonl", REPAIRS);
+    // Mbpp/8 has tests; Mbpp/3 has none.
+    p.write(
+        "tests.jsonl",
+        r#"{"task_id": "Mbpp/8", "input": "[[1, 2]]", "expected": "[1, 4]"}"#,
+    );
+    let spec = |policy: &str| {
+        format!(
+            r#"experiment: skip
+stages:
+  repairs: {{ kind: load, params: {{ path: repairs.jsonl }} }}
+  tests: {{ kind: load, params: {{ path: tests.jsonl }} }}
+  verify:
+    kind: execute
+    inputs: {{ candidates: repairs.rows, tests: tests.rows }}
+    params: {{ input_format: tagged, expected_format: tagged, on_ungradable: {policy} }}
+"#
+        )
+    };
+    p.write("spec.yaml", &spec("fail"));
+    let ran = p.tw(&["run", "spec.yaml"]);
+    assert_ne!(ran.code, 0);
+    assert!(
+        ran.stderr.contains("1 problem(s) have no tests") && ran.stderr.contains("`Mbpp/3`"),
+        "{}",
+        ran.stderr
+    );
+    assert!(ran.stderr.contains("on_ungradable: skip"), "{}", ran.stderr);
+    p.write("spec.yaml", &spec("skip"));
+    p.run_ok("spec.yaml");
+    let summary = export(&p, "spec.yaml", "verify.summary");
+    assert_eq!(summary.len(), 2, "only Mbpp/8's candidates are graded");
+    let manifests = p.manifests_text();
+    assert!(
+        manifests.contains("\"skipped_candidates\": 2"),
+        "{manifests}"
+    );
+    assert!(manifests.contains("Mbpp/3: no tests"), "{manifests}");
+}
+
+/// HumanEval problems whose `check` the per-call tests cannot express: float
+/// tolerance (/2, /4), a property of the answer (/32), and calls in loops
+/// (/38, /50: no per-call tests at all).
+const CHECKED: &str =
+    "'HumanEval/2', 'HumanEval/4', 'HumanEval/32', 'HumanEval/38', 'HumanEval/50'";
+
+#[test]
+#[ignore = "needs the benchmark data: ../shared/data or TW_BENCHMARKS (TW_REQUIRE_DATA)"]
+fn execute_grades_humaneval_with_its_check_as_tw_score_does() {
+    let Some(dir) = benchmarks() else { return };
+    let p = Project::new();
+    // A correct program off by 1e-9: HumanEval/4's check allows 1e-6, `==` does not.
+    p.write(
+        "extra.jsonl",
+        &format!(
+            "{}\n",
+            serde_json::json!({"candidate": "HumanEval/4#extra", "task_id": "HumanEval/4", "sample": 1000,
+                "program": "def mean_absolute_deviation(numbers):\n    m = sum(numbers) / len(numbers)\n    return sum(abs(x - m) for x in numbers) / len(numbers) + 1e-9\n",
+                "entry_point": "mean_absolute_deviation"})
+        ),
+    );
+    p.write(
+        "spec.yaml",
+        &format!(
+            r#"experiment: checked
+stages:
+  humaneval: {{ kind: load_benchmark, params: {{ benchmark: humaneval, path: {d}/HumanEval.jsonl.gz }} }}
+  all: {{ kind: load_samples, inputs: {{ problems: humaneval.problems }}, params: {{ path: {d}/humaneval_codegen16b_100samples.jsonl, format: codet, per_problem: 40 }} }}
+  picked: {{ kind: filter, inputs: {{ rows: all.candidates }}, params: {{ where: "task_id IN ({CHECKED})" }} }}
+  extra: {{ kind: load, params: {{ path: extra.jsonl }} }}
+  samples: {{ kind: concat, inputs: {{ tables: [picked.rows, extra.rows] }} }}
+  verify:
+    kind: execute
+    inputs: {{ candidates: samples.rows, tests: humaneval.tests }}
+    params: {{ candidate_id: candidate, input_format: tagged, expected_format: tagged, timeout: 3 }}
+"#,
+            d = dir.display()
+        ),
+    );
+    p.run_ok("spec.yaml");
+    let summary = export(&p, "spec.yaml", "verify.summary");
+    let samples = export(&p, "spec.yaml", "samples.rows");
+    let lines: String = samples
+        .iter()
+        .map(|r| format!("{}\n", Value::Object(r.clone())))
+        .collect();
+    p.write("samples.jsonl", &lines);
+    let ran = p.tw(&[
+        "score",
+        "--benchmark",
+        "humaneval",
+        "--problems",
+        dir.join("HumanEval.jsonl.gz").to_str().unwrap(),
+        "--samples",
+        "samples.jsonl",
+        "--allow-partial",
+        "--k",
+        "1",
+        "--details",
+        "details.jsonl",
+    ]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let scored: BTreeMap<(String, u64), bool> = p
+        .read("details.jsonl")
+        .lines()
+        .map(|l| {
+            let d = serde_json::from_str::<Value>(l).unwrap();
+            (
+                (
+                    d["task_id"].as_str().unwrap().to_string(),
+                    d["index"].as_u64().unwrap(),
+                ),
+                d["base_pass"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    // `tw score` numbers each problem's samples in file order, as `samples` holds them.
+    let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+    let mut differ = Vec::new();
+    for (row, verdict) in samples.iter().zip(&summary) {
+        let task = row["task_id"].as_str().unwrap().to_string();
+        let index = seen.entry(task.clone()).or_default();
+        let ours = verdict["pass"].as_bool().unwrap();
+        if scored[&(task.clone(), *index)] != ours {
+            differ.push(format!("{task} #{index}"));
+        }
+        *index += 1;
+    }
+    assert_eq!(summary.len(), 201);
+    assert!(
+        differ.is_empty(),
+        "execute and tw score differ on {differ:?}"
+    );
+    assert!(
+        scored.values().filter(|p| **p).count() > 20,
+        "some samples pass"
+    );
+    // The off-by-1e-9 program is correct, not a wrong answer to mine, though
+    // every per-call test, compared with `==`, says otherwise.
+    let last = summary.last().unwrap();
+    assert_eq!(
+        (last["pass"].as_bool(), last["label"].as_str()),
+        (Some(true), Some("correct")),
+        "{last:?}"
+    );
+    assert_eq!(
+        last["first_verdict"].as_str(),
+        Some("wrong_answer"),
+        "{last:?}"
+    );
+    // Problems without per-call tests are graded by their check, not skipped.
+    for task in ["HumanEval/38", "HumanEval/50"] {
+        assert!(
+            summary
+                .iter()
+                .any(|r| r["task_id"] == task && r["pass"] == true),
+            "{task}"
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs the benchmark data: ../shared/data or TW_BENCHMARKS (TW_REQUIRE_DATA)"]
+fn replay_spec_agrees_with_tw_score_on_16400_recorded_samples() {
+    let Some(dir) = benchmarks() else { return };
+    let p = Project::new();
+    // The spec as shipped, reading the benchmark files where this machine has them.
+    let spec = fs_err::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("specs/replay_codegen.yaml"),
+    )
+    .unwrap()
+    .replace("../data/benchmarks", &dir.display().to_string());
+    p.write("replay.yaml", &spec);
+    p.run_ok("replay.yaml");
+
+    // Per sample: `execute` (via HumanEval's check in the pipeline) against
+    // `score` (`tw score`'s code path), matched by problem and sample number.
+    let graded: BTreeMap<String, bool> = export(&p, "replay.yaml", "graded.summary")
+        .into_iter()
+        .map(|r| {
+            (
+                r["candidate"].as_str().unwrap().to_string(),
+                r["pass"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    let verdicts = export(&p, "replay.yaml", "score.verdicts");
+    assert_eq!((graded.len(), verdicts.len()), (16_400, 16_400));
+    let differ: Vec<String> = verdicts
+        .iter()
+        .filter_map(|v| {
+            let id = format!(
+                "{}#{}",
+                v["task_id"].as_str().unwrap(),
+                v["sample"].as_u64().unwrap()
+            );
+            (graded[&id] != v["base_pass"].as_bool().unwrap()).then_some(id)
+        })
+        .collect();
+    eprintln!(
+        "replay: execute and score agree on {} of 16400 samples",
+        16_400 - differ.len()
+    );
+    assert!(differ.is_empty(), "execute and score differ on {differ:?}");
+
+    let scores = export(&p, "replay.yaml", "score.scores");
+    let pass_at = |k: u64| {
+        scores
+            .iter()
+            .find(|r| r["suite"] == "base" && r["k"].as_u64() == Some(k))
+            .map(|r| 100.0 * r["pass_at_k"].as_f64().unwrap())
+            .unwrap()
+    };
+    let summary = |n: u64, rule: &str| {
+        export(
+            &p,
+            "replay.yaml",
+            &format!("select[n={n},selection={rule}].summary"),
+        )
+        .remove(0)
+    };
+    for rule in ["first", "random", "public_filter", "best_of_n"] {
+        // Any of all 100 samples: the oracle is pass@100, computed apart.
+        let all = summary(100, rule);
+        assert!(
+            (pct(&all, "oracle_pct") - pass_at(100)).abs() < 1e-9,
+            "{rule}: {all:?}"
+        );
+        for n in [1u64, 5, 10, 25, 50, 100] {
+            let s = summary(n, rule);
+            assert!(
+                (pct(&s, "pass_at_n_pct") - pass_at(n)).abs() < 1e-9,
+                "{rule} n={n}: {s:?}"
+            );
+            assert!(
+                pct(&s, "honest_pct") <= pct(&s, "oracle_pct"),
+                "{rule} n={n}: {s:?}"
+            );
+        }
+    }
+    // No selection at N = 1: the share of first samples that pass, counted here.
+    let firsts = graded
+        .iter()
+        .filter(|(id, _)| id.ends_with("#0"))
+        .collect::<Vec<_>>();
+    assert_eq!(firsts.len(), 164);
+    let passing = firsts.iter().filter(|(_, pass)| **pass).count();
+    let first = summary(1, "first");
+    assert!(
+        (pct(&first, "honest_pct") - 100.0 * passing as f64 / 164.0).abs() < 1e-9,
+        "{first:?} vs {passing} of 164"
+    );
+    // The report renders from the same artifacts.
+    let report = p.tw(&["report", "replay.yaml"]);
+    assert_eq!(report.code, 0, "{}", report.stderr);
+}
+
+/// `tw score --details` pass per sample (`plus` for EvalPlus: base and plus),
+/// keyed by problem and the sample's number within it.
+fn scored(
+    p: &Project,
+    bench: &str,
+    problems: &std::path::Path,
+    samples: &str,
+    plus: bool,
+) -> Vec<bool> {
+    let ran = p.tw(&[
+        "score",
+        "--benchmark",
+        bench,
+        "--problems",
+        problems.to_str().unwrap(),
+        "--samples",
+        samples,
+        "--allow-partial",
+        "--k",
+        "1",
+        "--details",
+        "details.jsonl",
+    ]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    p.read("details.jsonl")
+        .lines()
+        .map(|l| {
+            let d = serde_json::from_str::<Value>(l).unwrap();
+            d[if plus { "plus_pass" } else { "base_pass" }]
+                .as_bool()
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "needs the benchmark data: ../shared/data or TW_BENCHMARKS (TW_REQUIRE_DATA)"]
+fn execute_and_tw_score_agree_on_humaneval_plus_and_mbpp() {
+    let Some(dir) = benchmarks() else { return };
+    let p = Project::new();
+    // HumanEval+ (the Mini file: the plus inputs EvalPlus ships for quick
+    // runs): 10 CodeGen samples of each of the first 12 problems (matched
+    // to problems by HumanEval's prompts, which CodeT's file shares).
+    let mini = dir.join("HumanEvalPlus-Mini.jsonl.gz");
+    let first: Vec<String> = (0..12).map(|i| format!("'HumanEval/{i}'")).collect();
+    p.write(
+        "plus.yaml",
+        &format!(
+            r#"experiment: plus
+stages:
+  heplus: {{ kind: load_benchmark, params: {{ benchmark: humaneval-plus, path: {mini}, tests: all }} }}
+  he: {{ kind: load_benchmark, params: {{ benchmark: humaneval, path: {d}/HumanEval.jsonl.gz }} }}
+  all: {{ kind: load_samples, inputs: {{ problems: he.problems }}, params: {{ path: {d}/humaneval_codegen16b_100samples.jsonl, format: codet, per_problem: 10 }} }}
+  picked: {{ kind: filter, inputs: {{ rows: all.candidates }}, params: {{ where: "task_id IN ({first})" }} }}
+  verify:
+    kind: execute
+    inputs: {{ candidates: picked.rows, tests: heplus.tests }}
+    params: {{ candidate_id: candidate, input_format: tagged, expected_format: tagged, timeout: 4, stop_at_first_failure: true }}
+"#,
+            mini = mini.display(),
+            d = dir.display(),
+            first = first.join(", ")
+        ),
+    );
+    p.run_ok("plus.yaml");
+    let executed: Vec<bool> = export(&p, "plus.yaml", "verify.summary")
+        .iter()
+        .map(|r| r["pass"].as_bool().unwrap())
+        .collect();
+    let samples: String = export(&p, "plus.yaml", "picked.rows")
+        .into_iter()
+        .map(|r| format!("{}\n", Value::Object(r)))
+        .collect();
+    p.write("plus_samples.jsonl", &samples);
+    let by_score = scored(&p, "humaneval-plus", &mini, "plus_samples.jsonl", true);
+    assert_eq!(executed.len(), 120);
+    assert_eq!(
+        executed, by_score,
+        "execute vs tw score on HumanEval+ (base and plus)"
+    );
+    assert!(executed.iter().any(|p| *p) && executed.iter().any(|p| !*p));
+
+    // MBPP: each reference program, and one that returns None.
+    let mbpp = dir.join("mbpp.jsonl");
+    p.write(
+        "mbpp.yaml",
+        &format!(
+            "experiment: mbpp\nstages:\n  mbpp: {{ kind: load_benchmark, params: {{ benchmark: mbpp, path: {}, limit: 20 }} }}\n",
+            mbpp.display()
+        ),
+    );
+    p.run_ok("mbpp.yaml");
+    let mut rows = String::new();
+    for problem in export(&p, "mbpp.yaml", "mbpp.problems") {
+        let entry = problem["entry_point"].as_str().unwrap();
+        for program in [
+            problem["reference"].as_str().unwrap().to_string(),
+            format!("def {entry}(*args):\n    return None\n"),
+        ] {
+            rows.push_str(&format!(
+                "{}\n",
+                serde_json::json!({"task_id": problem["task_id"], "entry_point": entry, "solution": program, "program": program})
+            ));
+        }
+    }
+    p.write("mbpp_samples.jsonl", &rows);
+    p.write(
+        "mbpp.yaml",
+        &format!(
+            "experiment: mbpp\nstages:\n  mbpp: {{ kind: load_benchmark, params: {{ benchmark: mbpp, path: {}, limit: 20 }} }}\n  samples: {{ kind: load, params: {{ path: mbpp_samples.jsonl }} }}\n  verify:\n    kind: execute\n    inputs: {{ candidates: samples.rows, tests: mbpp.tests }}\n    params: {{ input_format: tagged, expected_format: tagged }}\n",
+            mbpp.display()
+        ),
+    );
+    p.run_ok("mbpp.yaml");
+    let executed: Vec<bool> = export(&p, "mbpp.yaml", "verify.summary")
+        .iter()
+        .map(|r| r["pass"].as_bool().unwrap())
+        .collect();
+    let by_score = scored(&p, "mbpp", &mbpp, "mbpp_samples.jsonl", false);
+    assert_eq!(executed.len(), 40);
+    assert_eq!(executed, by_score, "execute vs tw score on MBPP");
+    assert_eq!(executed.iter().filter(|p| **p).count(), 20, "{executed:?}");
+}
