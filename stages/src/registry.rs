@@ -52,6 +52,9 @@ impl Registry {
         r.add::<dataset::represent::Represent>();
         r.add::<dataset::reasoning_tasks::ReasoningTasks>();
         r.add::<dataset::export_sft::ExportSft>();
+        r.add::<dataset::sanitize::Sanitize>();
+        r.add::<dataset::flag_exploits::FlagExploits>();
+        r.add::<dataset::export_traces::ExportTraces>();
         // Asking models.
         r.add::<llm::generate::Generate>();
         r.add::<llm::sequential_scaling::SequentialScaling>();

@@ -17,6 +17,7 @@ mod paper;
 mod plans;
 mod programs;
 mod prompts;
+mod release;
 mod reports;
 mod representations;
 mod sandbox;

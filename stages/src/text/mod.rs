@@ -2,12 +2,16 @@
 //! ([`templating`]), loading template files ([`templates`]), the structured
 //! trace model ([`tracemodel`]) and its renderer ([`trace_render`]), the
 //! built-in trace formats ([`formats`]), token counts ([`tokens`]), code
-//! embeddings for pair mining ([`embed`]) and ShareGPT datasets ([`sharegpt`]).
+//! embeddings for pair mining ([`embed`]), ShareGPT datasets ([`sharegpt`])
+//! redaction of secrets and personal data ([`redact`]) and exploit-pattern
+//! flags for model-written code ([`exploit`]).
 //!
 //! May import: `api`, `python`, `llm::reply` (templates can call the DSPy adapter).
 
 pub mod embed;
+pub mod exploit;
 pub mod formats;
+pub mod redact;
 pub mod sharegpt;
 pub mod templates;
 pub mod templating;
