@@ -290,3 +290,60 @@ fn the_public_tier_hashes_control_flow_and_bounds_values_without_names() {
     assert!(manifests.iter().any(|m| m["tier"] == "restricted"
         && m["access"].as_str().unwrap().contains("security addendum")));
 }
+
+#[test]
+fn values_read_from_the_environment_files_and_sockets_never_reach_a_representation() {
+    // The program reads PATH (the sandbox sets `/usr/bin:/bin`), a file it
+    // wrote with a computed word, and a message from a local socket pair;
+    // none of the three values is written in its source.
+    let p = Project::new();
+    let program = "import os, socket\n\ndef probe(n):\n    path = os.environ['PATH']\n    word = '-'.join(['alpha', 'omega']) * n\n    with open('planted.txt', 'w') as f:\n        f.write(word + '\\n')\n    with open('planted.txt') as f:\n        line = f.readline().strip()\n    a, b = socket.socketpair()\n    a.sendall(bytes(range(65, 75)))\n    got = b.recv(100).decode()\n    return (path, line, got, n)\n";
+    p.write(
+        "programs.jsonl",
+        &format!(
+            "{}\n",
+            serde_json::json!({"task_id": "probe", "entry_point": "probe", "program": program, "input": "[2]"})
+        ),
+    );
+    let templates = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("templates/traces");
+    p.write(
+        "spec.yaml",
+        &format!(
+            "experiment: taint\nmatrix:\n  repr: [next, concise, codeexecutor, scratchpad, semcoder, concise2]\nstages:\n  programs: {{ kind: load, params: {{ path: programs.jsonl }} }}\n  traces: {{ kind: trace, inputs: {{ programs: programs.rows }}, params: {{ keep: [program] }} }}\n  shown:\n    kind: represent\n    inputs: {{ runs: traces.runs, events: traces.events }}\n    params: {{ template: \"{}/${{repr}}.j2\", id: task_id, select: all }}\n",
+            templates.display()
+        ),
+    );
+    let ran = p.tw(&["run", "spec.yaml"]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let events = serde_json::to_string(&export(&p, "spec.yaml", "traces.events")).unwrap();
+    let runs = serde_json::to_string(&export(&p, "spec.yaml", "traces.runs")).unwrap();
+    for placeholder in ["<from:env>", "<from:file>", "<from:socket>"] {
+        assert!(
+            events.contains(placeholder),
+            "{placeholder} missing: {events}"
+        );
+    }
+    let mut shown = vec![events, runs];
+    for repr in [
+        "next",
+        "concise",
+        "codeexecutor",
+        "scratchpad",
+        "semcoder",
+        "concise2",
+    ] {
+        let rows = export(&p, "spec.yaml", &format!("shown[repr={repr}].rows"));
+        assert!(!rows.is_empty(), "{repr}");
+        shown.push(serde_json::to_string(&rows).unwrap());
+    }
+    for text in &shown {
+        for value in ["/usr/bin:/bin", "alpha-omega", "ABCDEFGHIJ"] {
+            assert!(
+                !text.contains(value),
+                "`{value}` reached a rendered trace: {text}"
+            );
+        }
+    }
+    // The input the test gave is not tainted: `n = 2` stays visible.
+    assert!(shown[0].contains("\\\"n\\\":\\\"2\\\""), "{}", shown[0]);
+}

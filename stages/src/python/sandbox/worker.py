@@ -663,6 +663,135 @@ def _test_args(test):
     return decode(test.get("args", []))
 
 
+class _Taint:
+    """Values a traced program obtained from the environment, files it read or
+    sockets (`env`, `file`, `socket`), so that every recorded value containing
+    one is masked before the report leaves the program's process. Value
+    matching on strings: a value transformed beyond recognition (hashed,
+    reversed, split below 4 characters) is not caught, nor is a program that
+    undoes the hooks; test inputs are given as arguments or stdin and are
+    never tainted."""
+
+    MIN_LENGTH = 4
+
+    def __init__(self):
+        self.values = {}
+
+    def add(self, value, source):
+        if isinstance(value, (bytes, bytearray)):
+            value = bytes(value).decode("utf-8", "replace")
+        if not isinstance(value, str) or not value:
+            return
+        pieces = [value] + value.splitlines() + value.split()
+        for piece in pieces:
+            piece = piece.strip()
+            if len(piece) >= self.MIN_LENGTH:
+                self.values.setdefault(piece, source)
+
+    def mask(self, report):
+        """The report with every tainted value masked in every string it
+        holds (trace events, locals, outputs, messages); keys are left alone,
+        so the report keeps its shape."""
+        if not self.values:
+            return report
+        order = sorted(self.values, key=len, reverse=True)
+
+        def walk(v):
+            if isinstance(v, str):
+                for value in order:
+                    if value in v:
+                        v = v.replace(value, "<from:%s>" % self.values[value])
+                return v
+            if isinstance(v, list):
+                return [walk(x) for x in v]
+            if isinstance(v, dict):
+                return {k: walk(x) for k, x in v.items()}
+            return v
+
+        return walk(report)
+
+
+class _TaintedFile:
+    """A file object whose reads are recorded as tainted."""
+
+    def __init__(self, f, taint):
+        object.__setattr__(self, "_f", f)
+        object.__setattr__(self, "_taint", taint)
+
+    def _seen(self, data):
+        self._taint.add(data, "file")
+        return data
+
+    def read(self, *a, **k):
+        return self._seen(self._f.read(*a, **k))
+
+    def readline(self, *a, **k):
+        return self._seen(self._f.readline(*a, **k))
+
+    def readlines(self, *a, **k):
+        lines = self._f.readlines(*a, **k)
+        for line in lines:
+            self._seen(line)
+        return lines
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return self._seen(next(self._f))
+
+    def __enter__(self):
+        self._f.__enter__()
+        return self
+
+    def __exit__(self, *a):
+        return self._f.__exit__(*a)
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+    def __setattr__(self, name, value):
+        setattr(self._f, name, value)
+
+
+def _install_taint(taint):
+    """Record what the program obtains from os.environ / os.getenv, from files
+    it opens for reading, and from sockets."""
+    env_class = type(os.environ)
+    env_getitem = env_class.__getitem__
+
+    def getitem(self, key):
+        value = env_getitem(self, key)
+        taint.add(value, "env")
+        return value
+
+    env_class.__getitem__ = getitem
+    real_open = builtins.open
+
+    def tainted_open(file, mode="r", *a, **k):
+        f = real_open(file, mode, *a, **k)
+        if "r" in mode or "+" in mode:
+            return _TaintedFile(f, taint)
+        return f
+
+    builtins.open = tainted_open
+    io.open = tainted_open
+    import socket as _socket
+
+    def wrap(name, pick):
+        real = getattr(_socket.socket, name)
+
+        def received(self, *a, **k):
+            result = real(self, *a, **k)
+            taint.add(pick(result), "socket")
+            return result
+
+        setattr(_socket.socket, name, received)
+
+    wrap("recv", lambda r: r)
+    wrap("recvfrom", lambda r: r[0])
+
+
 def _close_other_fds(keep):
     keep = sorted(fd for fd in keep if fd is not None and fd > 2)
     low = 3
@@ -754,6 +883,12 @@ def program_main(job, report_w, request_r, sealed, workdir):
               "line": getattr(e, "lineno", None)})
         return
     prelude = job.get("prelude")
+    trace = job.get("trace")
+    # Traced runs are what gets published: record what the program reads
+    # from the environment, files and sockets, to mask it in the report.
+    taint = _Taint() if trace else None
+    if taint is not None:
+        _install_taint(taint)
     g = None
     if mode in ("function", "calls"):
         g = {"__name__": "__tw_program__" if mode == "function" else "__main__",
@@ -776,7 +911,6 @@ def program_main(job, report_w, request_r, sealed, workdir):
     if mode == "calls":
         _answer_calls(job, g, emit, request_r, max_output)
         return
-    trace = job.get("trace")
     for i, test in enumerate(job["tests"]):
         timeout = test.get("timeout", job.get("timeout", 3.0))
         report = {"test": i}
@@ -833,6 +967,8 @@ def program_main(job, report_w, request_r, sealed, workdir):
             if tracer.truncated is None and report["verdict"] in ("timeout", "memory", "output_limit"):
                 tracer.truncated = report["verdict"]
             report["trace"] = tracer.summary()
+        if taint is not None:
+            report = taint.mask(report)
         emit(report)
 
 
