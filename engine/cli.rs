@@ -81,6 +81,12 @@ pub enum Command {
         /// Never draw progress bars.
         #[arg(long)]
         no_progress: bool,
+        /// Watts per busy CPU core, for the energy estimate of `compute/compute.md`.
+        #[arg(long, default_value_t = 15.0, value_name = "W")]
+        cpu_watts: f64,
+        /// Watts per GPU, for the energy estimate of `compute/compute.md`.
+        #[arg(long, default_value_t = 400.0, value_name = "W")]
+        gpu_watts: f64,
         #[command(flatten)]
         executor: ExecutorArgs,
     },

@@ -73,6 +73,15 @@ pub struct Manifest {
     pub notes: BTreeMap<String, serde_json::Value>,
     pub created_unix: u64,
     pub wall_seconds: f64,
+    /// CPU seconds (user + system) of `tw`'s process and the children it
+    /// reaped (the sandbox's workers, LLaMA-Factory) while the unit ran;
+    /// `None` where `/proc` is not there.
+    #[serde(default)]
+    pub cpu_seconds: Option<f64>,
+    /// Other units ran in the same process at the same time, so
+    /// `cpu_seconds` includes theirs (an upper bound).
+    #[serde(default)]
+    pub cpu_overlapped: bool,
     pub tool: String,
 }
 

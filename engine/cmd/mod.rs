@@ -6,6 +6,7 @@
 
 pub mod cache;
 pub mod common;
+pub mod compute;
 pub mod exec_task;
 pub mod gc;
 pub mod plan;
@@ -67,6 +68,8 @@ pub fn execute(cli: Cli, stdout: &mut dyn Write) -> Result<(), Failure> {
             no_run,
             jobs,
             no_progress,
+            cpu_watts,
+            gpu_watts,
             executor,
         } => report::run(
             cache_dir,
@@ -76,6 +79,10 @@ pub fn execute(cli: Cli, stdout: &mut dyn Write) -> Result<(), Failure> {
             no_run,
             jobs,
             no_progress,
+            compute::Power {
+                cpu_watts,
+                gpu_watts,
+            },
             executor,
             stdout,
         ),

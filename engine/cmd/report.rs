@@ -2,7 +2,8 @@
 //!
 //! The stage renders Markdown, CSV, LaTeX, PNG and SVG into its cached
 //! `files` artifact; this command copies them out to
-//! `<out>/<report stage>/`, so a reader never has to know the cache layout.
+//! `<out>/<report stage>/`, so a reader never has to know the cache layout,
+//! and writes the spec's compute disclosure to `<out>/compute/`.
 
 use super::common::{Failure, load_spec, make_plan, open_store, run_options, run_selection};
 use super::show;
@@ -26,6 +27,7 @@ pub fn run(
     no_run: bool,
     jobs: Option<usize>,
     no_progress: bool,
+    power: super::compute::Power,
     executor: ExecutorArgs,
     stdout: &mut dyn Write,
 ) -> Result<(), Failure> {
@@ -44,7 +46,29 @@ pub fn run(
         run_selection(&spec, &store, &selection, &options)?;
     }
     let plan = make_plan(&spec, &store, &Selection::default(), &Facts::default())?;
-    write_reports(&spec, &plan, &store, &reports, out, stdout)
+    write_reports(&spec, &plan, &store, &reports, out, stdout)?;
+    write_compute(&spec, &plan, out, power, stdout)
+}
+
+/// `<out>/compute/compute.{md,csv}`: what each model x dataset pair cost.
+fn write_compute(
+    spec: &Spec,
+    plan: &Plan,
+    out: &Path,
+    power: super::compute::Power,
+    stdout: &mut dyn Write,
+) -> Result<(), Failure> {
+    let runtime = |e: String| Failure::runtime(format!("error: {e}"));
+    let (md, csv) = super::compute::render(&super::compute::costs(spec, plan), power);
+    let dir = out.join("compute");
+    fs_err::create_dir_all(&dir).map_err(|e| runtime(e.to_string()))?;
+    for (name, text) in [("compute.md", md), ("compute.csv", csv)] {
+        let file = dir.join(name);
+        fsutil::write_atomic(&file, text.as_bytes())
+            .map_err(|e| runtime(format!("{}: {e}", file.display())))?;
+        writeln!(stdout, "{}", file.display()).map_err(|e| runtime(e.to_string()))?;
+    }
+    Ok(())
 }
 
 /// Indices of the report stages to write: those named, else every one.

@@ -12,6 +12,7 @@ use crate::spec::Spec;
 use crate::store::{Manifest, NodeRecord, OutputRecord, Store};
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tw_stages::api::{CachePolicy, StageError};
 
@@ -62,9 +63,12 @@ pub fn cached_or_commit(
         .begin()
         .map_err(|e| format!("cannot create a staging directory: {e}"))?;
     let started = Instant::now();
-    let produced = produce(&staging.dir)?;
+    let cpu = CpuWindow::open();
+    let produced = produce(&staging.dir);
+    let (cpu_seconds, cpu_overlapped) = cpu.close();
+    let produced = produced?;
     let seconds = started.elapsed().as_secs_f64();
-    let manifest = manifest(
+    let mut manifest = manifest(
         spec,
         node_index,
         unit,
@@ -72,6 +76,8 @@ pub fn cached_or_commit(
         produced.notes.clone(),
         seconds,
     );
+    manifest.cpu_seconds = cpu_seconds;
+    manifest.cpu_overlapped = cpu_overlapped;
     failpoint(&unit.label());
     store
         .commit(staging, &manifest)
@@ -85,6 +91,56 @@ pub fn cached_or_commit(
         seconds,
         cached: false,
     })
+}
+
+/// Units running in this process now, and units started so far: a unit
+/// that saw another start or run beside it shares its CPU figure.
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+static STARTED: AtomicUsize = AtomicUsize::new(0);
+
+/// The CPU time of one unit's run, measured on the process.
+struct CpuWindow {
+    cpu: Option<f64>,
+    alone_at_start: bool,
+    started: usize,
+}
+
+impl CpuWindow {
+    fn open() -> CpuWindow {
+        let alone_at_start = RUNNING.fetch_add(1, Ordering::SeqCst) == 0;
+        let started = STARTED.fetch_add(1, Ordering::SeqCst) + 1;
+        CpuWindow {
+            cpu: process_cpu_seconds(),
+            alone_at_start,
+            started,
+        }
+    }
+
+    /// CPU seconds used since `open`, and whether another unit overlapped.
+    fn close(self) -> (Option<f64>, bool) {
+        let used = match (self.cpu, process_cpu_seconds()) {
+            (Some(a), Some(b)) => Some(((b - a) * 100.0).round() / 100.0),
+            _ => None,
+        };
+        RUNNING.fetch_sub(1, Ordering::SeqCst);
+        let overlapped = !self.alone_at_start || STARTED.load(Ordering::SeqCst) != self.started;
+        (used, overlapped)
+    }
+}
+
+/// User + system seconds of this process and its reaped children, from
+/// `/proc/self/stat` (fields 14-17, in USER_HZ ticks: 100 per second on Linux).
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = fs_err::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) may hold spaces; fields resume after its `)`.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = fields
+        .get(11..15)?
+        .iter()
+        .map(|f| f.parse::<u64>().ok())
+        .sum::<Option<u64>>()?;
+    Some(ticks as f64 / 100.0)
 }
 
 /// Test hook (fail-rs style): `TW_FAILPOINT=before_commit:<unit>:exit|sleep`
@@ -150,6 +206,8 @@ fn manifest(
             .map(|d| d.as_secs())
             .unwrap_or(0),
         wall_seconds: seconds,
+        cpu_seconds: None,
+        cpu_overlapped: false,
         tool: format!("tw {}", env!("CARGO_PKG_VERSION")),
     }
 }

@@ -535,6 +535,20 @@ fn a_list_of_endpoints_shares_the_work_survives_a_dead_one_and_stays_out_of_the_
     );
     assert_eq!(notes[&dead].0, 0);
     assert!(notes[&dead].1 >= 1, "the dead one was tried: {notes:?}");
+    // Tokens in and out per endpoint (each reply says 10 in, 5 out), and
+    // they add up to the stage's totals.
+    let tokens = |url: &str, k: &str| m["notes"]["llm_endpoints"][url][k].as_u64().unwrap();
+    for url in [&au, &bu] {
+        assert_eq!(tokens(url, "prompt_tokens"), 10 * notes[url].0, "{url}");
+        assert_eq!(tokens(url, "completion_tokens"), 5 * notes[url].0, "{url}");
+    }
+    assert_eq!(
+        tokens(&au, "prompt_tokens") + tokens(&bu, "prompt_tokens"),
+        m["notes"]["prompt_tokens"].as_u64().unwrap()
+    );
+    // The manifest says what the stage cost the machine.
+    assert!(m["wall_seconds"].as_f64().unwrap() > 0.0, "{m}");
+    assert!(m["cpu_seconds"].as_f64().is_some(), "{m}");
     let first = crate::dataset::export(&p, "spec.yaml", "samples.candidates");
 
     // Reordered, without the dead one, another concurrency per endpoint:

@@ -619,3 +619,51 @@ stages:
     assert_eq!(executed, by_score, "execute vs tw score on MBPP");
     assert_eq!(executed.iter().filter(|p| **p).count(), 20, "{executed:?}");
 }
+
+#[test]
+fn tw_report_discloses_compute_per_model_and_dataset() {
+    let p = table7_project();
+    let spec = p.read("spec.yaml")
+        + "  report:\n    kind: report\n    inputs: { rows: [greedy.summary, bon.summary] }\n    params: { title: t, tables: [{ name: t7, rows: [selection], columns: [strategy], value: honest_pct }] }\n";
+    p.write("spec.yaml", &spec);
+    let ran = p.tw(&[
+        "report",
+        "spec.yaml",
+        "--cpu-watts",
+        "20",
+        "--gpu-watts",
+        "300",
+        "-j",
+        "1",
+    ]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert!(ran.stdout.contains("compute/compute.md"), "{}", ran.stdout);
+    let md = p.read("reports/compute/compute.md");
+    assert!(
+        md.contains("at 20 W per busy CPU core, 300 W per GPU"),
+        "{md}"
+    );
+    // The stages that ran programs used CPU, and say so.
+    let csv = p.read("reports/compute/compute.csv");
+    let rows: Vec<Vec<String>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| {
+            l.split(',')
+                .map(|c| c.trim_matches('"').to_string())
+                .collect()
+        })
+        .collect();
+    assert!(!rows.is_empty(), "{csv}");
+    let cpu: f64 = rows.iter().map(|r| r[4].parse::<f64>().unwrap()).sum();
+    let stages: u64 = rows.iter().map(|r| r[2].parse::<u64>().unwrap()).sum();
+    assert!(cpu > 0.0, "{csv}");
+    // The six stages the report needed (`verify` is not one of them).
+    assert_eq!(stages, 6, "{csv}");
+    assert!(
+        rows.iter().any(|r| r[1] == "mbpp-r" || r[1] == "mbpp-plus"),
+        "{csv}"
+    );
+    // Run alone (-j 1), no stage's CPU overlaps another's.
+    assert!(!md.contains("overlap"), "{md}");
+}

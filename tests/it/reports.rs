@@ -72,6 +72,8 @@ fn tw_report_writes_tables_and_plots_labelled_by_matrix_axis() {
             "out/report/heat.png",
             "out/report/heat.svg",
             "out/report/index.md",
+            "out/compute/compute.md",
+            "out/compute/compute.csv",
         ]
     );
     // Rows: models; columns: the matrix axis the report added; N = 4 only.

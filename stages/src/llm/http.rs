@@ -148,7 +148,12 @@ impl OpenAiBackend {
                 let outcome = self.attempt(&self.url(i), &body, n);
                 match outcome {
                     Attempt::Done(completions) => {
-                        self.pool.release(i, Released::Served);
+                        // Usage splits evenly over choices; the prompt is counted once.
+                        let tokens = (
+                            completions.first().map_or(0, |c| c.prompt_tokens as u64),
+                            completions.iter().map(|c| c.completion_tokens as u64).sum(),
+                        );
+                        self.pool.release(i, Released::Served(tokens));
                         return Ok(completions);
                     }
                     Attempt::Fatal(e) => {
@@ -450,8 +455,8 @@ impl OpenAiBackend {
 /// How an attempt on an endpoint ended, for its bookkeeping.
 #[derive(Debug, Clone, Copy)]
 enum Released {
-    /// Completions came back.
-    Served,
+    /// Completions came back, with (prompt, completion) tokens.
+    Served((u64, u64)),
     /// The endpoint answered, refusing the request (400, 401, 404): no
     /// reason to think it is down.
     Refused,
@@ -467,6 +472,9 @@ struct Slot {
     in_flight: usize,
     served: u64,
     failed: u64,
+    /// Tokens in and out of the requests it served, as its `usage` said.
+    prompt_tokens: u64,
+    completion_tokens: u64,
     /// Failures in a row, each marking it down anew; zero once it serves.
     strikes: u32,
     /// Not to be asked before this, while another endpoint is up.
@@ -589,8 +597,10 @@ impl Pool {
         let slot = &mut slots[i];
         slot.in_flight = slot.in_flight.saturating_sub(1);
         match how {
-            Released::Served => {
+            Released::Served((prompt, completion)) => {
                 slot.served += 1;
+                slot.prompt_tokens += prompt;
+                slot.completion_tokens += completion;
                 slot.strikes = 0;
                 slot.down_until = None;
             }
@@ -622,6 +632,8 @@ impl Pool {
                 base_url: e.base_url.clone(),
                 served: s.served,
                 failed: s.failed,
+                prompt_tokens: s.prompt_tokens,
+                completion_tokens: s.completion_tokens,
             })
             .collect()
     }
@@ -731,7 +743,7 @@ mod tests {
         assert!((29.0..=30.0).contains(&second), "{second}");
         assert_eq!(pool.lock()[0].strikes, 2);
         pool.acquire(&[false]);
-        pool.release(0, Released::Served);
+        pool.release(0, Released::Served((0, 0)));
         assert_eq!(down_for(&pool), None);
         let s = pool.lock()[0].clone();
         assert_eq!((s.served, s.failed, s.strikes, s.in_flight), (1, 3, 0, 0));

@@ -188,8 +188,8 @@ impl Llm {
     }
 
     /// Record in the manifest, as `llm_endpoints`, how many requests each
-    /// endpoint served (and how many attempts on it failed); nothing for an
-    /// in-process model.
+    /// endpoint served, how many attempts on it failed, and the tokens in
+    /// and out it served; nothing for an in-process model.
     pub fn note_endpoints(&self, ctx: &mut crate::api::RunCtx<'_>) {
         let endpoints = self.endpoints();
         if endpoints.is_empty() {
@@ -200,7 +200,12 @@ impl Llm {
             .map(|e| {
                 (
                     e.base_url,
-                    serde_json::json!({ "served": e.served, "failed": e.failed }),
+                    serde_json::json!({
+                        "served": e.served,
+                        "failed": e.failed,
+                        "prompt_tokens": e.prompt_tokens,
+                        "completion_tokens": e.completion_tokens,
+                    }),
                 )
             })
             .collect();

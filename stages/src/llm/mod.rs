@@ -141,6 +141,9 @@ pub struct EndpointStats {
     pub served: u64,
     /// Attempts that failed on it and were retried (here or elsewhere).
     pub failed: u64,
+    /// Tokens in (prompts) and out (completions) of what it served.
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
 }
 
 /// A source of completions. Implementations batch internally as they see fit;

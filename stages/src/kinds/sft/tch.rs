@@ -71,6 +71,8 @@ pub(super) fn run_tch(p: &SftParams, ctx: &mut RunCtx<'_>) -> Result<(), StageEr
     let resume = p.resume_from.as_ref().map(|r| ctx.resolve(r));
     let device = model::parse_device(&p.device).map_err(failed)?;
     let kind = model::parse_kind(&p.dtype, device).map_err(failed)?;
+    // What `tw report`'s compute disclosure counts as GPU time.
+    ctx.note("gpus", u64::from(device.is_cuda()));
     let cfg = p.train_config();
 
     let mut net =
