@@ -134,6 +134,16 @@ impl Project {
             .collect()
     }
 
+    /// The note `key` of every committed artifact that has one.
+    pub fn notes(&self, key: &str) -> Vec<serde_json::Value> {
+        self.objects()
+            .iter()
+            .filter_map(|o| fs_err::read_to_string(o.join("manifest.json")).ok())
+            .filter_map(|m| serde_json::from_str::<serde_json::Value>(&m).ok())
+            .filter_map(|m| m["notes"].get(key).cloned())
+            .collect()
+    }
+
     /// Committed artifacts in the cache.
     pub fn objects(&self) -> Vec<PathBuf> {
         let obj = self.path("cache/v1/obj");

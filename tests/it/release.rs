@@ -29,23 +29,9 @@ stages:
     )
 }
 
-/// A note of every committed artifact that has it.
-fn notes(p: &Project, key: &str) -> Vec<Value> {
-    p.objects()
-        .iter()
-        .filter_map(|o| fs_err::read_to_string(o.join("manifest.json")).ok())
-        .filter_map(|m| serde_json::from_str::<Value>(&m).ok())
-        .filter_map(|m| m["notes"].get(key).cloned())
-        .collect()
-}
-
 /// The note of the one artifact that has it.
 fn note(p: &Project, key: &str) -> Option<Value> {
-    p.objects()
-        .iter()
-        .filter_map(|o| fs_err::read_to_string(o.join("manifest.json")).ok())
-        .filter_map(|m| serde_json::from_str::<Value>(&m).ok())
-        .find_map(|m| m["notes"].get(key).cloned())
+    p.notes(key).into_iter().next()
 }
 
 #[test]
@@ -117,9 +103,10 @@ fn sanitize_redacts_marks_a_review_sample_and_checks_the_review() {
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     assert!(!ran.stderr.contains("review is missing"), "{}", ran.stderr);
     assert!(
-        notes(&p, "review").contains(&Value::from("approved by A. Reviewer on 2026-12-05")),
+        p.notes("review")
+            .contains(&Value::from("approved by A. Reviewer on 2026-12-05")),
         "{:?}",
-        notes(&p, "review")
+        p.notes("review")
     );
     // A rejected review stops the export.
     p.write(
@@ -203,9 +190,9 @@ fn flag_exploits_counts_each_pattern_and_blocks_on_request() {
     assert_eq!(rows[0]["task_id"], "a");
     // The blocking run's manifest counts what it dropped.
     assert!(
-        notes(&p, "blocked").contains(&Value::from(2)),
+        p.notes("blocked").contains(&Value::from(2)),
         "{:?}",
-        notes(&p, "blocked")
+        p.notes("blocked")
     );
 }
 

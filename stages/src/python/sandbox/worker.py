@@ -676,6 +676,8 @@ class _Taint:
 
     def __init__(self):
         self.values = {}
+        self._pattern = None
+        self._compiled_for = 0
 
     def add(self, value, source):
         if isinstance(value, (bytes, bytearray)):
@@ -688,20 +690,31 @@ class _Taint:
             if len(piece) >= self.MIN_LENGTH:
                 self.values.setdefault(piece, source)
 
+    def _matcher(self):
+        """One pattern for every value, longest first (rebuilt only when a
+        value was added): a report is scanned once, not once per value."""
+        if self._pattern is None or self._compiled_for != len(self.values):
+            import re
+            order = sorted(self.values, key=len, reverse=True)
+            self._pattern = re.compile("|".join(re.escape(v) for v in order))
+            self._compiled_for = len(self.values)
+        return self._pattern
+
     def mask(self, report):
         """The report with every tainted value masked in every string it
         holds (trace events, locals, outputs, messages); keys are left alone,
         so the report keeps its shape."""
         if not self.values:
             return report
-        order = sorted(self.values, key=len, reverse=True)
+        pattern = self._matcher()
+        values = self.values
+
+        def placeholder(m):
+            return "<from:%s>" % values[m.group(0)]
 
         def walk(v):
             if isinstance(v, str):
-                for value in order:
-                    if value in v:
-                        v = v.replace(value, "<from:%s>" % self.values[value])
-                return v
+                return pattern.sub(placeholder, v)
             if isinstance(v, list):
                 return [walk(x) for x in v]
             if isinstance(v, dict):
