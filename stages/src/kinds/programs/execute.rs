@@ -338,7 +338,7 @@ impl Stage for Execute {
         let mut verdict_counts: BTreeMap<&'static str, u64> = BTreeMap::new();
         let mut checked = 0u64;
         for plan in &planned {
-            let mut tests: Vec<&sandbox::TestReport> = plan
+            let tests: Vec<&sandbox::TestReport> = plan
                 .calls
                 .map(|j| reports[j].results.iter().collect())
                 .unwrap_or_default();
@@ -356,41 +356,22 @@ impl Stage for Execute {
                 *verdict_counts.entry(c.verdict.as_str()).or_default() += 1;
                 results.push(result_row(p, plan, tests.len(), c, None));
             }
-            let calls_passed = tests.iter().filter(|r| r.verdict == Verdict::Pass).count();
-            let first = tests
-                .iter()
-                .position(|r| r.verdict != Verdict::Pass)
-                .or_else(|| {
-                    check
-                        .filter(|c| c.verdict != Verdict::Pass)
-                        .map(|_| tests.len())
-                });
-            let first_verdict = first.map(|k| match tests.get(k) {
-                Some(r) => r.verdict,
-                None => check.map_or(Verdict::Pass, |c| c.verdict),
-            });
+            // Every test as `results` numbers them: the calls, then the check.
+            let all: Vec<&sandbox::TestReport> = tests.iter().copied().chain(check).collect();
+            let first = all.iter().position(|r| r.verdict != Verdict::Pass);
             let (pass, label) = match check {
                 // The benchmark's check decides, as its harness does.
                 Some(c) => (
                     c.verdict == Verdict::Pass,
                     grading::check_label(c.verdict, c.exc_type.as_deref()),
                 ),
-                None => (
-                    !tests.is_empty() && tests.iter().all(|r| r.verdict == Verdict::Pass),
-                    label(&tests),
-                ),
+                None => (!tests.is_empty() && first.is_none(), label(&tests)),
             };
-            if check.is_some() {
-                tests.clear();
-            }
             let mut row = Map::new();
             row.insert("candidate".into(), Value::String(plan.candidate.clone()));
             row.insert(p.problem.clone(), Value::String(plan.problem.clone()));
-            let total =
-                plan.calls.map_or(0, |j| reports[j].results.len()) + usize::from(check.is_some());
-            row.insert("tests".into(), Value::from(total as u64));
-            let passed =
-                calls_passed + usize::from(check.is_some_and(|c| c.verdict == Verdict::Pass));
+            row.insert("tests".into(), Value::from(all.len() as u64));
+            let passed = all.iter().filter(|r| r.verdict == Verdict::Pass).count();
             row.insert("passed".into(), Value::from(passed as u64));
             row.insert("pass".into(), Value::Bool(pass));
             row.insert(
@@ -399,7 +380,9 @@ impl Stage for Execute {
             );
             row.insert(
                 "first_verdict".into(),
-                first_verdict.map_or(Value::Null, |v| Value::String(v.as_str().into())),
+                first.map_or(Value::Null, |k| {
+                    Value::String(all[k].verdict.as_str().into())
+                }),
             );
             row.insert("label".into(), Value::String(label.into()));
             summary.push(row);
