@@ -416,7 +416,8 @@ pub fn score(
                 |s| {
                     let p = by_id[s.task_id.as_str()];
                     if family.refuses(p, &s.code).is_some() {
-                        // Not run, as the harness does not run it.
+                        // The harness does not run it: an empty script stands in
+                        // (the verdict is set to `skipped` when it is graded).
                         return script_job(String::new(), settings, timeout);
                     }
                     if output {
