@@ -12,6 +12,7 @@ use crate::plan::{Facts, Plan, Selection};
 use crate::spec::Spec;
 use crate::store::Store;
 use arrow::array::{Array, BinaryArray, StringArray};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use tw_stages::api::artifact;
@@ -129,6 +130,19 @@ fn directory_name(id: &str) -> String {
     out
 }
 
+/// A relative path of plain components (`index.html`, `data/c0/p1.js`): no
+/// `..`, no hidden or empty components, no backslashes.
+fn safe_relative_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.split('/').all(|part| {
+            !part.is_empty()
+                && !part.starts_with('.')
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-.=".contains(c))
+        })
+}
+
 /// Copy every file of each report stage's `files` artifact under `out`,
 /// and list what was written on stdout.
 pub fn write_reports(
@@ -166,16 +180,36 @@ pub fn write_reports(
             .ok_or_else(|| runtime(format!("{}: `content` is not bytes", path.display())))?;
         let dir = out.join(directory_name(&node.id));
         fs_err::create_dir_all(&dir).map_err(|e| runtime(e.to_string()))?;
+        // The browser's data files are all rewritten: a smaller study must not
+        // leave the last one's problems behind.
+        let data = dir.join("data");
+        if data.is_dir() {
+            fs_err::remove_dir_all(&data).map_err(|e| runtime(e.to_string()))?;
+        }
+        let mut nested: BTreeMap<String, usize> = BTreeMap::new();
         for row in 0..table.num_rows() {
             let name = names.value(row);
-            // Names come from validated params; refuse anything that could escape `dir`.
-            if name.contains('/') || name.contains('\\') || name.starts_with('.') {
+            // Names come from the stage; refuse anything that could escape `dir`.
+            if !safe_relative_name(name) {
                 return Err(runtime(format!("refusing to write a file named `{name}`")));
             }
             let file = dir.join(name);
+            if let Some(parent) = file.parent() {
+                fs_err::create_dir_all(parent).map_err(|e| runtime(e.to_string()))?;
+            }
             fsutil::write_atomic(&file, contents.value(row))
                 .map_err(|e| runtime(format!("{}: {e}", file.display())))?;
-            writeln!(stdout, "{}", file.display()).map_err(|e| runtime(e.to_string()))?;
+            match name.split_once('/') {
+                // Thousands of data files: list their folder once.
+                Some((folder, _)) => *nested.entry(folder.to_string()).or_default() += 1,
+                None => {
+                    writeln!(stdout, "{}", file.display()).map_err(|e| runtime(e.to_string()))?
+                }
+            }
+        }
+        for (folder, count) in nested {
+            writeln!(stdout, "{}/ ({count} files)", dir.join(folder).display())
+                .map_err(|e| runtime(e.to_string()))?;
         }
     }
     if missing.is_empty() {
@@ -190,7 +224,27 @@ pub fn write_reports(
 
 #[cfg(test)]
 mod tests {
-    use super::directory_name;
+    use super::{directory_name, safe_relative_name};
+
+    #[test]
+    fn only_plain_relative_names_are_written() {
+        for ok in ["index.html", "table3.md", "data/c0/p12.js", "data/c0.js"] {
+            assert!(safe_relative_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "../x",
+            "data/../../x",
+            "/etc/passwd",
+            ".hidden",
+            "a//b",
+            "a\\b",
+            "data/.x",
+            "a b",
+        ] {
+            assert!(!safe_relative_name(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn directory_names_drop_brackets() {

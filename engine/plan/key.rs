@@ -319,11 +319,29 @@ pub fn input_origins(
                         id: upstream.id.clone(),
                         stage: upstream.stage.clone(),
                         binding: upstream.binding.clone(),
+                        output: s.output.clone(),
+                        ancestors: ancestors(spec, s.node),
                     }
                 })
                 .collect();
             (input.slot.clone(), origins)
         })
+        .collect()
+}
+
+/// Ids of every node `node` reads from, transitively, in node order.
+fn ancestors(spec: &Spec, node: usize) -> Vec<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut todo = vec![node];
+    while let Some(n) = todo.pop() {
+        for up in spec.nodes()[n].upstream() {
+            if seen.insert(up) {
+                todo.push(up);
+            }
+        }
+    }
+    seen.into_iter()
+        .map(|i| spec.nodes()[i].id.clone())
         .collect()
 }
 

@@ -23,6 +23,7 @@ pub mod llm;
 pub mod model;
 pub mod python;
 pub mod registry;
+pub mod stats;
 #[doc(hidden)]
 pub mod testing;
 pub mod text;

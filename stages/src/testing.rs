@@ -31,17 +31,21 @@ pub enum Need {
     LlamaFactory,
     /// The bubblewrap sandbox with job namespaces (what `--sandbox require` needs).
     Isolation,
+    /// Headless Chromium and its WebDriver (`chromedriver`), for the study
+    /// browser's tests (`TW_CHROMIUM`, `TW_CHROMEDRIVER`, or on `PATH`).
+    Browser,
 }
 
 impl Need {
     /// Every resource, for documentation and the house test.
-    pub const ALL: [Need; 6] = [
+    pub const ALL: [Need; 7] = [
         Need::Data,
         Need::Llm,
         Need::Slurm,
         Need::Models,
         Need::LlamaFactory,
         Need::Isolation,
+        Need::Browser,
     ];
 
     /// The variable that turns this resource's absence into a failure.
@@ -53,6 +57,7 @@ impl Need {
             Need::Models => "TW_REQUIRE_MODELS",
             Need::LlamaFactory => "TW_REQUIRE_LLAMAFACTORY",
             Need::Isolation => "TW_REQUIRE_ISOLATION",
+            Need::Browser => "TW_REQUIRE_BROWSER",
         }
     }
 
@@ -68,6 +73,9 @@ impl Need {
                 "eval \"$(scripts/setup-models.sh)\"; eval \"$(scripts/setup-torch.sh --with-hf)\""
             }
             Need::LlamaFactory => "eval \"$(scripts/setup-llamafactory.sh)\"",
+            Need::Browser => {
+                "scripts/setup-browser.sh (Debian: `apt-get install chromium chromium-driver`)"
+            }
             Need::Isolation => {
                 "install bubblewrap (`apt-get install bubblewrap`) where unprivileged user namespaces are allowed; `tw sandbox check` says what is missing"
             }

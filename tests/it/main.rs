@@ -4,6 +4,7 @@
 // Test helpers panic on unexpected failures by design.
 #![allow(clippy::unwrap_used)]
 mod battery;
+mod browser;
 mod cache;
 mod dataset;
 mod errors;

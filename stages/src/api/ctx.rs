@@ -16,6 +16,11 @@ pub struct InputOrigin {
     pub stage: String,
     /// Its matrix axis values, in axis order (empty outside a matrix).
     pub binding: Vec<(String, serde_json::Value)>,
+    /// The output read (`summary`).
+    pub output: String,
+    /// Ids of every instance it reads from, directly or not: lets a report
+    /// tell related inputs (a generation and its grading) from unrelated ones.
+    pub ancestors: Vec<String>,
 }
 
 pub fn resolve_path(base: &Path, path: &str) -> PathBuf {

@@ -22,10 +22,10 @@ use super::grading;
 use super::grading::{GradingMode, SampleResult, ScoreSettings, first_failure, limits, one_test};
 use super::problem::{Problem, Sample, text_field};
 use crate::api::StageError;
-use crate::api::rng;
 use crate::api::rows;
 use crate::api::rows::Row;
 use crate::python::sandbox::{Job, JobReport, Mode, RunSummary, Sandbox, Verdict};
+use crate::stats::{self, mean};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -546,10 +546,11 @@ fn pass_at_k_table(
                     })
                     .collect();
                 let score = mean(&per_problem);
-                let (ci_low, ci_high) = bootstrap(
+                let (ci_low, ci_high) = stats::bootstrap_interval(
                     &per_problem,
                     settings.bootstrap,
                     settings.seed ^ u64::from(k),
+                    0.95,
                 );
                 table.push(PassAtK {
                     suite: match level {
@@ -566,30 +567,6 @@ fn pass_at_k_table(
         }
     }
     (table, skipped)
-}
-
-fn mean(values: &[f64]) -> f64 {
-    if values.is_empty() {
-        0.0
-    } else {
-        values.iter().sum::<f64>() / values.len() as f64
-    }
-}
-
-/// 95% percentile interval of the mean over problems resampled with replacement.
-fn bootstrap(values: &[f64], rounds: u32, seed: u64) -> (f64, f64) {
-    if values.is_empty() || rounds == 0 {
-        let m = mean(values);
-        return (m, m);
-    }
-    let mut rng = rng::SplitMix64::new(seed.wrapping_add(rng::SplitMix64::GAMMA));
-    let n = values.len() as u64;
-    let mut means: Vec<f64> = (0..rounds)
-        .map(|_| (0..n).map(|_| values[rng.below(n) as usize]).sum::<f64>() / n as f64)
-        .collect();
-    means.sort_by(f64::total_cmp);
-    let at = |q: f64| means[((q * (means.len() - 1) as f64).round() as usize).min(means.len() - 1)];
-    (at(0.025), at(0.975))
 }
 
 #[cfg(test)]
@@ -632,10 +609,13 @@ mod tests {
     #[test]
     fn bootstrap_interval_brackets_the_mean_and_is_seeded() {
         let v: Vec<f64> = (0..50).map(|i| f64::from(i % 2)).collect();
-        let (lo, hi) = bootstrap(&v, 500, 7);
+        let (lo, hi) = stats::bootstrap_interval(&v, 500, 7, 0.95);
         assert!(lo < 0.5 && hi > 0.5 && lo > 0.2 && hi < 0.8, "{lo} {hi}");
-        assert_eq!((lo, hi), bootstrap(&v, 500, 7));
-        assert_eq!(bootstrap(&[1.0; 5], 100, 1), (1.0, 1.0));
+        assert_eq!((lo, hi), stats::bootstrap_interval(&v, 500, 7, 0.95));
+        assert_eq!(
+            stats::bootstrap_interval(&[1.0; 5], 100, 1, 0.95),
+            (1.0, 1.0)
+        );
     }
 
     #[test]

@@ -1,11 +1,16 @@
-//! `select`: keep, drop and rename columns.
+//! `select`: compute, keep, drop and rename columns.
 //!
 //! # What it does
-//! Keeps the columns listed in `columns` (in that order; all when omitted),
-//! then removes those in `drop`, then applies `rename` (`{old: new}`).
-//! A column that does not exist is an error naming it and listing those that do.
+//! First adds the `derive` columns (each a SQL expression over the input's
+//! columns, as `filter`'s conditions are), then keeps the columns listed in
+//! `columns` (in that order; all when omitted), then removes those in
+//! `drop`, then applies `rename` (`{old: new}`). A column that does not
+//! exist is an error naming it and listing those that do.
 //!
 //! # Params
+//! - `derive` (map name -> SQL expression, default empty): new (or
+//!   replaced) columns, e.g. `{pass_pct: "CASE WHEN passed THEN 100.0 ELSE 0.0 END"}`;
+//!   every expression reads the input's columns, not each other.
 //! - `columns` (list of strings, optional): columns to keep, in order.
 //! - `drop` (list of strings, default empty): columns to remove.
 //! - `rename` (map old -> new, default empty).
@@ -29,6 +34,7 @@
 
 use crate::api::frame::{polars_error, read_frame, require_columns, write_frame};
 use crate::api::{InputSlot, Problem, RunCtx, Stage, StageError};
+use polars::prelude::IntoLazy;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -37,6 +43,9 @@ pub struct Select;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SelectParams {
+    // Left out of the key when empty: specs written before `derive` keep their keys.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub derive: BTreeMap<String, String>,
     #[serde(default)]
     pub columns: Option<Vec<String>>,
     #[serde(default)]
@@ -55,11 +64,19 @@ impl Stage for Select {
 
     fn validate(p: &SelectParams) -> Vec<Problem> {
         let mut problems = Vec::new();
-        if p.columns.is_none() && p.drop.is_empty() && p.rename.is_empty() {
+        if p.columns.is_none() && p.drop.is_empty() && p.rename.is_empty() && p.derive.is_empty() {
             problems.push(Problem::at(
                 "",
-                "`select` needs at least one of `columns`, `drop`, `rename`",
+                "`select` needs at least one of `derive`, `columns`, `drop`, `rename`",
             ));
+        }
+        for (name, expr) in &p.derive {
+            if let Err(e) = polars::sql::sql_expr(expr) {
+                problems.push(Problem::at(
+                    &format!("derive.{name}"),
+                    format!("not a SQL expression: {e}"),
+                ));
+            }
         }
         if let Some(columns) = &p.columns {
             let mut seen = std::collections::BTreeSet::new();
@@ -77,6 +94,26 @@ impl Stage for Select {
 
     fn run(p: &SelectParams, ctx: &mut RunCtx<'_>) -> Result<(), StageError> {
         let mut frame = read_frame(ctx, "rows")?;
+        if !p.derive.is_empty() {
+            let exprs = p
+                .derive
+                .iter()
+                .map(|(name, sql)| {
+                    polars::sql::sql_expr(sql)
+                        .map(|e| e.alias(name.as_str()))
+                        .map_err(polars_error)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            frame =
+                frame
+                    .lazy()
+                    .with_columns(exprs)
+                    .collect()
+                    .map_err(|e| StageError::BadInput {
+                        slot: "rows".into(),
+                        message: format!("a `derive` expression failed: {e}"),
+                    })?;
+        }
         if let Some(columns) = &p.columns {
             require_columns(&frame, "rows", columns)?;
             frame = frame

@@ -33,7 +33,8 @@
 //!
 //! # Outputs
 //! - `rows`: one per exported record: `dataset`, `format`, `variant`,
-//!   `split`, `uuid`, `token_size`, `sim_score`, `messages` (JSON text).
+//!   `split`, `uuid`, `task_id` (the pair's problem), `token_size`,
+//!   `sim_score`, `messages` (JSON text).
 //! - `summary`: one per dataset: `dataset`, `format`, `variant`, `split`,
 //!   `rows`, `tokens` (total), `mean_tokens`. The files sit beside the
 //!   `rows` artifact, in `llama_factory/`.
@@ -116,7 +117,7 @@ fn default_id() -> String {
 
 impl Stage for ExportSft {
     const KIND: &'static str = "export_sft";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const SOURCE: &'static str = include_str!("export_sft.rs");
     const INPUTS: &'static [InputSlot] = &[InputSlot::one("pairs"), InputSlot::many("traces")];
     const OUTPUTS: &'static [&'static str] = &["rows", "summary"];
@@ -324,6 +325,10 @@ impl Stage for ExportSft {
                     r.insert("variant".into(), Value::String(variant.clone()));
                     r.insert("split".into(), Value::String(split_name.clone()));
                     r.insert("uuid".into(), Value::String(uuid));
+                    r.insert(
+                        "task_id".into(),
+                        Value::String(cell_text(pair, "task_id").unwrap_or_default()),
+                    );
                     r.insert("token_size".into(), Value::from(*tokens as u64));
                     r.insert("sim_score".into(), sim);
                     r.insert("messages".into(), Value::String(messages.to_string()));
@@ -358,7 +363,7 @@ impl Stage for ExportSft {
         ctx.note("datasets", summary.len());
 
         let mut template_row = Map::new();
-        for t in ["dataset", "format", "variant", "split", "uuid"] {
+        for t in ["dataset", "format", "variant", "split", "uuid", "task_id"] {
             template_row.insert(t.into(), Value::String(String::new()));
         }
         template_row.insert("token_size".into(), Value::from(0u64));

@@ -36,7 +36,8 @@
 //! # Outputs
 //! - `candidates`: `candidate` (`<task_id>#<n>`), `task_id`, `sample`,
 //!   `program`, `entry_point` (the problem's; empty for stdin programs),
-//!   `reasoning`, `reply`, `finish_reason`, `completion_tokens`.
+//!   `messages` (the chat messages asked, JSON), `reasoning`, `reply`,
+//!   `finish_reason`, `completion_tokens`.
 //!
 //! # Caching
 //! The key covers the params (a single `base_url` included; a list of
@@ -127,7 +128,7 @@ impl GenerateParams {
 impl Stage for Generate {
     const KIND: &'static str = "generate";
     // 2: candidates carry the problem's `entry_point`, as `load_samples` writes it.
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
     const SOURCE: &'static str = include_str!("generate.rs");
     const ROW_MAPPED: Option<&'static str> = Some("problems");
     const OUTPUTS: &'static [&'static str] = &["candidates"];
@@ -183,8 +184,11 @@ impl Stage for Generate {
         let template = prompts::PromptTemplate::open(ctx, &p.template, &vars)?;
         let llm = crate::llm::Llm::open(ctx, &p.model)?;
         let mut asks = Vec::new();
+        // What each problem's model was shown, kept beside its replies (the browser shows it).
+        let mut prompts = Vec::with_capacity(tasks.len());
         for task in &tasks {
             let messages = template.messages(task, &Map::new())?;
+            prompts.push(serde_json::to_string(&messages).unwrap_or_default());
             for sample in 0..p.n() {
                 let seed = prompts::sample_seed(p.seed, &task.id, sample, 0);
                 asks.push((
@@ -200,7 +204,7 @@ impl Stage for Generate {
             result.map_err(|e| StageError::failed(format!("asking {}: {e}", llm.model_id())))?;
         let mut rows = Vec::with_capacity(completions.len());
         let mut it = completions.into_iter();
-        for task in &tasks {
+        for (task, prompt) in tasks.iter().zip(&prompts) {
             for sample in 0..p.n() {
                 let Some(c) = it.next() else { break };
                 let reply = reply::parse_reply(&c.text);
@@ -219,6 +223,7 @@ impl Stage for Generate {
                     "entry_point".into(),
                     Value::String(task.entry_point.clone().unwrap_or_default()),
                 );
+                r.insert("messages".into(), Value::String(prompt.clone()));
                 r.insert("reasoning".into(), Value::String(reply.reasoning));
                 r.insert("reply".into(), Value::String(c.text));
                 r.insert(
@@ -245,6 +250,7 @@ impl Stage for Generate {
             "task_id",
             "program",
             "entry_point",
+            "messages",
             "reasoning",
             "reply",
             "finish_reason",

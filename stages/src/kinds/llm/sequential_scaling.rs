@@ -56,7 +56,8 @@
 //!
 //! # Outputs
 //! - `rounds`: `task_id`, `sample`, `round`, `parent` (the sample revised),
-//!   `program`, `reasoning`, `public_passed`, `public_total`,
+//!   `program`, `reasoning`, `messages` (the chat messages asked, JSON),
+//!   `reply` (the model's whole answer), `public_passed`, `public_total`,
 //!   `private_passed`, `stopped`, `feedback` (JSON).
 //! - `scores`: per round: `round`, `tasks`, `honest_pct`, `oracle_pct`
 //!   (with EvalPlus plus tests among the private ones, these are the base
@@ -183,6 +184,9 @@ struct Step {
     parent: usize,
     program: String,
     reasoning: String,
+    /// The chat messages asked (JSON) and the reply, as the browser shows them.
+    messages: String,
+    reply: String,
     public: SuiteResult,
     feedback: Vec<Value>,
     /// The rounds shown to the next revision: `{reasoning, code, feedback}`.
@@ -201,7 +205,7 @@ const ERROR_KINDS: [&str; 5] = [
 impl Stage for SequentialScaling {
     const KIND: &'static str = "sequential_scaling";
     // 2: base and plus scores, no grading against nothing.
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
     const SOURCE: &'static str = include_str!("sequential_scaling.rs");
     const OUTPUTS: &'static [&'static str] = &["rounds", "scores", "summary"];
     type Params = SequentialParams;
@@ -289,6 +293,7 @@ impl Stage for SequentialScaling {
             // Who is revised this round, and from which parent.
             let mut asks = Vec::new();
             let mut owners: Vec<(usize, usize, usize)> = Vec::new(); // (task, sample, parent)
+            let mut asked: Vec<String> = Vec::new(); // the messages of each ask, as JSON
             for (t, task) in tasks.iter().enumerate() {
                 let parents: Vec<usize> = if round == 0 {
                     (0..p.n).collect()
@@ -325,6 +330,7 @@ impl Stage for SequentialScaling {
                         debug.messages(task, &extra)?
                     };
                     let seed = prompts::sample_seed(p.seed, &task.id, sample, round);
+                    asked.push(serde_json::to_string(&messages).unwrap_or_default());
                     asks.push((
                         p.sampling.request(messages, p.temperature, seed),
                         (round * p.n + sample) as u64,
@@ -349,6 +355,7 @@ impl Stage for SequentialScaling {
                 .iter()
                 .map(|c| reply::parse_reply(&c.text))
                 .collect();
+            let texts: Vec<String> = completions.iter().map(|c| c.text.clone()).collect();
             let programs: Vec<(usize, String)> = owners
                 .iter()
                 .zip(&replies)
@@ -369,8 +376,14 @@ impl Stage for SequentialScaling {
                         .collect()
                 })
                 .collect();
-            for (((&(t, sample, parent), reply), (_, program)), result) in
-                owners.iter().zip(replies).zip(programs).zip(public)
+            for (((((&(t, sample, parent), reply), (_, program)), result), messages), text) in
+                owners
+                    .iter()
+                    .zip(replies)
+                    .zip(programs)
+                    .zip(public)
+                    .zip(asked.drain(..))
+                    .zip(texts)
             {
                 let feedback = runner::feedback(&runner, &tasks[t], &program, &result);
                 let mut history = if round == 0 {
@@ -386,6 +399,8 @@ impl Stage for SequentialScaling {
                     parent,
                     program,
                     reasoning: reply.reasoning,
+                    messages,
+                    reply: text,
                     public: result,
                     feedback,
                     history,
@@ -454,6 +469,8 @@ impl Stage for SequentialScaling {
                         r.insert("parent".into(), Value::from(s.parent as u64));
                         r.insert("program".into(), Value::String(s.program.clone()));
                         r.insert("reasoning".into(), Value::String(s.reasoning.clone()));
+                        r.insert("messages".into(), Value::String(s.messages.clone()));
+                        r.insert("reply".into(), Value::String(s.reply.clone()));
                         r.insert("public_passed".into(), Value::from(s.public.passed as u64));
                         r.insert("public_total".into(), Value::from(s.public.total as u64));
                         r.insert(
@@ -549,6 +566,8 @@ fn empty_step() -> Step {
         parent: 0,
         program: String::new(),
         reasoning: String::new(),
+        messages: String::new(),
+        reply: String::new(),
         public: SuiteResult::default(),
         feedback: Vec::new(),
         history: Vec::new(),
@@ -573,7 +592,14 @@ fn error_kind(public: &SuiteResult) -> &'static str {
 
 fn rounds_template() -> Row {
     let mut t = Map::new();
-    for c in ["task_id", "program", "reasoning", "feedback"] {
+    for c in [
+        "task_id",
+        "program",
+        "reasoning",
+        "messages",
+        "reply",
+        "feedback",
+    ] {
         t.insert(c.into(), Value::String(String::new()));
     }
     for c in ["sample", "round", "parent", "public_passed", "public_total"] {

@@ -21,6 +21,26 @@
 //! per-round error-type shares of Table 8a) or `heatmap` (a table drawn as
 //! coloured cells: the gains heat map of Fig. 5).
 //!
+//! A table with **`compare`** also compares each cell with the baseline
+//! cell of its row (`compare.axis` at `compare.baseline`) on the problems
+//! both have (`compare.pair`, `task_id`): the difference, a paired
+//! bootstrap interval over problems (seeded), the exact McNemar p-value
+//! when outcomes are pass/fail (with Holm's adjustment over the table),
+//! and, with `compare.seeds`, the mean and standard deviation of the
+//! difference across seeds. Cells whose difference holds up get a `†`; a
+//! second table, `<name>_paired`, lists every comparison, and a note under
+//! it says which test was used on how many problems.
+//!
+//! With **`instances`** bound, the report is also a **study browser**:
+//! `index.html` and `data/`, a static site opened from the file system
+//! that shows every cell (stage instance x matrix axes) with its scores,
+//! its problems (filter by verdict, search by id), every attempt at a
+//! problem with what the model was shown and answered, its programs and
+//! per-test verdicts, and two cells side by side with a diff of their
+//! programs. `context` inputs add what the cells' own tables lack (the
+//! prompts, the tests, trace events); see `site.rs` for how they join.
+//! Each problem is its own file, loaded when opened.
+//!
 //! `tw report SPEC` runs what is needed and writes every file under
 //! `reports/<stage>/`, with an `index.md` that shows them all.
 //!
@@ -34,6 +54,10 @@
 //!     `count`, `first`, `last`: how rows sharing a key combine,
 //!   - `where`: a SQL condition rows must meet first (as `filter`),
 //!   - `baseline`: `{column: value}` among `columns`: show gains over it,
+//!   - `compare`: `{axis, baseline, pair (task_id), seeds (a column,
+//!     optional), resamples (10000), seed (0), level (0.95)}`: paired
+//!     comparisons against the cells where `axis` is `baseline` (not with
+//!     `baseline`),
 //!   - `digits` (default 1), `highlight`: `none` (default) | `max` | `min`
 //!     (bold the best cell of each row), `caption`,
 //!   - `formats`: any of `markdown`, `csv`, `latex` (default all three).
@@ -46,37 +70,68 @@
 //!   - all: `where`, `aggregate`, `title`, `x_label`, `y_label`,
 //!     `y_range` (`[lo, hi]`), `width` (800), `height` (500),
 //!     `formats`: `png` and/or `svg` (default both).
+//! - `browse` (all optional): `key` (the problem column, `task_id`),
+//!   `group` (the attempt column: the first of `[candidate, sample, uuid]`
+//!   a cell has), `outcome` (the pass/fail column: the first of `[pass,
+//!   passed, private_passed, honest_pass]`), `split` (columns whose values
+//!   divide a table into cells, e.g. `[format]`), `max_text` (20000
+//!   bytes) and `max_rows` (2000) shown per field and per table.
 //!
 //! # Inputs
 //! - `rows`: one or more tables (`summary`, `scores`, `loss`, ...).
+//! - `instances` (optional): per-instance tables for the browser
+//!   (`execute`'s `summary` and `results`, `sequential_scaling`'s `rounds`,
+//!   `parallel_scaling`'s `selected`, `export_sft`'s `rows`).
+//! - `context` (optional): tables joined into the related cells by problem
+//!   (`load_benchmark`'s `problems` and `tests`, `generate`'s `candidates`,
+//!   `trace`'s `runs` and `events`).
 //!
 //! # Outputs
 //! - one output per table and per plot, named after it: the numbers shown
 //!   (a table's wide form; a plot's `series`, `x`, `y` points or its grid);
-//! - `files`: `name` (`table3.md`), `item`, `format`, `media_type`,
-//!   `content` (bytes) of every rendered file, plus `index.md`.
+//! - `<table>_paired` for a table with `compare`: per compared cell, the key
+//!   columns, `pairs`, `baseline`, `value`, `diff`, `ci_low`, `ci_high`,
+//!   `only_baseline`, `only_this` (discordant problems), `p_mcnemar`,
+//!   `p_holm`, `seeds`, `diff_sd`, `holds`;
+//! - `files`: `name` (`table3.md`, `data/c0/p3.js`), `item`, `format`,
+//!   `media_type`, `content` (bytes) of every rendered file, plus
+//!   `index.md` (and `index.html` with the browser).
 //!
 //! # Caching
 //! Keyed by the params, the inputs' bytes and the ids of the stages they
 //! come from (they label rows). Rendering is deterministic (fonts are
-//! compiled in), so equal inputs give byte-identical PNGs.
+//! compiled in; bootstrap resamples are seeded), so equal inputs give
+//! byte-identical files.
 //!
 //! # Example
 //! ```yaml
 //! report:
 //!   kind: report
-//!   inputs: { rows: "seq[*].summary" }
+//!   inputs:
+//!     rows: ["seq[*].summary", "seq[*].rounds"]
+//!     instances: "seq[*].rounds"
+//!     context: [humaneval.problems, humaneval.tests]
 //!   params:
 //!     tables:
 //!       - { name: table3, rows: [model], columns: [representation], value: honest_pct, highlight: max }
+//!       - name: final_round
+//!         rows: [model]
+//!         columns: [representation]
+//!         value: private_passed
+//!         where: "round = 4"
+//!         compare: { axis: representation, baseline: notrace }
 //!     plots:
 //!       - { name: pass_vs_n, kind: line, x: n, y: honest_pct, series: [representation], log_x: true }
 //! ```
 
+mod paired;
 mod pivot;
 mod plot;
+mod site;
 
+pub use paired::CompareSpec;
 pub use pivot::{Highlight, Pivot};
+pub use site::BrowseSpec;
 
 use crate::api::frame::read_frames;
 use crate::api::{InputSlot, Problem, RunCtx, Stage, StageError};
@@ -99,6 +154,9 @@ pub struct ReportParams {
     pub tables: Vec<TableSpec>,
     #[serde(default)]
     pub plots: Vec<PlotSpec>,
+    /// How the study browser groups the `instances` inputs.
+    #[serde(default)]
+    pub browse: BrowseSpec,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,6 +210,8 @@ pub struct TableSpec {
     pub condition: Option<String>,
     #[serde(default)]
     pub baseline: BTreeMap<String, serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compare: Option<CompareSpec>,
     #[serde(default = "default_digits")]
     pub digits: usize,
     #[serde(default)]
@@ -289,6 +349,57 @@ fn check_grid(
     }
 }
 
+fn paired_name(table: &str) -> String {
+    format!("{table}_paired")
+}
+
+fn check_compare(at: &str, t: &TableSpec, c: &CompareSpec, out: &mut Vec<Problem>) {
+    let at = format!("{at}.compare");
+    if !t.columns.contains(&c.axis) {
+        out.push(
+            Problem::at(
+                &format!("{at}.axis"),
+                format!("`{}` is not one of `columns`", c.axis),
+            )
+            .help("compare along a column key, e.g. `{axis: representation, baseline: none}`"),
+        );
+    }
+    if c.baseline.is_null() || c.baseline.is_object() || c.baseline.is_array() {
+        out.push(Problem::at(
+            &format!("{at}.baseline"),
+            "name the baseline's value of the axis, e.g. `none`",
+        ));
+    }
+    if !t.baseline.is_empty() {
+        out.push(Problem::at(
+            &at,
+            "a table shows gains (`baseline`) or paired comparisons (`compare`), not both",
+        ));
+    }
+    for (field, name) in [("pair", Some(&c.pair)), ("seeds", c.seeds.as_ref())] {
+        if let Some(name) = name
+            && (t.rows.contains(name) || t.columns.contains(name))
+        {
+            out.push(Problem::at(
+                &format!("{at}.{field}"),
+                format!("`{name}` is already a key of the table"),
+            ));
+        }
+    }
+    if !(c.level > 0.5 && c.level < 1.0) {
+        out.push(Problem::at(
+            &format!("{at}.level"),
+            format!("{} is not a confidence level in (0.5, 1)", c.level),
+        ));
+    }
+    if c.resamples == 0 || c.resamples > 1_000_000 {
+        out.push(Problem::at(
+            &format!("{at}.resamples"),
+            "between 1 and 1,000,000 resamples",
+        ));
+    }
+}
+
 fn check_condition(at: &str, condition: &Option<String>, out: &mut Vec<Problem>) {
     if let Some(c) = condition
         && let Err(e) = polars::sql::sql_expr(c)
@@ -302,15 +413,24 @@ fn check_condition(at: &str, condition: &Option<String>, out: &mut Vec<Problem>)
 
 impl Stage for Report {
     const KIND: &'static str = "report";
-    const VERSION: u32 = 1;
+    // 2: paired comparisons and the study browser. The key does not see
+    // site.rs or site/browser.{js,css}: bump this when they change.
+    const VERSION: u32 = 2;
     const SOURCE: &'static str = include_str!("mod.rs");
-    const INPUTS: &'static [InputSlot] = &[InputSlot::many("rows")];
+    const INPUTS: &'static [InputSlot] = &[
+        InputSlot::many("rows"),
+        InputSlot::many("instances").optional(),
+        InputSlot::many("context").optional(),
+    ];
     type Params = ReportParams;
 
     fn outputs(p: &ReportParams) -> Vec<String> {
         p.tables
             .iter()
-            .map(|t| t.name.clone())
+            .flat_map(|t| {
+                let paired = t.compare.as_ref().map(|_| paired_name(&t.name));
+                std::iter::once(t.name.clone()).chain(paired)
+            })
             .chain(p.plots.iter().map(|g| g.name.clone()))
             .chain([FILES.to_string()])
             .collect()
@@ -340,6 +460,21 @@ impl Stage for Report {
                     .enumerate()
                     .map(|(i, g)| (format!("plots.{i}"), &g.name)),
             );
+        let paired_names: Vec<(String, String)> = p
+            .tables
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.compare.is_some())
+            .map(|(i, t)| (format!("tables.{i}.compare"), paired_name(&t.name)))
+            .collect();
+        for (at, name) in &paired_names {
+            if !seen.insert(name.clone()) {
+                out.push(Problem::at(
+                    at,
+                    format!("its paired table `{name}` has the name of another item"),
+                ));
+            }
+        }
         for (at, name) in names {
             if !valid_name(name) || name == FILES || name == "index" {
                 out.push(
@@ -360,6 +495,9 @@ impl Stage for Report {
             let at = format!("tables.{i}");
             check_grid(&at, &t.rows, &t.columns, &t.baseline, t.digits, &mut out);
             check_condition(&at, &t.condition, &mut out);
+            if let Some(c) = &t.compare {
+                check_compare(&at, t, c, &mut out);
+            }
             if t.formats.is_empty() {
                 out.push(Problem::at(
                     &format!("{at}.formats"),
@@ -453,8 +591,61 @@ impl Stage for Report {
             .map_err(fail)?;
             let table = pivot_table(&pivot).map_err(fail)?;
             ctx.write_output(&t.name, &table)?;
+            let mut pivot = pivot;
+            let mut paired_markdown = None;
+            if let Some(c) = &t.compare {
+                let comparisons = compare(&data, t, c).map_err(fail)?;
+                pivot.mark(
+                    comparisons
+                        .iter()
+                        .filter(|x| x.holds(c.level))
+                        .map(|x| (x.row.clone(), x.column.clone())),
+                    paired::MARK,
+                );
+                let name = paired_name(&t.name);
+                ctx.write_output(
+                    &name,
+                    &paired::table(&t.rows, &t.columns, &comparisons, c.level).map_err(fail)?,
+                )?;
+                ctx.note(
+                    &format!("{name}_holding"),
+                    comparisons.iter().filter(|x| x.holds(c.level)).count(),
+                );
+                let md = paired::markdown(
+                    &t.columns,
+                    &t.value,
+                    &json_text(&c.baseline),
+                    &comparisons,
+                    c,
+                    t.digits,
+                );
+                if t.formats.contains(&TableFormat::Csv) {
+                    let csv =
+                        paired_csv(&t.rows, &t.columns, &comparisons, c.level).map_err(fail)?;
+                    files.push(RenderedFile {
+                        name: format!("{name}.csv"),
+                        item: name.clone(),
+                        format: "csv",
+                        media_type: "text/csv",
+                        content: csv.into_bytes(),
+                    });
+                }
+                if t.formats.contains(&TableFormat::Markdown) {
+                    files.push(RenderedFile {
+                        name: format!("{name}.md"),
+                        item: name.clone(),
+                        format: "markdown",
+                        media_type: "text/markdown",
+                        content: md.clone().into_bytes(),
+                    });
+                }
+                paired_markdown = Some(md);
+            }
             let markdown = pivot.to_markdown(t.digits, t.highlight, t.caption.as_deref());
             index.push_str(&format!("## {}\n\n{markdown}\n", t.name));
+            if let Some(md) = &paired_markdown {
+                index.push_str(&format!("Paired against the baseline:\n\n{md}\n"));
+            }
             for format in &t.formats {
                 let (ext, media_type, text) = match format {
                     TableFormat::Markdown => ("md", "text/markdown", markdown.clone()),
@@ -521,6 +712,41 @@ impl Stage for Report {
                 g.name, g.name, g.name
             ));
         }
+        if !ctx.input_paths("instances").is_empty() {
+            let title = p.title.clone().unwrap_or_else(|| ctx.stage_id.to_string());
+            let tables_html = site::markdown_html(
+                index
+                    .split_once('\n')
+                    .map(|(_, rest)| rest)
+                    .unwrap_or_default(),
+            );
+            let instances = site_inputs(ctx, "instances")?;
+            let context = site_inputs(ctx, "context")?;
+            let (site_files, stats) =
+                site::build(&title, &tables_html, instances, &context, &p.browse)
+                    .map_err(|m| StageError::failed(format!("browser: {m}")))?;
+            ctx.note("browser_cells", stats.cells);
+            ctx.note("browser_problems", stats.problems);
+            ctx.note("browser_attempts", stats.attempts);
+            ctx.note("browser_bytes", stats.bytes);
+            ctx.note("browser_files", site_files.len());
+            index.push_str(
+                "## Browser\n\nOpen `index.html` in a browser: every cell, problem and attempt.\n",
+            );
+            for f in site_files {
+                files.push(RenderedFile {
+                    format: f.name.rsplit('.').next().map_or("bytes", |e| match e {
+                        "html" => "html",
+                        "css" => "css",
+                        _ => "javascript",
+                    }),
+                    name: f.name,
+                    item: "browser".into(),
+                    media_type: f.media_type,
+                    content: f.content,
+                });
+            }
+        }
         files.push(RenderedFile {
             name: "index.md".into(),
             item: "index".into(),
@@ -531,6 +757,24 @@ impl Stage for Report {
         ctx.note("files", files.len());
         ctx.write_output(FILES, &files_table(&files)?)
     }
+}
+
+/// The paired comparisons as CSV, full precision, for other tools.
+fn paired_csv(
+    rows: &[String],
+    columns: &[String],
+    comparisons: &[paired::Comparison],
+    level: f64,
+) -> Result<String, String> {
+    let batch = paired::table(rows, columns, comparisons, level)?;
+    let mut bytes = Vec::new();
+    {
+        let mut writer = arrow::csv::WriterBuilder::new()
+            .with_header(true)
+            .build(&mut bytes);
+        writer.write(&batch).map_err(|e| e.to_string())?;
+    }
+    String::from_utf8(bytes).map_err(|e| e.to_string())
 }
 
 fn format_name(format: &TableFormat) -> &'static str {
@@ -574,6 +818,22 @@ fn files_table(files: &[RenderedFile]) -> Result<RecordBatch, StageError> {
     )?)
 }
 
+/// The tables bound to `slot`, as rows, with where each came from.
+fn site_inputs(ctx: &RunCtx<'_>, slot: &str) -> Result<Vec<site::Input>, StageError> {
+    let origins = ctx.input_origins(slot).to_vec();
+    let tables = ctx.inputs(slot)?;
+    tables
+        .iter()
+        .zip(origins)
+        .map(|(t, origin)| {
+            Ok(site::Input {
+                origin,
+                rows: crate::api::artifact::table_to_json_rows(t)?,
+            })
+        })
+        .collect()
+}
+
 /// Every input stacked, with `stage` and matrix-axis columns added where missing.
 fn load(ctx: &RunCtx<'_>) -> Result<DataFrame, StageError> {
     let frames = read_frames(ctx, "rows")?;
@@ -612,9 +872,11 @@ fn json_literal(value: &serde_json::Value) -> Expr {
     match value {
         serde_json::Value::String(s) => lit(s.as_str()),
         serde_json::Value::Bool(b) => lit(*b),
+        // Typed, not dynamic literals: a table with the axis as a column
+        // (Int64) and one given it from its origin must stack.
         serde_json::Value::Number(n) => match n.as_i64() {
-            Some(i) => lit(i),
-            None => lit(n.as_f64().unwrap_or(f64::NAN)),
+            Some(i) => lit(i).cast(DataType::Int64),
+            None => lit(n.as_f64().unwrap_or(f64::NAN)).cast(DataType::Float64),
         },
         other => lit(other.to_string()),
     }
@@ -769,6 +1031,49 @@ fn grid(
         })
         .collect();
     pivot.gains(&positions)
+}
+
+/// A table's paired comparisons: each problem's value per cell (and seed),
+/// aggregated as the table aggregates, then compared with the baseline cell.
+fn compare(
+    data: &DataFrame,
+    t: &TableSpec,
+    c: &CompareSpec,
+) -> Result<Vec<paired::Comparison>, String> {
+    let axis_at = t
+        .columns
+        .iter()
+        .position(|col| *col == c.axis)
+        .ok_or_else(|| format!("`compare.axis` `{}` is not one of `columns`", c.axis))?;
+    let seeds: Vec<String> = c.seeds.iter().cloned().collect();
+    let keys: Vec<String> = t
+        .rows
+        .iter()
+        .chain(&t.columns)
+        .chain(&seeds)
+        .chain([&c.pair])
+        .cloned()
+        .collect();
+    let frame = grouped(
+        data,
+        &keys,
+        std::slice::from_ref(&t.value),
+        t.aggregate,
+        &t.condition,
+    )?;
+    let values = value_column(&frame, 0)?;
+    let mut units = Vec::with_capacity(values.len());
+    for (i, v) in values.into_iter().enumerate() {
+        let Some(value) = v else { continue };
+        units.push(paired::Unit {
+            row: key_at(&frame, &t.rows, i)?,
+            column: key_at(&frame, &t.columns, i)?,
+            seed: key_at(&frame, &seeds, i)?.join(""),
+            pair: key_at(&frame, std::slice::from_ref(&c.pair), i)?.join(""),
+            value,
+        });
+    }
+    paired::compare(units, axis_at, &json_text(&c.baseline), c)
 }
 
 /// A pivot as an artifact: key columns as text, one float column per header.
@@ -990,6 +1295,27 @@ mod tests {
             vec![vec!["1".to_string()], vec!["8".to_string()]]
         );
         assert_eq!(share.cells, vec![vec![Some(0.25)], vec![Some(1.0)]]);
+    }
+
+    #[test]
+    fn compare_pairs_each_problem_aggregated_as_the_table_aggregates() {
+        // Two rows per problem and representation: `max` asks "any passed".
+        let data = df!(
+            "model" => ["m"; 8],
+            "representation" => ["none", "none", "none", "none", "next", "next", "next", "next"],
+            "task_id" => ["a", "a", "b", "b", "a", "a", "b", "b"],
+            "passed" => [false, false, false, true, true, false, false, true],
+        )
+        .expect("frame");
+        let spec: TableSpec = serde_json::from_value(serde_json::json!({
+            "name": "t", "rows": ["model"], "columns": ["representation"], "value": "passed",
+            "aggregate": "max", "compare": {"axis": "representation", "baseline": "none"}
+        }))
+        .expect("spec");
+        let c = compare(&data, &spec, spec.compare.as_ref().expect("compare")).expect("compare");
+        assert_eq!(c.len(), 1);
+        assert_eq!((c[0].pairs, c[0].discordant), (2, Some((0, 1))));
+        assert_eq!((c[0].baseline, c[0].value), (0.5, 1.0));
     }
 
     #[test]

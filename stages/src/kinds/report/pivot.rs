@@ -31,6 +31,9 @@ pub struct Pivot {
     pub cells: Vec<Vec<Option<f64>>>,
     /// Values are differences from a baseline column (shown with a sign).
     pub signed: bool,
+    /// A marker shown after a cell's value (`marks[row][col]`; empty: none),
+    /// e.g. for a difference that holds up in a paired comparison.
+    pub marks: Vec<Vec<&'static str>>,
 }
 
 /// Text shown where a row has no value for a column.
@@ -79,6 +82,7 @@ impl Pivot {
             col_keys,
             cells,
             signed: false,
+            marks: Vec::new(),
         })
     }
 
@@ -136,7 +140,36 @@ impl Pivot {
             col_keys: keep.iter().map(|&c| self.col_keys[c].clone()).collect(),
             cells,
             signed: true,
+            marks: Vec::new(),
         })
+    }
+
+    /// Put `mark` after the cells at these (row key, column key) pairs.
+    pub fn mark(
+        &mut self,
+        at: impl IntoIterator<Item = (Vec<String>, Vec<String>)>,
+        mark: &'static str,
+    ) {
+        for (row, col) in at {
+            let (Some(r), Some(c)) = (
+                self.row_keys.iter().position(|k| *k == row),
+                self.col_keys.iter().position(|k| *k == col),
+            ) else {
+                continue;
+            };
+            if self.marks.is_empty() {
+                self.marks = vec![vec![""; self.col_keys.len()]; self.row_keys.len()];
+            }
+            self.marks[r][c] = mark;
+        }
+    }
+
+    fn mark_at(&self, r: usize, c: usize) -> &'static str {
+        self.marks
+            .get(r)
+            .and_then(|m| m.get(c))
+            .copied()
+            .unwrap_or("")
     }
 
     /// One header per value column: the column key joined by ` / `.
@@ -223,12 +256,13 @@ impl Pivot {
             .collect();
         let _ = writeln!(out, "| {} |", rules.join(" | "));
         let bold = self.best(highlight, digits);
-        for ((key, row), bold) in self.row_keys.iter().zip(&self.cells).zip(bold) {
+        for (r, ((key, row), bold)) in self.row_keys.iter().zip(&self.cells).zip(bold).enumerate() {
             let mut cells: Vec<String> = key.iter().map(|k| escape(k)).collect();
-            for (value, bold) in row.iter().zip(bold) {
+            for (c, (value, bold)) in row.iter().zip(bold).enumerate() {
+                let mark = self.mark_at(r, c);
                 cells.push(match self.format_value(*value, digits) {
-                    Some(s) if bold => format!("**{s}**"),
-                    Some(s) => s,
+                    Some(s) if bold => format!("**{s}**{mark}"),
+                    Some(s) => format!("{s}{mark}"),
                     None => MISSING.into(),
                 });
             }
@@ -329,12 +363,18 @@ impl Pivot {
         );
         out.push_str("\\midrule\n");
         let bold = self.best(highlight, digits);
-        for ((key, row), bold) in self.row_keys.iter().zip(&self.cells).zip(bold) {
+        for (r, ((key, row), bold)) in self.row_keys.iter().zip(&self.cells).zip(bold).enumerate() {
             let mut cells: Vec<String> = key.iter().map(|k| latex_escape(k)).collect();
-            for (value, bold) in row.iter().zip(bold) {
+            for (c, (value, bold)) in row.iter().zip(bold).enumerate() {
+                // The paired comparisons' marker is a dagger in print too.
+                let mark = if self.mark_at(r, c).is_empty() {
+                    ""
+                } else {
+                    "$^\\dagger$"
+                };
                 cells.push(match self.format_value(*value, digits) {
-                    Some(s) if bold => format!("\\textbf{{{s}}}"),
-                    Some(s) => s,
+                    Some(s) if bold => format!("\\textbf{{{s}}}{mark}"),
+                    Some(s) => format!("{s}{mark}"),
                     None => "--".into(),
                 });
             }
