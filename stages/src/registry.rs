@@ -50,6 +50,7 @@ impl Registry {
         r.add::<dataset::mine_pairs::MinePairs>();
         r.add::<dataset::decontaminate::Decontaminate>();
         r.add::<dataset::represent::Represent>();
+        r.add::<dataset::score_traces::ScoreTraces>();
         r.add::<dataset::reasoning_tasks::ReasoningTasks>();
         r.add::<dataset::export_sft::ExportSft>();
         r.add::<dataset::sanitize::Sanitize>();

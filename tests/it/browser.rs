@@ -313,14 +313,25 @@ fn base64_decode(s: &str) -> Vec<u8> {
 }
 
 /// Where screenshots of the tests go (kept after the run): the build's temp
-/// dir, or the system's when that is not ours to write (the ordinary-user run).
+/// dir, or, when that is not ours to write (CI's ordinary-user run), one
+/// under the user's home.
 pub fn artifact_dir() -> PathBuf {
+    let writable =
+        |dir: &Path| fs_err::create_dir_all(dir).is_ok() && tempfile::tempfile_in(dir).is_ok();
     let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser");
-    if fs_err::create_dir_all(&target).is_ok() && tempfile::tempfile_in(&target).is_ok() {
-        target
-    } else {
-        std::env::temp_dir().join("tw-test-artifacts/browser")
+    if writable(&target) {
+        return target;
     }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+        .join(".cache/tw-test-artifacts/browser");
+    assert!(
+        writable(&home),
+        "no writable place for screenshots: {}",
+        home.display()
+    );
+    home
 }
 
 /// A sample whose program carries markup that would run if the page

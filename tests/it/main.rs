@@ -24,3 +24,4 @@ mod representations;
 mod sandbox;
 mod scale;
 mod scoring;
+mod trace_tasks;

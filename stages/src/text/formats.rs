@@ -28,6 +28,7 @@ pub const FORMATS: &[(&str, &str)] = &[
         "concise2",
         include_str!("../../../templates/traces/concise2.j2"),
     ),
+    ("cwm", include_str!("../../../templates/traces/cwm.j2")),
     (
         "notrace",
         include_str!("../../../templates/traces/notrace.j2"),

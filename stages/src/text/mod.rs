@@ -3,11 +3,13 @@
 //! trace model ([`tracemodel`]) and its renderer ([`trace_render`]), the
 //! built-in trace formats ([`formats`]), token counts ([`tokens`]), code
 //! embeddings for pair mining ([`embed`]), ShareGPT datasets ([`sharegpt`])
-//! redaction of secrets and personal data ([`redact`]) and exploit-pattern
-//! flags for model-written code ([`exploit`]).
+//! redaction of secrets and personal data ([`redact`]), exploit-pattern
+//! flags for model-written code ([`exploit`]) and CWM's trace format:
+//! rendering, parsing and scoring predicted traces ([`cwm`]).
 //!
 //! May import: `api`, `python`, `llm::reply` (templates can call the DSPy adapter).
 
+pub mod cwm;
 pub mod embed;
 pub mod exploit;
 pub mod formats;

@@ -63,7 +63,18 @@ pub fn environment() -> Result<Environment<'static>, Error> {
         s.chars().take(n).collect::<String>()
     });
     env.add_filter("cruxeval_answer", cruxeval_answer);
+    env.add_filter("cwm_trace", cwm_trace);
     Ok(env)
+}
+
+/// `{{ test|cwm_trace(program) }}`: one run in CWM's trace format
+/// (context, frames, end marker), from the test's `steps`.
+fn cwm_trace(test: Value, program: String) -> Result<String, Error> {
+    let steps = test.get_attr("steps")?;
+    let json = serde_json::to_value(&steps).map_err(|e| invalid(format!("cwm_trace: {e}")))?;
+    let steps: Vec<super::cwm::StepIn> =
+        serde_json::from_value(json).map_err(|e| invalid(format!("cwm_trace: steps: {e}")))?;
+    Ok(super::cwm::render(&program, &steps))
 }
 
 fn invalid(message: impl Into<String>) -> Error {

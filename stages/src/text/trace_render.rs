@@ -109,6 +109,18 @@ pub fn event_from_row(row: &Row) -> Result<TraceEvent, String> {
     })
 }
 
+/// A trace stage's `events` rows, grouped by their run; a malformed row is
+/// an error naming it.
+pub fn events_by_run(events: &[Row]) -> Result<BTreeMap<u64, Vec<TraceEvent>>, String> {
+    let mut out: BTreeMap<u64, Vec<TraceEvent>> = BTreeMap::new();
+    for (i, row) in events.iter().enumerate() {
+        let event = event_from_row(row).map_err(|e| format!("input `events`, row {i}: {e}"))?;
+        let run = row.get("run").and_then(Value::as_u64).unwrap_or_default();
+        out.entry(run).or_default().push(event);
+    }
+    Ok(out)
+}
+
 /// What one rendering needs.
 pub struct RenderRequest<'a> {
     pub id: &'a str,

@@ -1,6 +1,7 @@
 //! Kinds that build the repair dataset: pair wrong programs with correct ones
 //! (`mine_pairs`), drop overlaps with evaluation benchmarks (`decontaminate`),
-//! render traces (`represent`), write reasoning exercises (`reasoning_tasks`)
+//! render traces (`represent`), score predicted traces (`score_traces`),
+//! write reasoning exercises (`reasoning_tasks`)
 //! and fine-tuning files (`export_sft`), and make what is released safe to
 //! release (`sanitize`, `flag_exploits`, `export_traces`: the two tiers).
 //!
@@ -14,3 +15,4 @@ pub mod mine_pairs;
 pub mod reasoning_tasks;
 pub mod represent;
 pub mod sanitize;
+pub mod score_traces;

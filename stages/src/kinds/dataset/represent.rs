@@ -57,11 +57,10 @@ use crate::api::rows;
 use crate::api::rows::Row;
 use crate::api::{FileDep, InputSlot, PlanEnv, Problem, RunCtx, Stage, StageError};
 use crate::python::programs::ProgramMode;
-use crate::python::sandbox::TraceEvent;
 use crate::text::templates;
 use crate::text::tokens::Tokenizer;
 use crate::text::trace_render::{
-    RenderOptions, RenderRequest, TraceRenderer, event_from_row, record_from_row,
+    self, RenderOptions, RenderRequest, TraceRenderer, record_from_row,
 };
 use crate::text::tracemodel::Compat;
 use serde::{Deserialize, Serialize};
@@ -193,13 +192,7 @@ impl Stage for Represent {
         for column in [p.id.as_str(), p.program.as_str(), "run", "verdict"] {
             rows::require_column(&runs, "runs", column, "runs column")?;
         }
-        let mut events_by_run: BTreeMap<u64, Vec<TraceEvent>> = BTreeMap::new();
-        for (i, row) in events.iter().enumerate() {
-            let event = event_from_row(row)
-                .map_err(|e| StageError::failed(format!("input `events`, row {i}: {e}")))?;
-            let run = row.get("run").and_then(Value::as_u64).unwrap_or_default();
-            events_by_run.entry(run).or_default().push(event);
-        }
+        let mut events_by_run = trace_render::events_by_run(&events).map_err(StageError::failed)?;
         // Programs in order of first appearance; their runs in run order.
         let mut order: Vec<String> = Vec::new();
         let mut by_program: BTreeMap<String, Vec<(usize, &Row)>> = BTreeMap::new();
