@@ -30,7 +30,7 @@ stages:
     kind: trace
     inputs: { programs: programs.rows }
     # Into the calls too: CWM traces every scope.
-    params: { expected: expected, keep: [program], depth: 4 }
+    params: { expected: expected, keep: [program, entry_point], depth: 4 }
   cwm:
     kind: represent
     inputs: { runs: traced.runs, events: traced.events }
@@ -204,4 +204,144 @@ fn predictions_that_name_no_traced_run_fail_loudly() {
         ran.stderr
     );
     assert!(ran.stderr.contains("nope"), "{}", ran.stderr);
+}
+
+/// Debugger semantics re-derived apart from tw: the program re-run under
+/// `sys.settrace`, its frames collected as CWM shows them (the locals when a
+/// line is about to run), and step / next / out / break / back computed on
+/// those frames by this script's own rules.
+const REFERENCE_DEBUGGER: &str = r#"
+import json, sys
+
+def frames_of(src, entry, args):
+    ns = {}
+    exec(compile(src, "<prog>", "exec"), ns)
+    out = []
+    def tracer(frame, event, arg):
+        if frame.f_code.co_filename != "<prog>":
+            return None
+        locs = {k: repr(v) for k, v in frame.f_locals.items()}
+        if event == "call":
+            out.append({"event": "call", "line": frame.f_lineno, "locals": locs})
+        elif event == "line":
+            out.append({"event": "line", "line": frame.f_lineno, "locals": locs})
+        elif event == "return":
+            unwound = out and out[-1]["event"] == "exception" and out[-1]["line"] == frame.f_lineno
+            out.append({"event": "return", "line": frame.f_lineno, "value": "None" if unwound else repr(arg)})
+        elif event == "exception":
+            out.append({"event": "exception", "line": frame.f_lineno, "value": repr(arg[1])})
+        return tracer
+    sys.settrace(tracer)
+    try:
+        ns[entry](*args)
+    except Exception:
+        pass
+    finally:
+        sys.settrace(None)
+    return out
+
+def ret_of(fr, call):
+    depth = 0
+    for j in range(call, len(fr)):
+        if fr[j]["event"] == "call":
+            depth += 1
+        elif fr[j]["event"] == "return":
+            depth -= 1
+            if depth == 0:
+                return j
+    return None
+
+def stop(fr, at, kind, target):
+    if kind == "debug_step":
+        j = at + 1
+    elif kind == "debug_next":
+        j = at + 1
+        if j < len(fr) and fr[j]["event"] == "call":
+            j = ret_of(fr, j) + 1
+    elif kind == "debug_out":
+        j = at + 1
+        while j < len(fr) and fr[j]["event"] != "return":
+            j = ret_of(fr, j) + 1 if fr[j]["event"] == "call" else j + 1
+        j += 1
+    elif kind == "debug_break":
+        j = next((k for k in range(at + 1, len(fr)) if fr[k]["event"] == "line" and fr[k]["line"] == target), len(fr))
+    else:  # debug_back: the previous frame of this function, calls passed over
+        j = at - 1
+        while fr[j]["event"] in ("return", "exception"):
+            if fr[j]["event"] == "return":
+                depth = 0
+                while True:
+                    depth += {"return": 1, "call": -1}.get(fr[j]["event"], 0)
+                    if fr[j]["event"] == "call" and depth == 0:
+                        break
+                    j -= 1
+            j -= 1
+    return fr[j] if 0 <= j < len(fr) else {"event": "end"}
+
+tasks = [json.loads(l) for l in open(sys.argv[1])]
+inputs = {json.loads(l)["task_id"]: json.loads(l) for l in open(sys.argv[2])}
+bad = 0
+for t in tasks:
+    src, entry = t["program"], t["entry_point"]
+    fr = frames_of(src, entry, json.loads(inputs[t["id"]]["input"]))
+    at = t["step"]
+    assert fr[at]["event"] == "line" and fr[at]["line"] == t["line"], (t["id"], at, fr[at])
+    target = int(t["prompt"].split("breakpoint is set at line ")[1].split()[0]) if t["kind"] == "debug_break" else None
+    want = stop(fr, at, t["kind"], target)
+    got = json.loads(t["answer"])
+    if got != want:
+        bad += 1
+        print("DIFFER", t["id"], t["kind"], at, "tw:", got, "reference:", want)
+print(f"checked {len(tasks)} bad {bad}")
+sys.exit(1 if bad else 0)
+"#;
+
+#[test]
+fn debugger_answers_agree_with_a_rerun_of_the_program() {
+    let p = project();
+    p.write("reference.py", REFERENCE_DEBUGGER);
+    let spec = p.read("spec.yaml")
+        + r#"  exercises:
+    kind: reasoning_tasks
+    inputs: { runs: traced.runs, events: traced.events }
+    params: { kinds: [debug_step, debug_next, debug_out, debug_break, debug_back], seed: SEED }
+"#;
+    let mut checked = 0usize;
+    let mut kinds = std::collections::BTreeSet::new();
+    // Several seeds: different pause points and breakpoints.
+    for seed in 0..6 {
+        p.write("spec.yaml", &spec.replace("SEED", &seed.to_string()));
+        let _ = rendered(&p);
+        let tasks = export(&p, "spec.yaml", "exercises.tasks");
+        assert!(!tasks.is_empty());
+        for t in &tasks {
+            kinds.insert(t["kind"].as_str().unwrap().to_string());
+            assert!(
+                t["prompt"].as_str().unwrap().contains("paused at line"),
+                "{t:?}"
+            );
+        }
+        let lines: String = tasks
+            .iter()
+            .map(|t| serde_json::to_string(t).unwrap() + "\n")
+            .collect();
+        p.write("tasks.jsonl", &lines);
+        let ran = std::process::Command::new("python3")
+            .args(["reference.py", "tasks.jsonl", "programs.jsonl"])
+            .current_dir(p.path("."))
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&ran.stdout);
+        assert!(
+            ran.status.success(),
+            "seed {seed}:\n{out}{}",
+            String::from_utf8_lossy(&ran.stderr)
+        );
+        checked += tasks.len();
+    }
+    assert_eq!(kinds.len(), 5, "{kinds:?}");
+    // Every finished run, every kind, six seeds (the crash gives none; a run
+    // may lack a later line to break at or an earlier step to go back to).
+    assert!(checked >= 6 * 4 * 4, "{checked}");
+    eprintln!("debugger tasks: {checked} answers re-derived by re-running the programs");
 }

@@ -651,6 +651,124 @@ pub fn score(predicted: &Parsed, truth: &[Frame], truth_ended: bool) -> TraceSco
     }
 }
 
+/// A debugger action over a trace, as `cwmdbg` offers them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// The next frame (into a call).
+    Step,
+    /// The next frame, stepping over a call: past its return.
+    Next,
+    /// On until the current scope returns, then one frame more (the caller's
+    /// next). Nested calls are passed over. (`cwmdbg`'s loop stops after the
+    /// first nested call's return instead; this is the action it means.)
+    Out,
+    /// On to the next time line `L` is about to run, in any scope.
+    Break(u32),
+}
+
+/// The frame index where `action` from frame `at` stops; `None` when the
+/// run ends first.
+pub fn act(frames: &[Frame], at: usize, action: Action) -> Option<usize> {
+    let after_return = |call: usize| matching_return(frames, call).map(|r| r + 1);
+    match action {
+        Action::Step => Some(at + 1),
+        Action::Next => match frames.get(at + 1)?.kind {
+            Kind::Call => after_return(at + 1),
+            _ => Some(at + 1),
+        },
+        Action::Out => {
+            let mut j = at + 1;
+            loop {
+                let f = frames.get(j)?;
+                match f.kind {
+                    Kind::Call => j = matching_return(frames, j)? + 1,
+                    Kind::Return => return Some(j + 1),
+                    _ => j += 1,
+                }
+            }
+        }
+        Action::Break(line) => (at + 1..frames.len())
+            .find(|&j| frames[j].kind == Kind::Line && frames[j].line == Some(line)),
+    }
+    .filter(|&j| j < frames.len())
+}
+
+/// The return frame of the call frame at `call`.
+fn matching_return(frames: &[Frame], call: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    for (j, f) in frames.iter().enumerate().skip(call) {
+        match f.kind {
+            Kind::Call => depth += 1,
+            Kind::Return => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(j);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The frame of the same scope before frame `at` (a call in between is
+/// passed over whole): the state that led here. `None` at the scope's call.
+pub fn previous_in_scope(frames: &[Frame], at: usize) -> Option<usize> {
+    if frames.get(at)?.kind == Kind::Call {
+        return None;
+    }
+    let mut j = at.checked_sub(1)?;
+    loop {
+        match frames[j].kind {
+            Kind::Return => {
+                // Back over the callee: to its call, then the frame before it.
+                let mut depth = 0usize;
+                loop {
+                    match frames[j].kind {
+                        Kind::Return => depth += 1,
+                        Kind::Call => {
+                            depth -= 1;
+                            if depth == 0 {
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                    j = j.checked_sub(1)?;
+                }
+                j = j.checked_sub(1)?;
+            }
+            Kind::Exception => j = j.checked_sub(1)?,
+            _ => return Some(j),
+        }
+    }
+}
+
+/// A frame as a debugger shows it, for answers: event, line, the locals
+/// (call and line frames) or the value (return and exception frames).
+pub fn frame_json(frame: Option<&Frame>) -> Value {
+    let Some(f) = frame else {
+        return serde_json::json!({ "event": "end" });
+    };
+    let mut m = serde_json::Map::new();
+    m.insert("event".into(), Value::from(f.kind.as_str()));
+    m.insert("line".into(), f.line.map_or(Value::Null, Value::from));
+    if f.kind.has_locals() {
+        let locals: serde_json::Map<String, Value> = f
+            .locals
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::from(v.clone())))
+            .collect();
+        m.insert("locals".into(), Value::Object(locals));
+    } else {
+        m.insert(
+            "value".into(),
+            f.arg.clone().map_or(Value::Null, Value::from),
+        );
+    }
+    Value::Object(m)
+}
+
 /// A short human-readable listing of frames (debugging, test failures).
 pub fn describe(frames: &[Frame]) -> String {
     let mut out = String::new();
@@ -895,6 +1013,51 @@ mod tests {
         let lines: Vec<Option<u32>> = parsed.frames.iter().map(|f| f.line).collect();
         assert_eq!(lines, vec![Some(1), Some(2), Some(3), Some(4), Some(4)]);
         assert!(score(&parsed, &truth, true).exact);
+    }
+
+    #[test]
+    fn debugger_actions_step_into_over_and_out_of_calls() {
+        // sum_squares([1, 2]) with square traced: frames as in the golden file.
+        let f = |kind: Kind, line: u32| Frame {
+            kind,
+            line: Some(line),
+            source: String::new(),
+            locals: Vec::new(),
+            arg: None,
+        };
+        use Kind::{Call, Line, Return};
+        let frames = vec![
+            f(Call, 4),   // 0 sum_squares
+            f(Line, 5),   // 1
+            f(Line, 6),   // 2
+            f(Line, 7),   // 3 out += square(x)
+            f(Call, 1),   // 4 square(1)
+            f(Line, 2),   // 5
+            f(Return, 2), // 6
+            f(Line, 6),   // 7
+            f(Line, 7),   // 8
+            f(Call, 1),   // 9 square(2)
+            f(Line, 2),   // 10
+            f(Return, 2), // 11
+            f(Line, 6),   // 12
+            f(Line, 8),   // 13
+            f(Return, 8), // 14
+        ];
+        assert_eq!(act(&frames, 3, Action::Step), Some(4), "into the call");
+        assert_eq!(act(&frames, 3, Action::Next), Some(7), "over it");
+        assert_eq!(act(&frames, 5, Action::Out), Some(7), "out of square");
+        assert_eq!(
+            act(&frames, 1, Action::Out),
+            None,
+            "out of the entry: the run ends"
+        );
+        assert_eq!(act(&frames, 3, Action::Break(2)), Some(5));
+        assert_eq!(act(&frames, 5, Action::Break(8)), Some(13));
+        assert_eq!(act(&frames, 13, Action::Break(5)), None);
+        assert_eq!(previous_in_scope(&frames, 7), Some(3), "back over the call");
+        assert_eq!(previous_in_scope(&frames, 5), Some(4));
+        assert_eq!(previous_in_scope(&frames, 0), None);
+        assert_eq!(frame_json(None), serde_json::json!({"event": "end"}));
     }
 
     #[test]

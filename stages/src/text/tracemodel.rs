@@ -64,7 +64,8 @@ pub struct RunRecord {
 }
 
 /// Knobs of the model that are params of `represent` (hence in its key).
-#[derive(Debug, Clone, Copy)]
+/// The default: tw's own rules, values uncut, function mode.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct ModelOptions {
     pub compat: Compat,
     /// Cut every value shown to this many characters (middle `...`).

@@ -14,12 +14,26 @@
 //!   or `no`, from the lines the trace visited. The line asked about is a
 //!   code line of the program, executed or not with equal odds when both exist.
 //!
+//! And, asked for by name, debugger actions over the run's frames as CWM's
+//! debugger (`cwmdbg`) steps through them (`stages/src/text/cwm.rs`):
+//! execution is paused at a line (about to run it, with its locals), and
+//! the answer is where an action stops, as JSON: `{"event": "line", "line":
+//! L, "locals": {...}}` (the locals before that line), `{"event": "return",
+//! "line": L, "value": "..."}`, or `{"event": "end"}`.
+//! - `debug_step`: the next frame, into a call; `debug_next`: the next,
+//!   over a call; `debug_out`: on until the current function returns, then
+//!   the caller's next frame; `debug_break`: on to the next time line L is
+//!   about to run (a line the run reaches later);
+//! - `debug_back` (inverse): which earlier state of the same function led
+//!   here (its previous frame, a call passed over whole).
+//!
 //! Lines are the program's own line numbers (1-based). Runs that raised,
 //! timed out or were truncated give no exercises (their answer would not be
 //! checkable), and are counted (`skipped_runs`).
 //!
 //! # Params
-//! - `kinds` (default all four), `seed` (default 0) for the line choices.
+//! - `kinds` (default the four above; the debugger kinds by name), `seed`
+//!   (default 0) for the line and pause-point choices.
 //! - `id` (default `task_id`), `program` (default `program`),
 //!   `entry_point` (default `entry_point`): columns of `runs` (keep them in
 //!   the trace stage).
@@ -30,7 +44,9 @@
 //! # Outputs
 //! - `tasks`: `id` (the run's id), `run`, `kind`, `prompt`, `answer`,
 //!   `program`, `entry_point`, `input` and `output` (tagged JSON text), `line`
-//!   (the line asked about, for `next_state` and `coverage`).
+//!   (the line asked about, for `next_state` and `coverage`; where execution
+//!   is paused for the debugger kinds), `step` (the paused frame's index
+//!   among the run's CWM frames, for the debugger kinds).
 //!
 //! # Caching
 //! Keyed by the params and both inputs' content.
@@ -49,6 +65,9 @@ use crate::api::rows;
 use crate::api::rows::{Row, cell_text};
 use crate::api::{InputSlot, Problem, RunCtx, Stage, StageError};
 use crate::python::pyvalue;
+use crate::text::cwm;
+use crate::text::trace_render::{self, record_from_row};
+use crate::text::tracemodel::{ModelOptions, TestView};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -56,6 +75,14 @@ use std::collections::{BTreeMap, BTreeSet};
 pub struct ReasoningTasks;
 
 const KINDS: [&str; 4] = ["output", "input", "next_state", "coverage"];
+/// Debugger actions, asked for by name in `kinds`.
+const DEBUG_KINDS: [&str; 5] = [
+    "debug_step",
+    "debug_next",
+    "debug_out",
+    "debug_break",
+    "debug_back",
+];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -78,7 +105,7 @@ fn default_kinds() -> Vec<String> {
 
 impl Stage for ReasoningTasks {
     const KIND: &'static str = "reasoning_tasks";
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
     const SOURCE: &'static str = include_str!("reasoning_tasks.rs");
     const INPUTS: &'static [InputSlot] = &[InputSlot::one("runs"), InputSlot::one("events")];
     const OUTPUTS: &'static [&'static str] = &["tasks"];
@@ -87,10 +114,11 @@ impl Stage for ReasoningTasks {
     fn validate(p: &ReasoningTasksParams) -> Vec<Problem> {
         let mut problems = Vec::new();
         for k in &p.kinds {
-            if !KINDS.contains(&k.as_str()) {
+            if !KINDS.contains(&k.as_str()) && !DEBUG_KINDS.contains(&k.as_str()) {
                 problems.push(
-                    Problem::at("kinds", format!("unknown kind `{k}`"))
-                        .help("use output, input, next_state, coverage"),
+                    Problem::at("kinds", format!("unknown kind `{k}`")).help(
+                        "use output, input, next_state, coverage, debug_step, debug_next, debug_out, debug_break, debug_back",
+                    ),
                 );
             }
         }
@@ -121,6 +149,12 @@ impl Stage for ReasoningTasks {
             }
         }
         let wanted: BTreeSet<&str> = p.kinds.iter().map(String::as_str).collect();
+        let debugging = DEBUG_KINDS.iter().any(|k| wanted.contains(k));
+        let mut trace_events = if debugging {
+            trace_render::events_by_run(&events).map_err(StageError::failed)?
+        } else {
+            BTreeMap::new()
+        };
         let mut rng = SplitMix64::new(p.seed);
         let mut tasks = Vec::new();
         let mut skipped = 0u64;
@@ -149,7 +183,11 @@ impl Stage for ReasoningTasks {
             let args = pyvalue::args_text(&input);
             let out = pyvalue::repr(&result);
             let shown = format!("```python\n{}\n```\n", program.trim_end());
-            let mut push = |kind: &str, prompt: String, answer: String, line: Option<u64>| {
+            let mut push = |kind: &str,
+                            prompt: String,
+                            answer: String,
+                            line: Option<u64>,
+                            step: Option<usize>| {
                 let mut r = Map::new();
                 r.insert("id".into(), Value::String(id.clone()));
                 r.insert("run".into(), Value::from(run));
@@ -161,6 +199,10 @@ impl Stage for ReasoningTasks {
                 r.insert("input".into(), Value::String(input.to_string()));
                 r.insert("output".into(), Value::String(result.to_string()));
                 r.insert("line".into(), line.map_or(Value::Null, Value::from));
+                r.insert(
+                    "step".into(),
+                    step.map_or(Value::Null, |s| Value::from(s as u64)),
+                );
                 tasks.push(r);
             };
             if wanted.contains("output") {
@@ -171,6 +213,7 @@ impl Stage for ReasoningTasks {
                     ),
                     out.clone(),
                     None,
+                    None,
                 );
             }
             if wanted.contains("input") {
@@ -180,6 +223,7 @@ impl Stage for ReasoningTasks {
                         "{shown}Find any input such that executing the code on it leads to the given output. Answer with the arguments of the call:\nassert {call}(??) == {out}"
                     ),
                     args.clone(),
+                    None,
                     None,
                 );
             }
@@ -209,6 +253,7 @@ impl Stage for ReasoningTasks {
                     ),
                     json!({ "line": next_line, "changed": effect }).to_string(),
                     Some(line),
+                    None,
                 );
             }
             if wanted.contains("coverage") {
@@ -249,7 +294,86 @@ impl Stage for ReasoningTasks {
                     ),
                     answer.into(),
                     Some(line),
+                    None,
                 );
+            }
+            if debugging {
+                let mut record = record_from_row(row).map_err(StageError::failed)?;
+                record.events = trace_events.remove(&record.run).unwrap_or_default();
+                let view = TestView::build(1, &record, &ModelOptions::default());
+                let frames = cwm::frames_from_steps(&cwm::steps_of(&view), &program);
+                let numbered: String = program
+                    .lines()
+                    .enumerate()
+                    .map(|(i, l)| format!("{:>3} {l}\n", i + 1))
+                    .collect();
+                // Pause points: line frames, seeded.
+                let pauses: Vec<usize> = (0..frames.len())
+                    .filter(|&i| frames[i].kind == cwm::Kind::Line)
+                    .collect();
+                for kind in DEBUG_KINDS.iter().filter(|k| wanted.contains(*k)) {
+                    if pauses.is_empty() {
+                        break;
+                    }
+                    let at = if *kind == "debug_back" {
+                        // Something must have led here: not the first line.
+                        let later: Vec<usize> = pauses.iter().copied().filter(|&i| i > 1).collect();
+                        if later.is_empty() {
+                            continue;
+                        }
+                        later[rng.below(later.len() as u64) as usize]
+                    } else {
+                        pauses[rng.below(pauses.len() as u64) as usize]
+                    };
+                    let here = &frames[at];
+                    let line = here.line.unwrap_or(0);
+                    let locals = cwm::frame_json(Some(here))["locals"].to_string();
+                    let paused = format!(
+                        "```python\n{numbered}```\n`{call}({args})` is running under a debugger, paused at line {line} (about to run it) with the local variables {locals}.\n"
+                    );
+                    let answer_form = "Answer as JSON: {\"event\": \"line\", \"line\": L, \"locals\": {name: repr}} for a line about to run (its locals before it runs), {\"event\": \"return\", \"line\": L, \"value\": repr} for a return, or {\"event\": \"end\"} if the run ends first.";
+                    let (question, stop) = match *kind {
+                        "debug_step" => (
+                            "The debugger steps once (`step`, into a call if this line makes one). Where does it stop?".to_string(),
+                            cwm::act(&frames, at, cwm::Action::Step),
+                        ),
+                        "debug_next" => (
+                            "The debugger steps over this line (`next`: a call it makes runs to its return). Where does it stop?".to_string(),
+                            cwm::act(&frames, at, cwm::Action::Next),
+                        ),
+                        "debug_out" => (
+                            "The debugger steps out (`out`: on until the current function returns, then one step in its caller). Where does it stop?".to_string(),
+                            cwm::act(&frames, at, cwm::Action::Out),
+                        ),
+                        "debug_break" => {
+                            let ahead: BTreeSet<u32> = frames[at + 1..]
+                                .iter()
+                                .filter(|f| f.kind == cwm::Kind::Line)
+                                .filter_map(|f| f.line)
+                                .collect();
+                            if ahead.is_empty() {
+                                continue;
+                            }
+                            let ahead: Vec<u32> = ahead.into_iter().collect();
+                            let target = ahead[rng.below(ahead.len() as u64) as usize];
+                            (
+                                format!("A breakpoint is set at line {target} and the debugger continues. Where does it stop?"),
+                                cwm::act(&frames, at, cwm::Action::Break(target)),
+                            )
+                        }
+                        _ => (
+                            "Which state of this function led here: where was it paused just before (its previous step, a call passed over whole)?".to_string(),
+                            cwm::previous_in_scope(&frames, at),
+                        ),
+                    };
+                    push(
+                        kind,
+                        format!("{paused}{question} {answer_form}"),
+                        cwm::frame_json(stop.and_then(|j| frames.get(j))).to_string(),
+                        Some(u64::from(line)),
+                        Some(at),
+                    );
+                }
             }
         }
         ctx.note("tasks", tasks.len());
@@ -269,6 +393,7 @@ impl Stage for ReasoningTasks {
         }
         template.insert("run".into(), Value::from(0i64));
         template.insert("line".into(), Value::from(0u64));
+        template.insert("step".into(), Value::from(0u64));
         ctx.write_output(
             "tasks",
             &artifact::json_rows_to_typed_table(tasks, template)?,
