@@ -518,3 +518,114 @@ fn a_tampered_pickle_is_refused_not_unpickled() {
         ran.stderr
     );
 }
+
+/// Two problems of LiveCodeBench's code-execution scenario, as
+/// `livecodebench/execution-v2` publishes its rows (hand-written).
+const LCB_EXECUTION: &str = r#"{"question_id": "3000", "contest_id": "weekly-contest-1", "contest_date": "2023-08-01T00:00:00", "difficulty": "easy", "function_name": "sumEven", "code": "def sumEven(nums: List[int]) -> int:\n    return sum(x for x in nums if x % 2 == 0)", "input": "sumEven(nums = [1, 2, 3, 4])", "output": "6", "id": "sample_0", "problem_id": "3000", "numsteps": 10}
+{"question_id": "3001", "contest_id": "weekly-contest-1", "contest_date": "2023-08-01T00:00:00", "difficulty": "easy", "function_name": "shout", "code": "def shout(s: str) -> str:\n    return s.upper() + '!'", "input": "shout(s = 'hi')", "output": "'HI!'", "id": "sample_1", "problem_id": "3001", "numsteps": 5}
+"#;
+
+/// Replies in LiveCodeBench's output-file format (`output_list`, raw), for
+/// the direct and the chain-of-thought prompts.
+const LCB_EXECUTION_REPLIES: &str = r#"[
+ {"question_id": "3000", "id": "sample_0", "output_list": [
+   "assert sumEven(nums = [1, 2, 3, 4]) == 6\n[/ANSWER]",
+   "assert sumEven(nums = [1, 2, 3, 4]) == 10\n[/ANSWER]",
+   "assert sumEven(nums = [1, 2, 3, 4]) == sumEven(nums = [1, 2, 3, 4])\n[/ANSWER]"]},
+ {"question_id": "3001", "id": "sample_1", "output_list": [
+   "Let's think: s is 'hi' so x == 'HI' then add !\n[ANSWER]\nassert shout(s = 'hi') == 'HI!'\n[/ANSWER]",
+   "[ANSWER]assert shout(s = 'hi') == 'hi!'[/ANSWER]"]}
+]"#;
+
+#[test]
+fn lcb_execution_follows_lcb_runner_on_its_published_formats() {
+    let p = Project::new();
+    p.write("execution.jsonl", LCB_EXECUTION);
+    p.write("replies.json", LCB_EXECUTION_REPLIES);
+    let score = |bench: &str, details: &str| {
+        score_json(
+            &p,
+            bench,
+            "execution.jsonl",
+            &["--samples", "replies.json", "--details", details],
+        )
+    };
+    // Direct: sample_0's first reply is right, its second wrong (the assert
+    // fails), its third contains the input and is skipped: 1 of 2. sample_1's replies have an
+    // `==` in the reasoning before `[ANSWER]`, so the direct reading takes
+    // "'HI' then add !" (a syntax error): 0 of 2.
+    let direct = score("lcb-execution", "direct.jsonl");
+    assert_eq!(
+        detail_verdicts(&p, "direct.jsonl"),
+        ["pass", "runtime_error", "skipped", "syntax_error", "runtime_error"]
+    );
+    assert!(
+        (direct["pass_at_k"][0]["score"].as_f64().unwrap() - 0.25).abs() < 1e-12,
+        "{direct}"
+    );
+    // Chain of thought: the answer after `[ANSWER]`: sample_1's first reply passes.
+    let cot = score("lcb-execution-cot", "cot.jsonl");
+    assert_eq!(
+        detail_verdicts(&p, "cot.jsonl"),
+        ["pass", "runtime_error", "skipped", "pass", "runtime_error"]
+    );
+    assert!(
+        (cot["pass_at_k"][0]["score"].as_f64().unwrap() - 0.5).abs() < 1e-12,
+        "{cot}"
+    );
+    // Every reply skipped: they all count as failed (lcb_runner's `[False] * n`).
+    p.write(
+        "skipped.json",
+        r#"[{"id": "sample_0", "output_list": ["assert sumEven(nums = [1, 2, 3, 4]) == sumEven(nums = [1, 2, 3, 4])"]},
+            {"id": "sample_1", "output_list": ["assert shout(s = 'hi') == 'HI!'"]}]"#,
+    );
+    let v = score_json(
+        &p,
+        "lcb-execution",
+        "execution.jsonl",
+        &["--samples", "skipped.json"],
+    );
+    assert!(
+        (v["pass_at_k"][0]["score"].as_f64().unwrap() - 0.5).abs() < 1e-12,
+        "{v}"
+    );
+}
+
+/// LiveCodeBench's test-output-prediction rows (`livecodebench/test_generation`).
+const LCB_TEST_OUTPUT: &str = r#"{"question_title": "sum of evens", "question_content": "Return the sum of the even numbers.", "question_id": "3000", "contest_id": "weekly-contest-1", "contest_date": "2023-08-01T00:00:00", "difficulty": "easy", "test": "[{\"input\": \"[1, 2, 3, 4]\", \"output\": \"6\", \"testtype\": \"functional\"}]", "starter_code": "class Solution:\n    def sumEven(self, nums: List[int]) -> int:\n        ", "function_name": "sumEven", "test_id": 0}
+{"question_title": "flags", "question_content": "Is the list sorted?", "question_id": "3002", "contest_id": "weekly-contest-1", "contest_date": "2023-08-01T00:00:00", "difficulty": "easy", "test": "[{\"input\": \"[1, 2]\", \"output\": \"true\", \"testtype\": \"functional\"}]", "starter_code": "class Solution:\n    def isSorted(self, nums: List[int]) -> bool:\n        ", "function_name": "isSorted", "test_id": 0}
+"#;
+
+#[test]
+fn lcb_test_output_compares_the_predicted_value_with_the_json_output() {
+    let p = Project::new();
+    p.write("tests.jsonl", LCB_TEST_OUTPUT);
+    // The last `assert` line's right-hand side, evaluated, against
+    // `json.loads(output)`: `True` meets JSON `true`; a fenced block with no
+    // assert line is read whole; an unparsable answer fails.
+    p.write(
+        "replies.json",
+        r#"[{"question_id": "3000", "test_id": 0, "output_list": [
+              "```python\nassert sumEven([1, 2, 3, 4]) == 5\n```\nassert sumEven([1, 2, 3, 4]) == 6",
+              "```python\n6\n```",
+              "assert sumEven([1, 2, 3, 4]) == 5"]},
+            {"question_id": "3002", "test_id": 0, "output_list": [
+              "assert isSorted([1, 2]) == True",
+              "assert isSorted([1, 2]) == true",
+              "assert isSorted([1, 2]) == (1 <"]}]"#,
+    );
+    let v = score_json(
+        &p,
+        "lcb-test-output",
+        "tests.jsonl",
+        &["--samples", "replies.json", "--details", "d.jsonl"],
+    );
+    assert_eq!(
+        detail_verdicts(&p, "d.jsonl"),
+        ["pass", "pass", "runtime_error", "pass", "runtime_error", "runtime_error"]
+    );
+    assert!(
+        (v["pass_at_k"][0]["score"].as_f64().unwrap() - 0.5).abs() < 1e-12,
+        "{v}"
+    );
+}

@@ -6,7 +6,9 @@
 //! the `benchmarks!` list below.
 
 use super::family::{Family, Grading};
-use super::{apps, bigcodebench, cruxeval, evalplus, humaneval, livecodebench, mbpp, repair};
+use super::{
+    apps, bigcodebench, cruxeval, evalplus, humaneval, lcb_scenarios, livecodebench, mbpp, repair,
+};
 use serde::{Deserialize, Serialize};
 
 /// The benchmarks, each `Variant => "name", family;`.
@@ -50,6 +52,9 @@ benchmarks! {
     CruxEvalO => "cruxeval-o", cruxeval::CruxEvalFamily::Output;
     BigCodeBench => "bigcodebench", bigcodebench::BigCodeBenchFamily;
     LiveCodeBench => "livecodebench", livecodebench::LiveCodeBenchFamily;
+    LcbExecution => "lcb-execution", lcb_scenarios::LcbScenario::Execution { cot: false };
+    LcbExecutionCot => "lcb-execution-cot", lcb_scenarios::LcbScenario::Execution { cot: true };
+    LcbTestOutput => "lcb-test-output", lcb_scenarios::LcbScenario::TestOutput;
     Apps => "apps", apps::AppsFamily;
 }
 
@@ -146,6 +151,9 @@ mod tests {
                 "cruxeval-i",
                 "cruxeval-o",
                 "livecodebench",
+                "lcb-execution",
+                "lcb-execution-cot",
+                "lcb-test-output",
                 "apps"
             ]
         );

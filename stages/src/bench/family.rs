@@ -66,6 +66,13 @@ pub trait Family: Sync {
         Err("this benchmark is not graded by `score`".into())
     }
 
+    /// The problem a sample row names, when the benchmark's own output files
+    /// say it otherwise than `task_id` / `question_id` / `problem_id`
+    /// (LiveCodeBench's execution rows: `id`).
+    fn sample_id(&self, _row: &Row) -> Option<String> {
+        None
+    }
+
     /// Script grading: the program a sample runs as.
     fn script(&self, _problem: &Problem, _code: &str) -> Option<String> {
         None

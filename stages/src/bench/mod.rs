@@ -11,6 +11,7 @@
 //! | [`cruxeval`] | `cruxeval`, `cruxeval-i`, `cruxeval-o` | `f` on its input | `assert f(...) == ...` |
 //! | [`bigcodebench`] | `bigcodebench` | standard-library problems, unittest programs | — |
 //! | [`livecodebench`] | `livecodebench` | public / private tests, date windows | lcb_runner's comparators |
+//! | [`lcb_scenarios`] | `lcb-execution`, `lcb-execution-cot`, `lcb-test-output` | — | the answer read from the reply, `assert <output> == <answer>`; the predicted test's output vs `json.loads` (lcb_runner) |
 //! | [`apps`] | `apps` | `input_output` tests | APPS `testing_util` |
 //!
 //! Also here: [`family`], what a family implements; [`scoring`], the loop that
@@ -31,6 +32,7 @@ pub mod family;
 pub mod gate;
 pub mod grading;
 pub mod humaneval;
+pub mod lcb_scenarios;
 pub mod livecodebench;
 pub mod mbpp;
 pub mod problem;

@@ -91,9 +91,10 @@ pub fn samples_from_rows(
             .into_iter()
             .find(|k| row.contains_key(*k))
             .unwrap_or("task_id");
-        let written = match row.get(id_key) {
-            Some(serde_json::Value::Number(n)) => n.to_string(),
-            _ => text_field(row, id_key),
+        let written = match (bench.family().sample_id(row), row.get(id_key)) {
+            (Some(id), _) => id,
+            (None, Some(serde_json::Value::Number(n))) => n.to_string(),
+            (None, _) => text_field(row, id_key),
         };
         // `Mbpp/2` in a sample meets MBPP's `2`, and the other way round.
         let Some(problem) = ids.find(&written).and_then(|id| by_id.get(id)) else {
@@ -103,10 +104,15 @@ pub fn samples_from_rows(
             )));
         };
         let task_id = problem.task_id.clone();
-        let codes: Vec<String> = if let Some(list) = row.get("code_list") {
-            // LiveCodeBench's generations file: every program of a question in one row.
+        let codes: Vec<String> = if let Some((key, list)) = ["code_list", "output_list"]
+            .iter()
+            .find_map(|k| row.get(*k).map(|l| (*k, l)))
+        {
+            // LiveCodeBench's output files: every program (`code_list`) or
+            // every raw reply (`output_list`, the execution scenarios) of a
+            // problem in one row.
             let Some(list) = list.as_array() else {
-                return Err(bad("`code_list` is not a list".into()));
+                return Err(bad(format!("`{key}` is not a list")));
             };
             list.iter()
                 .map(|c| c.as_str().map_or_else(|| c.to_string(), String::from))
@@ -125,7 +131,7 @@ pub fn samples_from_rows(
             vec![g.clone()]
         } else {
             return Err(bad(
-                "a sample needs `solution`, `program`, `completion`, `generation` or `code_list`"
+                "a sample needs `solution`, `program`, `completion`, `generation`, `code_list` or `output_list`"
                     .into(),
             ));
         };
