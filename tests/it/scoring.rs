@@ -557,7 +557,13 @@ fn lcb_execution_follows_lcb_runner_on_its_published_formats() {
     let direct = score("lcb-execution", "direct.jsonl");
     assert_eq!(
         detail_verdicts(&p, "direct.jsonl"),
-        ["pass", "runtime_error", "skipped", "syntax_error", "runtime_error"]
+        [
+            "pass",
+            "runtime_error",
+            "skipped",
+            "syntax_error",
+            "runtime_error"
+        ]
     );
     assert!(
         (direct["pass_at_k"][0]["score"].as_f64().unwrap() - 0.25).abs() < 1e-12,
@@ -622,7 +628,14 @@ fn lcb_test_output_compares_the_predicted_value_with_the_json_output() {
     );
     assert_eq!(
         detail_verdicts(&p, "d.jsonl"),
-        ["pass", "pass", "runtime_error", "pass", "runtime_error", "runtime_error"]
+        [
+            "pass",
+            "pass",
+            "runtime_error",
+            "pass",
+            "runtime_error",
+            "runtime_error"
+        ]
     );
     assert!(
         (v["pass_at_k"][0]["score"].as_f64().unwrap() - 0.5).abs() < 1e-12,
