@@ -682,7 +682,7 @@ pub fn act(frames: &[Frame], at: usize, action: Action) -> Option<usize> {
                 let f = frames.get(j)?;
                 match f.kind {
                     Kind::Call => j = matching_return(frames, j)? + 1,
-                    Kind::Return => return Some(j + 1),
+                    Kind::Return => return Some(j + 1).filter(|&k| k < frames.len()),
                     _ => j += 1,
                 }
             }
