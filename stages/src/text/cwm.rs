@@ -204,10 +204,25 @@ pub fn frames_from_steps(steps: &[StepIn], program: &str) -> Vec<Frame> {
 
 /// A traced run's steps as this module reads them.
 pub fn steps_of(view: &super::tracemodel::TestView) -> Vec<StepIn> {
-    serde_json::to_value(&view.steps)
-        .ok()
-        .and_then(|v| serde_json::from_value(v).ok())
-        .unwrap_or_default()
+    view.steps
+        .iter()
+        .map(|s| StepIn {
+            kind: s.kind.to_string(),
+            line: s.line,
+            depth: s.depth,
+            locals: s
+                .locals
+                .iter()
+                .map(|nv| NameValueIn {
+                    name: nv.name.clone(),
+                    value: nv.value.clone(),
+                })
+                .collect(),
+            value: s.value.clone(),
+            exception: s.exception.clone(),
+            unwound: s.unwound,
+        })
+        .collect()
 }
 
 /// Whether the trace reached the entry scope's return (the end marker).

@@ -183,6 +183,12 @@ impl Stage for ReasoningTasks {
             let args = pyvalue::args_text(&input);
             let out = pyvalue::repr(&result);
             let shown = format!("```python\n{}\n```\n", program.trim_end());
+            // The program with line numbers, for the questions about lines.
+            let numbered: String = program
+                .lines()
+                .enumerate()
+                .map(|(i, l)| format!("{:>3} {l}\n", i + 1))
+                .collect();
             let mut push = |kind: &str,
                             prompt: String,
                             answer: String,
@@ -282,11 +288,6 @@ impl Stage for ReasoningTasks {
                 } else {
                     "no"
                 };
-                let numbered: String = program
-                    .lines()
-                    .enumerate()
-                    .map(|(i, l)| format!("{:>3} {l}\n", i + 1))
-                    .collect();
                 push(
                     "coverage",
                     format!(
@@ -302,11 +303,6 @@ impl Stage for ReasoningTasks {
                 record.events = trace_events.remove(&record.run).unwrap_or_default();
                 let view = TestView::build(1, &record, &ModelOptions::default());
                 let frames = cwm::frames_from_steps(&cwm::steps_of(&view), &program);
-                let numbered: String = program
-                    .lines()
-                    .enumerate()
-                    .map(|(i, l)| format!("{:>3} {l}\n", i + 1))
-                    .collect();
                 // Pause points: line frames, seeded.
                 let pauses: Vec<usize> = (0..frames.len())
                     .filter(|&i| frames[i].kind == cwm::Kind::Line)

@@ -31,6 +31,7 @@
 //! `textContent`, never from markup, so nothing in them can run.
 
 use crate::api::InputOrigin;
+use crate::api::rows::cell_text;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -158,17 +159,13 @@ fn part_push(parts: &mut Vec<Part>, title: &str, row: Map<String, Value>) {
     }
 }
 
-/// A cell value as text: strings as they are, numbers and booleans as JSON.
-fn text_of(v: &Value) -> Option<String> {
-    match v {
-        Value::Null => None,
-        Value::String(s) => Some(s.clone()),
-        other => Some(other.to_string()),
-    }
-}
-
+/// A matrix axis value as shown: strings as they are, others as JSON.
 fn binding_text(v: &Value) -> String {
-    text_of(v).unwrap_or_else(|| "none".into())
+    match v {
+        Value::Null => "none".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
 }
 
 /// Build the site's files. `tables_html` is the report's tables and plots,
@@ -207,7 +204,7 @@ pub fn build(
         let mut problems: IndexMap<String, ProblemRows> = IndexMap::new();
         for (title, rows) in &cell.tables {
             for row in rows {
-                let key = row.get(&spec.key).and_then(text_of).ok_or_else(|| {
+                let key = cell_text(row, &spec.key).ok_or_else(|| {
                     format!(
                         "`{title}` has a row without `{}` (browse.key); its columns: {}",
                         spec.key,
@@ -215,7 +212,7 @@ pub fn build(
                     )
                 })?;
                 let problem = problems.entry(key).or_default();
-                match group.as_ref().and_then(|g| row.get(g)).and_then(text_of) {
+                match group.as_ref().and_then(|g| cell_text(row, g)) {
                     Some(a) => part_push(
                         &mut problem.attempts.entry(a).or_default().parts,
                         title,
@@ -235,7 +232,7 @@ pub fn build(
                 .as_ref()
                 .filter(|g| c.rows.first().is_some_and(|r| r.contains_key(*g)));
             for row in &c.rows {
-                let Some(key) = row.get(&spec.key).and_then(text_of) else {
+                let Some(key) = cell_text(row, &spec.key) else {
                     continue;
                 };
                 let Some(problem) = problems.get_mut(&key) else {
@@ -243,10 +240,8 @@ pub fn build(
                 };
                 match by_attempt {
                     Some(g) => {
-                        if let Some(a) = row
-                            .get(g)
-                            .and_then(text_of)
-                            .and_then(|a| problem.attempts.get_mut(&a))
+                        if let Some(a) =
+                            cell_text(row, g).and_then(|a| problem.attempts.get_mut(&a))
                         {
                             part_push(&mut a.parts, &title, row.clone());
                         }
@@ -360,7 +355,7 @@ fn cells_of(instances: Vec<Input>, spec: &BrowseSpec) -> Result<Vec<Cell>, Strin
             let split: Vec<(String, String)> = spec
                 .split
                 .iter()
-                .filter_map(|s| row.get(s).and_then(text_of).map(|v| (s.clone(), v)))
+                .filter_map(|s| cell_text(&row, s).map(|v| (s.clone(), v)))
                 .collect();
             by_split.entry(split).or_default().push(row);
         }
@@ -415,9 +410,7 @@ fn lend_test_columns(mut problem: ProblemRows) -> ProblemRows {
     let mut tests: std::collections::HashMap<String, (Value, Value)> = Default::default();
     for part in &problem.shared {
         for row in &part.rows {
-            if let (Some(t), Some(expected)) =
-                (row.get("test").and_then(text_of), row.get("expected"))
-            {
+            if let (Some(t), Some(expected)) = (cell_text(row, "test"), row.get("expected")) {
                 tests.insert(
                     t,
                     (
@@ -434,10 +427,7 @@ fn lend_test_columns(mut problem: ProblemRows) -> ProblemRows {
     for attempt in problem.attempts.values_mut() {
         for part in &mut attempt.parts {
             for row in &mut part.rows {
-                let Some((input, expected)) = row
-                    .get("test")
-                    .and_then(text_of)
-                    .and_then(|t| tests.get(&t))
+                let Some((input, expected)) = cell_text(row, "test").and_then(|t| tests.get(&t))
                 else {
                     continue;
                 };
@@ -472,7 +462,7 @@ fn attempt_outcome(attempt: &Attempt, outcome: Option<&str>) -> (Option<bool>, O
                 Value::String(s) => matches!(s.as_str(), "true" | "pass" | "passed" | "1"),
                 _ => false,
             };
-            let label = row.get("label").and_then(text_of);
+            let label = cell_text(row, "label");
             return (Some(ok), label);
         }
     }
@@ -537,14 +527,14 @@ fn bridge_context<'a>(
         let map: std::collections::HashMap<String, Value> = b
             .rows
             .iter()
-            .filter_map(|r| Some((r.get(&via).and_then(text_of)?, r.get(key)?.clone())))
+            .filter_map(|r| Some((cell_text(r, &via)?, r.get(key)?.clone())))
             .collect();
         let rows = c
             .rows
             .iter()
             .map(|r| {
                 let mut r = r.clone();
-                if let Some(k) = r.get(&via).and_then(text_of).and_then(|v| map.get(&v)) {
+                if let Some(k) = cell_text(&r, &via).and_then(|v| map.get(&v)) {
                     r.insert(key.to_string(), k.clone());
                 }
                 r
