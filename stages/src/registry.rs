@@ -52,6 +52,7 @@ impl Registry {
         r.add::<dataset::represent::Represent>();
         r.add::<dataset::score_traces::ScoreTraces>();
         r.add::<dataset::reasoning_tasks::ReasoningTasks>();
+        r.add::<dataset::grade_answers::GradeAnswers>();
         r.add::<dataset::export_sft::ExportSft>();
         r.add::<dataset::sanitize::Sanitize>();
         r.add::<dataset::flag_exploits::FlagExploits>();

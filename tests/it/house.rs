@@ -459,8 +459,8 @@ fn a_kind_never_imports_another_kind() {
             }
         }
     }
-    // The rule is checked on every kind: the registry's 24 live in 22 files and 2 folders.
-    assert!(kinds.len() >= 24, "{kinds:?}");
+    // The rule is checked on every kind: the registry's 25 live in 23 files and 2 folders.
+    assert!(kinds.len() >= 25, "{kinds:?}");
     assert!(
         offenders.is_empty(),
         "move what two kinds share into a library module:\n{}",

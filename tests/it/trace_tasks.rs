@@ -296,6 +296,27 @@ print(f"checked {len(tasks)} bad {bad}")
 sys.exit(1 if bad else 0)
 "#;
 
+/// Run the project's `reference.py` on these tasks and the programs file;
+/// it exits non-zero, printing what differs, when an answer is not its own.
+fn check_with_reference(p: &Project, tasks: &[serde_json::Map<String, Value>], seed: u64) {
+    let lines: String = tasks
+        .iter()
+        .map(|t| serde_json::to_string(t).unwrap() + "\n")
+        .collect();
+    p.write("tasks.jsonl", &lines);
+    let ran = std::process::Command::new("python3")
+        .args(["reference.py", "tasks.jsonl", "programs.jsonl"])
+        .current_dir(p.path("."))
+        .output()
+        .unwrap();
+    assert!(
+        ran.status.success(),
+        "seed {seed}:\n{}{}",
+        String::from_utf8_lossy(&ran.stdout),
+        String::from_utf8_lossy(&ran.stderr)
+    );
+}
+
 #[test]
 fn debugger_answers_agree_with_a_rerun_of_the_program() {
     let p = project();
@@ -321,22 +342,7 @@ fn debugger_answers_agree_with_a_rerun_of_the_program() {
                 "{t:?}"
             );
         }
-        let lines: String = tasks
-            .iter()
-            .map(|t| serde_json::to_string(t).unwrap() + "\n")
-            .collect();
-        p.write("tasks.jsonl", &lines);
-        let ran = std::process::Command::new("python3")
-            .args(["reference.py", "tasks.jsonl", "programs.jsonl"])
-            .current_dir(p.path("."))
-            .output()
-            .unwrap();
-        let out = String::from_utf8_lossy(&ran.stdout);
-        assert!(
-            ran.status.success(),
-            "seed {seed}:\n{out}{}",
-            String::from_utf8_lossy(&ran.stderr)
-        );
+        check_with_reference(&p, &tasks, seed);
         checked += tasks.len();
     }
     assert_eq!(kinds.len(), 5, "{kinds:?}");
@@ -344,4 +350,639 @@ fn debugger_answers_agree_with_a_rerun_of_the_program() {
     // may lack a later line to break at or an earlier step to go back to).
     assert!(checked >= 6 * 4 * 4, "{checked}");
     eprintln!("debugger tasks: {checked} answers re-derived by re-running the programs");
+}
+
+/// The programs above and one with a branch that is not taken, so that
+/// REval's probes meet unexecuted lines.
+fn reval_programs() -> String {
+    PROGRAMS.to_string()
+        + r#"{"task_id": "branch", "entry_point": "classify", "program": "def classify(n):\n    label = 'small'\n    if n > 10:\n        label = 'big'\n        n = n // 10\n    else:\n        n = n + 1\n    return (label, n)\n", "input": "[3]", "expected": "[\"small\", 4]"}
+"#
+}
+
+/// The traces and every kind of exercise, REval's probes and whole-trace
+/// prediction included; `grade_answers` appended when replies exist.
+fn exercises_project(seed: u64, grade: bool) -> Project {
+    let p = project();
+    p.write("programs.jsonl", &reval_programs());
+    let mut spec = format!(
+        r#"experiment: exercises
+stages:
+  programs:
+    kind: load
+    params: {{ path: programs.jsonl }}
+  traced:
+    kind: trace
+    inputs: {{ programs: programs.rows }}
+    params: {{ expected: expected, keep: [program, entry_point], depth: 4 }}
+  exercises:
+    kind: reasoning_tasks
+    inputs: {{ runs: traced.runs, events: traced.events }}
+    params:
+      kinds: [output, input, next_state, coverage, debug_step, debug_next, debug_out, debug_break, debug_back, reval, trace_cwm]
+      seed: {seed}
+      probes: 3
+"#
+    );
+    if grade {
+        spec.push_str(
+            r#"  replies:
+    kind: load
+    params: { path: replies.jsonl }
+  graded:
+    kind: grade_answers
+    inputs: { tasks: exercises.tasks, replies: replies.rows }
+"#,
+        );
+    }
+    p.write("ex.yaml", &spec);
+    p
+}
+
+/// REval's ground truth re-derived apart from tw, as REval's `dynamics.py`
+/// collects it: line events of the program's functions under
+/// `sys.settrace`, a line repeated right away merged into one state; the
+/// next line after each state (-1 at the end, {-1} when never run); the
+/// variable's value when the line finished, read at its frame's next event.
+const REFERENCE_REVAL: &str = r#"
+import json, sys
+
+def run(src, entry, args):
+    ns = {}
+    exec(compile(src, "<prog>", "exec"), ns)
+    lines, after, pending = [], {}, {}
+    def tracer(frame, event, arg):
+        if frame.f_code.co_filename != "<prog>":
+            return None
+        fid = id(frame)
+        if event in ("line", "return") and fid in pending:
+            after[pending.pop(fid)] = {k: repr(v) for k, v in frame.f_locals.items()}
+        if event == "line":
+            pending[fid] = len(lines)
+            lines.append(frame.f_lineno)
+        return tracer
+    sys.settrace(tracer)
+    try:
+        result = ns[entry](*args)
+    finally:
+        sys.settrace(None)
+    return lines, after, result
+
+tasks = [json.loads(l) for l in open(sys.argv[1])]
+inputs = {json.loads(l)["task_id"]: json.loads(l) for l in open(sys.argv[2])}
+bad = 0
+for t in tasks:
+    lines, after, result = run(t["program"], t["entry_point"], json.loads(inputs[t["id"]]["input"]))
+    merged = [l for i, l in enumerate(lines) if i == 0 or lines[i - 1] != l]
+    L, var, kind = t["line"], t["var"], t["kind"]
+    if kind == "reval_coverage":
+        want = "YES" if L in lines else "NO"
+        got = t["answer"]
+    elif kind == "reval_path":
+        want = sorted({merged[k + 1] if k + 1 < len(merged) else -1 for k, l in enumerate(merged) if l == L} or {-1})
+        got = json.loads(t["answer"])
+    elif kind == "reval_state":
+        want = []
+        for i, l in enumerate(lines):
+            if l == L and var in after.get(i, {}) and after[i][var] not in want:
+                want.append(after[i][var])
+        got = json.loads(t["answer"])
+    elif kind == "reval_output":
+        want, got = repr(result), t["answer"]
+    else:
+        continue
+    if got != want:
+        bad += 1
+        print("DIFFER", t["task"], "tw:", got, "reference:", want)
+print(f"checked {len(tasks)} bad {bad}")
+sys.exit(1 if bad else 0)
+"#;
+
+#[test]
+fn reval_answers_agree_with_a_rerun_of_the_program() {
+    let mut checked = 0usize;
+    let mut seen = std::collections::BTreeSet::new();
+    for seed in 0..5 {
+        let p = exercises_project(seed, false);
+        p.write("reference.py", REFERENCE_REVAL);
+        p.run_ok("ex.yaml");
+        let tasks: Vec<_> = export(&p, "ex.yaml", "exercises.tasks")
+            .into_iter()
+            .filter(|t| t["kind"].as_str().unwrap().starts_with("reval_"))
+            .collect();
+        for t in &tasks {
+            let kind = t["kind"].as_str().unwrap();
+            if kind == "reval_coverage" {
+                seen.insert(format!("coverage {}", t["answer"].as_str().unwrap()));
+            }
+            if kind == "reval_state" && t["answer"] == "[]" {
+                seen.insert("state Nil".to_string());
+            }
+            // Keys are unique and name the probe.
+            if kind != "reval_output" {
+                assert!(
+                    t["task"]
+                        .as_str()
+                        .unwrap()
+                        .ends_with(&format!("/{kind}/p{}", t["probe"])),
+                    "{t:?}"
+                );
+            }
+        }
+        check_with_reference(&p, &tasks, seed);
+        checked += tasks.len();
+    }
+    // Executed and unexecuted lines both asked about, and a Nil state.
+    for want in ["coverage YES", "coverage NO", "state Nil"] {
+        assert!(seen.contains(want), "{want} never asked: {seen:?}");
+    }
+    assert!(checked >= 5 * 3 * 4, "{checked}");
+    eprintln!("REval probes: {checked} answers re-derived by re-running the programs");
+}
+
+/// A reply giving each exercise's own answer, as a model would write it.
+fn right_reply(t: &serde_json::Map<String, Value>) -> String {
+    let answer = t["answer"].as_str().unwrap();
+    let call = t["call"].as_str().unwrap();
+    match t["kind"].as_str().unwrap() {
+        "output" | "reval_output" => format!("[ANSWER]\nassert {call} == {answer}\n[/ANSWER]"),
+        "input" => format!(
+            "```python\n{}({answer})\n```",
+            t["entry_point"].as_str().unwrap()
+        ),
+        "reval_coverage" => format!("[ANSWER]\n{answer}\n[/ANSWER]"),
+        "reval_state" => {
+            let values: Vec<String> = serde_json::from_str(answer).unwrap();
+            match values.first() {
+                None => "[ANSWER]\nNil\n[/ANSWER]".to_string(),
+                Some(v) => {
+                    let kind = match v.chars().next().unwrap() {
+                        '[' => "list",
+                        '(' => "tuple",
+                        '{' => "dict",
+                        '\'' | '"' => "str",
+                        _ if v == "True" || v == "False" => "bool",
+                        _ if v.contains('.') => "float",
+                        _ => "int",
+                    };
+                    format!("[ANSWER]\n{v}; {kind}\n[/ANSWER]")
+                }
+            }
+        }
+        "reval_path" => {
+            let next: Vec<i64> = serde_json::from_str(answer).unwrap();
+            let program = t["program"].as_str().unwrap();
+            let text = match next[0] {
+                -1 => "-1".to_string(),
+                l => program
+                    .lines()
+                    .nth(l as usize - 1)
+                    .unwrap()
+                    .trim()
+                    .to_string(),
+            };
+            format!("[ANSWER]\n{text}\n[/ANSWER]")
+        }
+        _ => answer.to_string(),
+    }
+}
+
+fn graded_with(p: &Project, replies: &[(String, String)]) -> Vec<serde_json::Map<String, Value>> {
+    p.write("replies.jsonl", &predictions(replies));
+    p.run_ok("ex.yaml");
+    export(p, "ex.yaml", "graded.graded")
+}
+
+fn metric(p: &Project, kind: &str, name: &str) -> f64 {
+    export(p, "ex.yaml", "graded.summary")
+        .iter()
+        .find(|r| r["kind"] == kind && r["metric"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name}"))["value"]
+        .as_f64()
+        .unwrap()
+}
+
+#[test]
+fn grade_answers_grades_every_kind_and_revals_consistency() {
+    let p = exercises_project(1, false);
+    p.run_ok("ex.yaml");
+    let tasks = export(&p, "ex.yaml", "exercises.tasks");
+    let p = exercises_project(1, true);
+    let key = |t: &serde_json::Map<String, Value>| t["task"].as_str().unwrap().to_string();
+    let kinds: std::collections::BTreeSet<String> = tasks
+        .iter()
+        .map(|t| t["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kinds.len(), 14, "every kind made: {kinds:?}");
+
+    // Every exercise's own answer, written as a model writes it: all right.
+    let right: Vec<(String, String)> = tasks.iter().map(|t| (key(t), right_reply(t))).collect();
+    let graded = graded_with(&p, &right);
+    assert_eq!(graded.len(), tasks.len());
+    for g in &graded {
+        assert_eq!(g["correct"], true, "{g:?}");
+    }
+    for kind in &kinds {
+        assert_eq!(metric(&p, kind, "accuracy_pct"), 100.0, "{kind}");
+    }
+    assert_eq!(metric(&p, "reval", "incremental_consistency_pct"), 100.0);
+    assert_eq!(metric(&p, "reval_coverage", "f1_pct"), 100.0);
+    let probes = export(&p, "ex.yaml", "graded.summary")
+        .iter()
+        .find(|r| r["metric"] == "incremental_consistency_pct")
+        .unwrap()["n"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(
+        probes as usize,
+        tasks
+            .iter()
+            .filter(|t| t["kind"] == "reval_coverage")
+            .count()
+    );
+
+    // REval's worked cases: the output wrong everywhere -> each probe 1,1,1,0
+    // (1/2); the path wrong too -> 1,1,0,0 (1/4); coverage wrong first -> 0
+    // whatever follows.
+    let with = |wrong: &[&str], reply: &str| -> Vec<(String, String)> {
+        tasks
+            .iter()
+            .map(|t| {
+                let kind = t["kind"].as_str().unwrap();
+                let text = if wrong.contains(&kind) {
+                    if kind == "reval_coverage" {
+                        let flipped = if t["answer"] == "YES" { "NO" } else { "YES" };
+                        format!("[ANSWER]\n{flipped}\n[/ANSWER]")
+                    } else {
+                        reply.replace("CALL", t["call"].as_str().unwrap())
+                    }
+                } else {
+                    right_reply(t)
+                };
+                (key(t), text)
+            })
+            .collect()
+    };
+    graded_with(
+        &p,
+        &with(
+            &["reval_output"],
+            "[ANSWER]\nassert CALL == 'nope'\n[/ANSWER]",
+        ),
+    );
+    assert_eq!(metric(&p, "reval", "incremental_consistency_pct"), 50.0);
+    assert_eq!(metric(&p, "reval_output", "accuracy_pct"), 0.0);
+    graded_with(
+        &p,
+        &with(
+            &["reval_output", "reval_path"],
+            "[ANSWER]\nassert CALL == 'nope'\n[/ANSWER]",
+        ),
+    );
+    assert_eq!(metric(&p, "reval", "incremental_consistency_pct"), 25.0);
+    assert_eq!(metric(&p, "reval_state", "accuracy_pct"), 100.0);
+    graded_with(&p, &with(&["reval_coverage"], ""));
+    assert_eq!(metric(&p, "reval", "incremental_consistency_pct"), 0.0);
+    assert_eq!(metric(&p, "reval_state", "accuracy_pct"), 100.0);
+
+    // Wrong, unreadable and hostile replies: each a wrong grade with its
+    // reason, the stage never failing.
+    let find = |kind: &str, id: &str| {
+        tasks
+            .iter()
+            .find(|t| t["kind"] == kind && t["id"] == id)
+            .unwrap_or_else(|| panic!("no {kind} for {id}"))
+    };
+    let cases: Vec<(&serde_json::Map<String, Value>, String, bool, &str)> = vec![
+        // fact(4) is 24, not 6; fact(3) is the traced input, any input works.
+        (
+            find("input", "recursion"),
+            "4".into(),
+            false,
+            "AssertionError",
+        ),
+        (
+            find("input", "recursion"),
+            "assert fact(3) == 6".into(),
+            true,
+            "",
+        ),
+        (
+            find("output", "recursion"),
+            "assert fact(3) == 7".into(),
+            false,
+            "AssertionError",
+        ),
+        // An expression that would pass if run as code is not a literal.
+        (
+            find("output", "recursion"),
+            "[ANSWER]assert fact(3) == 1) or (True[/ANSWER]".into(),
+            false,
+            "SyntaxError",
+        ),
+        (
+            find("output", "recursion"),
+            "__import__('os').system('touch /tmp/tw-grade-mark')".into(),
+            false,
+            "ValueError",
+        ),
+        (find("output", "recursion"), "".into(), false, "no answer"),
+        (
+            find("coverage", "loop"),
+            "I cannot tell".into(),
+            false,
+            "no yes or no",
+        ),
+        (
+            find("next_state", "loop"),
+            "the next line is 4".into(),
+            false,
+            "no JSON object",
+        ),
+        (
+            find("debug_step", "loop"),
+            "{\"event\": \"end\"}".into(),
+            false,
+            "for {",
+        ),
+        (
+            find("trace_cwm", "loop"),
+            "<|line_sep|>{}<|action_sep|>".into(),
+            false,
+            "frame 0",
+        ),
+        (
+            find("reval_output", "branch"),
+            "assert classify(3) == classify(3)".into(),
+            false,
+            "ValueError",
+        ),
+        (
+            find("reval_output", "branch"),
+            "assert True".into(),
+            false,
+            "constant",
+        ),
+        (
+            find("reval_output", "branch"),
+            "assert classify(4) == ('small', 5)".into(),
+            false,
+            "not `classify(3)`",
+        ),
+        (
+            find("reval_output", "branch"),
+            "[ANSWER]\nassert classify(3) == ('small', 4)\n[/ANSWER]".into(),
+            true,
+            "",
+        ),
+        (
+            find("reval_state", "branch"),
+            "[ANSWER]\n1; float\n[/ANSWER]".into(),
+            false,
+            "",
+        ),
+        (
+            find("reval_state", "branch"),
+            "maybe 3".into(),
+            false,
+            "no `value; type`",
+        ),
+    ];
+    let replies: Vec<(String, String)> = cases
+        .iter()
+        .map(|(t, r, _, _)| (key(t), r.clone()))
+        .collect();
+    // Several replies to one exercise: each graded on its own row.
+    let graded = graded_with(&p, &replies);
+    assert_eq!(graded.len(), cases.len());
+    for ((t, reply, ok, reason), g) in cases.iter().zip(&graded) {
+        assert_eq!(g["task"].as_str().unwrap(), key(t));
+        assert_eq!(g["correct"], *ok, "{reply:?}: {g:?}");
+        let why = g["reason"].as_str().unwrap_or("");
+        assert!(
+            why.contains(reason),
+            "{reply:?}: reason {why:?}, wanted {reason:?}"
+        );
+    }
+    assert!(
+        !std::path::Path::new("/tmp/tw-grade-mark").exists(),
+        "a reply was run as code"
+    );
+
+    // Replies that name no exercise stop the stage, naming both sides.
+    p.write(
+        "replies.jsonl",
+        "{\"task_id\": \"nope\", \"reply\": \"yes\"}\n",
+    );
+    let ran = p.tw(&["run", "ex.yaml"]);
+    assert_ne!(ran.code, 0);
+    assert!(
+        ran.stderr.contains("no reply names an exercise"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains("nope") && ran.stderr.contains("branch/5/coverage"),
+        "{}",
+        ran.stderr
+    );
+}
+
+/// The older CodeExecutor format scored the same way: each real trace
+/// rendered by `represent` and fed back scores 100%; one changed value, one
+/// dropped entry and a changed output are reported exactly.
+#[test]
+fn codeexecutor_predictions_round_trip_and_report_their_divergence() {
+    let p = project();
+    let ce = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("templates/traces/codeexecutor.j2");
+    let seed = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("templates/traces/_seed.j2");
+    p.write("t/codeexecutor.j2", &fs_err::read_to_string(ce).unwrap());
+    p.write("t/_seed.j2", &fs_err::read_to_string(seed).unwrap());
+    let spec = p.read("spec.yaml")
+        + r#"  ce:
+    kind: represent
+    inputs: { runs: traced.runs, events: traced.events }
+    params: { template: t/codeexecutor.j2, select: all }
+  scored_ce:
+    kind: score_traces
+    inputs: { runs: traced.runs, events: traced.events, predictions: predictions.rows }
+    params: { prediction: reply, format: codeexecutor }
+"#;
+    p.write("spec.yaml", &spec);
+    let _ = rendered(&p);
+    let texts: Vec<(String, String)> = export(&p, "spec.yaml", "ce.rows")
+        .into_iter()
+        .map(|r| {
+            (
+                r["task_id"].as_str().unwrap().to_string(),
+                r["trace_text"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(texts.len(), 5);
+    p.write("predictions.jsonl", &predictions(&texts));
+    p.run_ok("spec.yaml");
+    let scores = export(&p, "spec.yaml", "scored_ce.scores");
+    for s in &scores {
+        assert_eq!(s["exact"], true, "{s:?}");
+        assert_eq!(s["variable_accuracy"].as_f64(), Some(1.0), "{s:?}");
+    }
+    let by_id = |scores: &[serde_json::Map<String, Value>], id: &str| {
+        scores.iter().find(|s| s["task_id"] == id).unwrap().clone()
+    };
+    assert_eq!(by_id(&scores, "loop")["output_truth"], "4");
+    assert_eq!(by_id(&scores, "loop")["output_correct"], true);
+
+    // Perturbations of the loop's trace (count_above([3, 5, 1], 2)).
+    let loop_text = &texts.iter().find(|(id, _)| id == "loop").unwrap().1;
+    let entries: Vec<&str> = loop_text
+        .lines()
+        .filter(|l| l.starts_with("<line>"))
+        .collect();
+    let fourth = entries[3];
+    assert!(
+        fourth.starts_with("<line> <5>") && fourth.contains("total = 2"),
+        "{fourth}"
+    );
+    let changed = loop_text.replacen(fourth, &fourth.replace("total = 2", "total = 3"), 1);
+    let dropped = loop_text.replacen(&format!("{}\n", entries[1]), "", 1);
+    let output = loop_text.replace("<output>4", "<output>5");
+    for (text, at, divergence) in [
+        (changed, 3, "locals: total = 3 for 2"),
+        (dropped, 1, "line: 4 for 3"),
+        (output, entries.len(), "value: 5 for 4"),
+    ] {
+        p.write("predictions.jsonl", &predictions(&[("loop".into(), text)]));
+        p.run_ok("spec.yaml");
+        let s = by_id(&export(&p, "spec.yaml", "scored_ce.scores"), "loop");
+        assert_eq!(s["exact"], false);
+        assert_eq!(s["diverge_at"].as_u64(), Some(at as u64), "{s:?}");
+        assert_eq!(s["divergence"], divergence, "{s:?}");
+    }
+}
+
+/// `specs/trace_tasks.yaml` as shipped: every kind of exercise made from the
+/// repair pairs' traces, asked of SmolLM2 in-process, graded and reported;
+/// the consistency score recomputed here from the graded rows.
+#[test]
+#[ignore = "needs SmolLM2 (scripts/setup-models.sh, TW_REQUIRE_MODELS) and the benchmark data (TW_REQUIRE_DATA)"]
+fn trace_tasks_spec_asks_the_in_process_model_and_grades_every_kind() {
+    use tw_stages::testing::{Need, env_path, shared_data};
+    let Some(model) = env_path(Need::Models, "TW_SMOLLM2_HF") else {
+        return;
+    };
+    let Some(data) = shared_data("TW_BENCHMARKS", "benchmarks", "HumanEval.jsonl.gz") else {
+        return;
+    };
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let spec = fs_err::read_to_string(root.join("specs/trace_tasks.yaml"))
+        .unwrap()
+        .replace("../data/benchmarks", &data.display().to_string())
+        .replace(
+            "../models/smollm2-135m-instruct/hf",
+            &model.display().to_string(),
+        )
+        .replace(
+            "../templates",
+            &root.join("templates").display().to_string(),
+        );
+    let p = Project::new();
+    p.write("tt.yaml", &spec);
+    p.run_ok("tt.yaml");
+    let tasks = export(&p, "tt.yaml", "exercises.tasks");
+    let kinds: std::collections::BTreeSet<&str> =
+        tasks.iter().map(|t| t["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds.len(), 14, "{kinds:?}");
+    let answers = export(&p, "tt.yaml", "answers.candidates");
+    assert_eq!(answers.len(), tasks.len());
+    let graded = export(&p, "tt.yaml", "graded.graded");
+    assert_eq!(graded.len(), tasks.len());
+    assert!(graded.iter().all(|g| g["correct"].is_boolean()));
+    let summary = export(&p, "tt.yaml", "graded.summary");
+    let value = |kind: &str, metric: &str| {
+        summary
+            .iter()
+            .find(|r| r["kind"] == kind && r["metric"] == metric)
+            .unwrap_or_else(|| panic!("no {kind} {metric}: {summary:?}"))["value"]
+            .as_f64()
+            .unwrap()
+    };
+    for kind in &kinds {
+        let right = graded
+            .iter()
+            .filter(|g| g["kind"] == *kind && g["correct"] == true)
+            .count() as f64;
+        let all = graded.iter().filter(|g| g["kind"] == *kind).count() as f64;
+        assert!(
+            (value(kind, "accuracy_pct") - 100.0 * right / all).abs() < 1e-9,
+            "{kind}"
+        );
+    }
+    // REval's IC from the graded rows, by its rules, apart from tw's code.
+    let ok = |id: &Value, run: &Value, kind: &str, probe: Option<&Value>| {
+        graded
+            .iter()
+            .find(|g| {
+                g["id"] == *id
+                    && g["run"] == *run
+                    && g["kind"] == kind
+                    && probe.is_none_or(|p| g["probe"] == *p)
+            })
+            .map(|g| g["correct"] == true)
+            .unwrap()
+    };
+    let scores: Vec<f64> = graded
+        .iter()
+        .filter(|g| g["kind"] == "reval_coverage")
+        .map(|g| {
+            let probe = Some(&g["probe"]);
+            let seq = [
+                ok(&g["id"], &g["run"], "reval_coverage", probe),
+                ok(&g["id"], &g["run"], "reval_state", probe),
+                ok(&g["id"], &g["run"], "reval_path", probe),
+                ok(&g["id"], &g["run"], "reval_output", None),
+            ];
+            match seq {
+                [true, true, true, true] => 1.0,
+                [true, true, true, false] => 0.5,
+                [true, true, false, false] => 0.25,
+                [true, false, false, false] => 0.125,
+                _ => 0.0,
+            }
+        })
+        .collect();
+    let ic = 100.0 * scores.iter().sum::<f64>() / scores.len() as f64;
+    assert!((value("reval", "incremental_consistency_pct") - ic).abs() < 1e-9);
+    let traced = export(&p, "tt.yaml", "trace_scores.summary");
+    assert_eq!(
+        traced[0]["predictions"].as_u64().unwrap() as usize,
+        tasks.iter().filter(|t| t["kind"] == "trace_cwm").count()
+    );
+    let ran = p.tw(&["report", "tt.yaml"]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let table = p.read("reports/report/accuracy.md");
+    assert!(
+        table.contains("reval_state") && table.contains("trace_cwm"),
+        "{table}"
+    );
+    assert!(p.path("reports/report/index.html").is_file());
+    eprintln!("{table}\n{}", p.read("reports/report/reval.md"));
+    eprintln!(
+        "trace_tasks: {} exercises over {} runs; accuracy per kind: {}; REval IC {ic:.1}; CWM traces exact {}%",
+        tasks.len(),
+        tasks
+            .iter()
+            .map(|t| (t["id"].to_string(), t["run"].to_string()))
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
+        kinds
+            .iter()
+            .map(|k| format!("{k} {:.0}", value(k, "accuracy_pct")))
+            .collect::<Vec<_>>()
+            .join(", "),
+        traced[0]["exact_pct"]
+    );
+    // A rerun asks the model nothing and grades nothing again.
+    let again = p.run_ok("tt.yaml");
+    assert!(again.contains(" 0 ran"), "{again}");
 }

@@ -18,7 +18,13 @@
 //!   `runs` (the trace stage's `keep`), and `id` of `predictions` too.
 //! - `prediction` (default `reply`): the column of `predictions` holding the
 //!   predicted trace (frames only, or context and frames).
-//! - `format` (default `cwm`): the predicted format; `cwm` for now.
+//! - `format` (default `cwm`): the predicted format: `cwm`, or
+//!   `codeexecutor` (CodeExecutor's `<line> <N> <state>...</state>` entries,
+//!   the state after each line, then `<output>`; `stages/src/text/
+//!   codeexecutor.rs`). The truth is the real run rendered in the same
+//!   format (`templates/traces/codeexecutor.j2`, every visible variable)
+//!   and read back, so a perfect prediction is the rendering itself; its
+//!   frames are line frames and the output, and "the end" is `<output>`.
 //! - `mode`: `function` (default) or `stdio`, as traced.
 //!
 //! # Inputs
@@ -52,9 +58,10 @@ use crate::api::artifact;
 use crate::api::rows::{self, Row, cell_text};
 use crate::api::{InputSlot, Problem, RunCtx, Stage, StageError};
 use crate::python::programs::ProgramMode;
-use crate::text::cwm;
 use crate::text::trace_render::{self, record_from_row};
+use crate::text::trace_render::{RenderOptions, RenderRequest};
 use crate::text::tracemodel::{Compat, ModelOptions, TestView};
+use crate::text::{codeexecutor, cwm, formats};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -66,6 +73,8 @@ pub struct ScoreTraces;
 pub enum TraceFormat {
     #[default]
     Cwm,
+    /// CodeExecutor's `<line> <N> <state>...</state>` entries and `<output>`.
+    Codeexecutor,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -95,7 +104,7 @@ fn default_prediction() -> String {
 
 impl Stage for ScoreTraces {
     const KIND: &'static str = "score_traces";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const SOURCE: &'static str = include_str!("score_traces.rs");
     const INPUTS: &'static [InputSlot] = &[
         InputSlot::one("runs"),
@@ -141,6 +150,16 @@ impl Stage for ScoreTraces {
             max_value_chars: None,
             stdio: p.mode == ProgramMode::Stdio,
         };
+        let codeexecutor_renderer = match p.format {
+            TraceFormat::Codeexecutor => Some(
+                formats::renderer("codeexecutor")
+                    .ok_or_else(|| {
+                        StageError::failed("the built-in codeexecutor format is missing")
+                    })?
+                    .map_err(|e| StageError::failed(format!("the codeexecutor template: {e}")))?,
+            ),
+            TraceFormat::Cwm => None,
+        };
         let mut out: Vec<Row> = Vec::with_capacity(predictions.len());
         let mut unmatched: Vec<String> = Vec::new();
         for (i, pred) in predictions.iter().enumerate() {
@@ -172,13 +191,46 @@ impl Stage for ScoreTraces {
             let mut record = record_from_row(run_row).map_err(at)?;
             record.events = events_by_run.get(&record.run).cloned().unwrap_or_default();
             let view = TestView::build(1, &record, &opts);
-            let steps = cwm::steps_of(&view);
-            let truth = cwm::frames_from_steps(&steps, &program);
             let text = cell_text(pred, &p.prediction).unwrap_or_default();
-            let parsed = match p.format {
-                TraceFormat::Cwm => cwm::parse(&text, &program),
+            let (parsed, truth, ended) = match p.format {
+                TraceFormat::Cwm => {
+                    let steps = cwm::steps_of(&view);
+                    let truth = cwm::frames_from_steps(&steps, &program);
+                    (cwm::parse(&text, &program), truth, cwm::ends(&steps))
+                }
+                TraceFormat::Codeexecutor => {
+                    let renderer = codeexecutor_renderer.as_ref().ok_or_else(|| {
+                        StageError::failed("the built-in codeexecutor format is missing")
+                    })?;
+                    let options = RenderOptions {
+                        mode: p.mode.clone(),
+                        ..RenderOptions::default()
+                    };
+                    let rendered = renderer
+                        .render(&RenderRequest {
+                            id: &id,
+                            program: &program,
+                            runs: std::slice::from_ref(&record),
+                            options: &options,
+                        })
+                        .map_err(|e| at(format!("rendering the real trace: {e}")))?;
+                    let truth = codeexecutor::parse(&rendered, &program);
+                    if let Some(e) = &truth.error {
+                        // Only a run without a single line event and output
+                        // gets here: nothing to compare with.
+                        return Err(at(format!(
+                            "the real trace of `{id}` does not read back as CodeExecutor: frame {}: {}",
+                            e.frame, e.reason
+                        )));
+                    }
+                    (
+                        codeexecutor::parse(&text, &program),
+                        truth.frames,
+                        truth.ended,
+                    )
+                }
             };
-            let s = cwm::score(&parsed, &truth, cwm::ends(&steps));
+            let s = cwm::score(&parsed, &truth, ended);
             let mut r = Map::new();
             r.insert(p.id.clone(), Value::String(id));
             r.insert("run".into(), Value::from(record.run));
