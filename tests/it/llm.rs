@@ -186,20 +186,33 @@ fn manifests(p: &Project, kind: &str) -> Vec<Value> {
     out
 }
 
+/// Completions in the project's ledger: complete record lines of its
+/// segments (`cache/ledger/segments/*.jsonl`; a torn last line is not one).
 fn ledger_files(p: &Project) -> usize {
-    let mut n = 0;
-    for shard in fs_err::read_dir(p.path("cache/ledger"))
+    ledger_lines(p).len()
+}
+
+/// Every complete record line of the ledger's segments, in segment order.
+fn ledger_lines(p: &Project) -> Vec<String> {
+    let mut files: Vec<_> = fs_err::read_dir(p.path("cache/ledger/segments"))
         .into_iter()
         .flatten()
         .flatten()
-    {
-        n += fs_err::read_dir(shard.path())
-            .unwrap()
-            .flatten()
-            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-            .count();
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let text = fs_err::read_to_string(&f).unwrap_or_default();
+        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+        out.extend(
+            complete
+                .lines()
+                .filter(|l| l.starts_with("{\"key\":\""))
+                .map(String::from),
+        );
     }
-    n
+    out
 }
 
 #[test]
@@ -915,5 +928,156 @@ fn real_servers_share_a_stage_past_a_dead_url_and_a_single_url_replays_it() {
     assert_eq!(
         crate::dataset::export(&p, "spec.yaml", "samples.candidates"),
         first
+    );
+}
+
+/// The ledger at ten thousand completions: `tw` killed with SIGKILL part way
+/// keeps every completion whose line was written; the rerun asks only for
+/// the rest and replays the kept ones byte for byte; the whole ledger is two
+/// segments and a lock file.
+#[test]
+#[ignore = "needs llama-server: scripts/setup-llama-server.sh, scripts/setup-models.sh (TW_REQUIRE_LLM)"]
+fn ledger_survives_kill_9_at_ten_thousand_completions() {
+    let _one = ONE_SERVER.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(server) = LlamaServer::start(None) else {
+        return;
+    };
+    // 3 problems x 3,334 samples, one token each.
+    let p = project_sampling(&llama_model(&server.url()), 3334, 1, "");
+    let total = 3 * 3334;
+    let mut run = p
+        .command(&["run", "spec.yaml", "--no-progress"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while ledger_files(&p) < 2000 && started.elapsed() < Duration::from_secs(900) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    run.kill().unwrap(); // SIGKILL
+    run.wait().unwrap();
+    let kept = ledger_lines(&p);
+    assert!(
+        (2000..total).contains(&kept.len()),
+        "{} completions kept of {total}",
+        kept.len()
+    );
+    p.run_ok("spec.yaml");
+    let m = &manifests(&p, "generate")[0];
+    assert_eq!(m["notes"]["llm_replayed"].as_u64(), Some(kept.len() as u64));
+    assert_eq!(
+        m["notes"]["llm_calls"].as_u64(),
+        Some((total - kept.len()) as u64)
+    );
+    let after = ledger_lines(&p);
+    assert_eq!(after.len(), total);
+    // The kept records are still there, unchanged, and first.
+    assert_eq!(after[..kept.len()], kept[..]);
+    let files = walk_files(&p.path("cache/ledger"));
+    assert_eq!(files.len(), 3, "two segments and the lock: {files:?}");
+    eprintln!(
+        "ledger: {} of {total} completions kept through kill -9; {} asked again",
+        kept.len(),
+        total - kept.len()
+    );
+}
+
+fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in fs_err::read_dir(dir).into_iter().flatten().flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            out.extend(walk_files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// Three writers on one ledger at once: two local runs (the same requests
+/// under different stage keys: one URL, then a list of one) and, where
+/// Slurm runs, a sharded run whose shards are Slurm tasks. Every completion
+/// is stored once, and all runs went on with the same completions.
+#[test]
+#[ignore = "needs llama-server and Slurm: scripts/setup-llama-server.sh, scripts/setup-models.sh, scripts/setup-slurm.sh (TW_REQUIRE_LLM, TW_REQUIRE_SLURM)"]
+fn concurrent_runs_and_slurm_tasks_share_one_ledger() {
+    let _one = ONE_SERVER.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(server) = LlamaServer::start(None) else {
+        return;
+    };
+    let model = llama_model(&server.url());
+    let p = project_sampling(&model, 400, 1, "");
+    let listed = model.replace(
+        &format!("\"{}\"", server.url()),
+        &format!("[\"{}\"]", server.url()),
+    );
+    let spec = p.read("spec.yaml");
+    p.write("listed.yaml", &spec.replace(&model, &listed));
+    p.write(
+        "sharded.yaml",
+        &spec.replace(
+            "  samples:\n    kind: generate\n",
+            "  samples:\n    kind: generate\n    shard: { rows: 1 }\n",
+        ),
+    );
+    let slurm = crate::scale::slurm_available();
+    let mut runs = vec![
+        p.command(&["run", "spec.yaml", "--no-progress"])
+            .spawn()
+            .unwrap(),
+        p.command(&["run", "listed.yaml", "--no-progress"])
+            .spawn()
+            .unwrap(),
+    ];
+    if slurm {
+        runs.push(
+            p.command(&[
+                "run",
+                "sharded.yaml",
+                "--executor",
+                "slurm",
+                "--poll",
+                "0.2",
+                "--no-progress",
+            ])
+            .spawn()
+            .unwrap(),
+        );
+    }
+    for mut r in runs {
+        assert!(r.wait().unwrap().success());
+    }
+    let lines = ledger_lines(&p);
+    let keys: std::collections::BTreeSet<&str> = lines.iter().map(|l| &l[8..72]).collect();
+    assert_eq!(lines.len(), 1200, "every completion stored once");
+    assert_eq!(keys.len(), 1200);
+    let mut specs = vec!["spec.yaml", "listed.yaml"];
+    if slurm {
+        specs.push("sharded.yaml");
+    }
+    let outputs: Vec<Vec<String>> = specs
+        .iter()
+        .map(|s| {
+            crate::dataset::export(&p, s, "samples.candidates")
+                .iter()
+                .map(|c| format!("{} {}", c["candidate"], c["reply"]))
+                .collect()
+        })
+        .collect();
+    for o in &outputs[1..] {
+        assert_eq!(
+            o, &outputs[0],
+            "the runs went on with different completions"
+        );
+    }
+    let m = manifests(&p, "generate");
+    let calls: u64 = m
+        .iter()
+        .filter_map(|m| m["notes"]["llm_calls"].as_u64())
+        .sum();
+    eprintln!(
+        "one ledger, {} writers: 1200 completions stored once; {calls} asked of the server in all",
+        specs.len()
     );
 }

@@ -261,7 +261,7 @@ stages:
 /// A real Slurm (scripts/setup-slurm.sh) is on this machine: `sbatch` on
 /// PATH and a node that answers. `TW_REQUIRE_SLURM=1` turns its absence
 /// into a failure (CI sets it).
-fn slurm_available() -> bool {
+pub(crate) fn slurm_available() -> bool {
     let up = std::process::Command::new("sinfo")
         .args(["-h", "-o", "%T"])
         .output()

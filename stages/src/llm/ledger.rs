@@ -13,22 +13,56 @@
 //!   the moment it arrived (one file each, written atomically), and the next
 //!   run asks only for the rest.
 //!
-//! Layout: `<cache>/ledger/<2 hex>/<64 hex>.json`, one JSON record per
-//! completion with its request, so the ledger can be read without `tw`.
+//! Layout: `<cache>/ledger/segments/<start>-<host>-<pid>.jsonl`, one
+//! append-only JSON Lines file per process that stored something, one
+//! record per line (the key first, then the model, the request, the sample's
+//! index, the completion and when it arrived), so the ledger can be read
+//! without `tw` (`cat segments/*.jsonl | jq`). Half a million completions
+//! are a handful of files, not half a million.
+//!
+//! - A completion is durable the moment it arrives: its line is appended with
+//!   one `write` before the stage goes on, so a `kill -9` loses only requests
+//!   still in flight. A torn last line (a kill during the write) is skipped
+//!   when read, and that completion is asked again.
+//! - Many writers at once, on one host or many (Slurm tasks over a shared
+//!   file system): each process appends to its own segment; storing takes an
+//!   exclusive `flock` on `ledger/lock`, reads what other processes appended
+//!   since it last looked (a counter in the lock file says whether anything
+//!   was), and stores only if the key is still absent. So the first
+//!   completion stored under a key wins everywhere and a rerun replays it.
+//!   Where the file system has no working `flock`, two processes may both
+//!   store a key; every reader then takes the same one (the earliest
+//!   segment's), so reruns still agree.
+//! - Reading builds an index (key -> segment, offset) from the segments once
+//!   per process and reads a record when asked; `tw` processes share it.
+//! - The first layout, one `<2 hex>/<64 hex>.json` file per completion, is
+//!   migrated when a ledger is opened: its records are appended to one
+//!   segment (`...-migrated.jsonl`), flushed to disk, and the files removed.
+//!
 //! `tw gc` leaves the ledger alone; delete the directory to forget it.
 
 use super::{Backend, Completion, EndpointStats, LlmError, Request};
 use crate::api::Progress;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::File;
+use std::io::Write as _;
+use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 /// The format of a ledger record; part of every key.
 const LEDGER_FORMAT: u32 = 1;
+/// Where segments live under the ledger directory.
+const SEGMENTS: &str = "segments";
+/// The file writers lock, holding the count of records stored through it.
+const LOCK: &str = "lock";
+/// How much of a segment is read at once when indexing it.
+const SCAN_CHUNK: usize = 8 << 20;
 
 pub struct Ledger {
     dir: PathBuf,
+    shared: Arc<Shared>,
 }
 
 /// One stored completion.
@@ -50,15 +84,227 @@ struct KeyInput<'a> {
     index: u64,
 }
 
+/// What a ledger holds, for `tw` and the benchmarks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LedgerStats {
+    pub records: u64,
+    pub segments: u64,
+    pub bytes: u64,
+}
+
+/// The ledgers this process has open, one per directory: stages share the
+/// index and the segment they append to.
+static OPEN: Mutex<BTreeMap<PathBuf, Arc<Shared>>> = Mutex::new(BTreeMap::new());
+
+struct Shared {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    index: HashMap<String, Loc>,
+    segments: Vec<Segment>,
+    by_name: HashMap<String, u32>,
+    writer: Option<Writer>,
+    lock: Option<File>,
+    /// The lock file's record count when this process last caught up.
+    seen_count: Option<u64>,
+}
+
+struct Segment {
+    name: String,
+    file: Arc<File>,
+    /// Bytes indexed so far (always at a line's end).
+    scanned: u64,
+}
+
+#[derive(Clone, Copy)]
+struct Loc {
+    segment: u32,
+    offset: u64,
+    len: u32,
+}
+
+struct Writer {
+    segment: u32,
+    file: File,
+    len: u64,
+}
+
+fn io_error(path: &Path, e: impl std::fmt::Display) -> LlmError {
+    LlmError::Ledger {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+/// The key at the start of a record line (`{"key":"<64 hex>"`), without
+/// parsing the rest.
+fn line_key(line: &[u8]) -> Option<&str> {
+    let rest = line.strip_prefix(br#"{"key":""#)?;
+    let key = rest.get(..64)?;
+    (rest.get(64) == Some(&b'"') && key.iter().all(u8::is_ascii_hexdigit))
+        .then(|| std::str::from_utf8(key).ok())
+        .flatten()
+}
+
+impl State {
+    /// Index what every segment gained since the last look.
+    fn refresh(&mut self, dir: &Path) -> Result<(), LlmError> {
+        let seg_dir = dir.join(SEGMENTS);
+        let mut names: Vec<String> = match fs_err::read_dir(&seg_dir) {
+            Ok(entries) => entries
+                .flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| n.ends_with(".jsonl"))
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(io_error(&seg_dir, e)),
+        };
+        names.sort();
+        for name in names {
+            let id = match self.by_name.get(&name) {
+                Some(&id) => id,
+                None => self.add_segment(&seg_dir, name)?,
+            };
+            self.scan(id, &seg_dir)?;
+        }
+        Ok(())
+    }
+
+    /// Start reading segment `name`; its id.
+    fn add_segment(&mut self, seg_dir: &Path, name: String) -> Result<u32, LlmError> {
+        let path = seg_dir.join(&name);
+        let file = fs_err::File::open(&path)
+            .map_err(|e| io_error(&path, e))?
+            .into_parts()
+            .0;
+        let id = self.segments.len() as u32;
+        self.segments.push(Segment {
+            name: name.clone(),
+            file: Arc::new(file),
+            scanned: 0,
+        });
+        self.by_name.insert(name, id);
+        Ok(id)
+    }
+
+    /// Index the complete lines segment `id` gained; a torn last line (no
+    /// newline yet) waits for the next look.
+    fn scan(&mut self, id: u32, seg_dir: &Path) -> Result<(), LlmError> {
+        let seg = &self.segments[id as usize];
+        let path = seg_dir.join(&seg.name);
+        let file = Arc::clone(&seg.file);
+        let len = file.metadata().map_err(|e| io_error(&path, e))?.len();
+        let mut line_start = seg.scanned;
+        let mut pos = seg.scanned;
+        let mut carry: Vec<u8> = Vec::new();
+        let mut chunk = Vec::new();
+        let mut found: Vec<(String, Loc)> = Vec::new();
+        while pos < len {
+            let want = ((len - pos) as usize).min(SCAN_CHUNK);
+            chunk.resize(want, 0);
+            file.read_exact_at(&mut chunk, pos)
+                .map_err(|e| io_error(&path, e))?;
+            let mut last = 0usize;
+            for i in 0..want {
+                if chunk[i] != b'\n' {
+                    continue;
+                }
+                let line: &[u8] = if carry.is_empty() {
+                    &chunk[last..i]
+                } else {
+                    carry.extend_from_slice(&chunk[last..i]);
+                    &carry
+                };
+                if let Some(key) = line_key(line) {
+                    found.push((
+                        key.to_string(),
+                        Loc {
+                            segment: id,
+                            offset: line_start,
+                            len: line.len() as u32,
+                        },
+                    ));
+                }
+                carry.clear();
+                line_start = pos + i as u64 + 1;
+                last = i + 1;
+            }
+            carry.extend_from_slice(&chunk[last..]);
+            pos += want as u64;
+        }
+        self.segments[id as usize].scanned = line_start;
+        for (key, loc) in found {
+            // The earliest segment's record wins (names start with the time).
+            let keep_old = self.index.get(&key).is_some_and(|old| {
+                (&self.segments[old.segment as usize].name, old.offset)
+                    <= (&self.segments[id as usize].name, loc.offset)
+            });
+            if !keep_old {
+                self.index.insert(key, loc);
+            }
+        }
+        Ok(())
+    }
+
+    fn read(&self, loc: Loc) -> Option<Record> {
+        let seg = self.segments.get(loc.segment as usize)?;
+        let mut buf = vec![0u8; loc.len as usize];
+        seg.file.read_exact_at(&mut buf, loc.offset).ok()?;
+        serde_json::from_slice(&buf).ok()
+    }
+}
+
+impl Shared {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A held `flock` on the ledger's lock file; released on drop.
+struct Locked<'f>(&'f File);
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
+}
+
 impl Ledger {
     pub fn open(dir: &Path) -> Result<Ledger, LlmError> {
-        fs_err::create_dir_all(dir).map_err(|e| LlmError::Ledger {
-            path: dir.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        Ok(Ledger {
-            dir: dir.to_path_buf(),
-        })
+        fs_err::create_dir_all(dir.join(SEGMENTS)).map_err(|e| io_error(dir, e))?;
+        let canonical = fs_err::canonicalize(dir).map_err(|e| io_error(dir, e))?;
+        let shared = {
+            let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
+            Arc::clone(open.entry(canonical.clone()).or_insert_with(|| {
+                Arc::new(Shared {
+                    state: Mutex::new(State::default()),
+                })
+            }))
+        };
+        let ledger = Ledger {
+            dir: canonical,
+            shared,
+        };
+        ledger.migrate_files()?;
+        ledger.refresh()?;
+        Ok(ledger)
+    }
+
+    /// A ledger with state of its own, as another process would have it.
+    #[cfg(test)]
+    fn open_as_another_process(dir: &Path) -> Result<Ledger, LlmError> {
+        fs_err::create_dir_all(dir.join(SEGMENTS)).map_err(|e| io_error(dir, e))?;
+        let ledger = Ledger {
+            dir: fs_err::canonicalize(dir).map_err(|e| io_error(dir, e))?,
+            shared: Arc::new(Shared {
+                state: Mutex::new(State::default()),
+            }),
+        };
+        ledger.migrate_files()?;
+        ledger.refresh()?;
+        Ok(ledger)
     }
 
     pub fn key(model: &str, request: &Request, index: u64) -> String {
@@ -72,16 +318,61 @@ impl Ledger {
         blake3::hash(&bytes).to_hex().to_string()
     }
 
-    fn path(&self, key: &str) -> PathBuf {
-        self.dir.join(&key[..2]).join(format!("{key}.json"))
+    /// Catch up with what other processes stored.
+    pub fn refresh(&self) -> Result<(), LlmError> {
+        self.shared.state().refresh(&self.dir)
     }
 
     /// The stored completion, if any; an unreadable record counts as absent
-    /// (it is asked for again and overwritten).
+    /// (it is asked for again, and the new one is read from then on).
     pub fn get(&self, key: &str) -> Option<Completion> {
-        let bytes = fs_err::read(self.path(key)).ok()?;
-        let record: Record = serde_json::from_slice(&bytes).ok()?;
+        let state = self.shared.state();
+        let loc = *state.index.get(key)?;
+        let record = state.read(loc)?;
         (record.key == key).then_some(record.completion)
+    }
+
+    /// Records, segments and bytes.
+    pub fn stats(&self) -> Result<LedgerStats, LlmError> {
+        let mut state = self.shared.state();
+        state.refresh(&self.dir)?;
+        Ok(LedgerStats {
+            records: state.index.len() as u64,
+            segments: state.segments.len() as u64,
+            bytes: state.segments.iter().map(|s| s.scanned).sum(),
+        })
+    }
+
+    /// Run `f` holding the ledger's `flock` (blocking) and this process's
+    /// state; the lock file is opened once per process.
+    fn locked<T>(
+        &self,
+        f: impl FnOnce(&mut State, &File) -> Result<T, LlmError>,
+    ) -> Result<T, LlmError> {
+        let path = self.dir.join(LOCK);
+        let mut guard = self.shared.state();
+        let state = &mut *guard;
+        let file = match state.lock.take() {
+            Some(file) => file,
+            None => std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .map_err(|e| io_error(&path, e))?,
+        };
+        let result = match file.lock() {
+            Ok(()) => {
+                let held = Locked(&file);
+                let out = f(state, &file);
+                drop(held);
+                out
+            }
+            Err(e) => Err(io_error(&path, e)),
+        };
+        state.lock = Some(file);
+        result
     }
 
     /// Store a completion unless one is stored under its key already, and
@@ -89,32 +380,175 @@ impl Ledger {
     /// same thing at once (servers answer differently under concurrent
     /// batching) both go on with the same completion, the one a rerun replays.
     pub fn put(&self, record: &Record) -> Result<Completion, LlmError> {
-        let path = self.path(&record.key);
-        let fail = |e: std::io::Error| LlmError::Ledger {
-            path: path.clone(),
-            message: e.to_string(),
-        };
-        let parent = path.parent().unwrap_or(&self.dir);
-        fs_err::create_dir_all(parent).map_err(fail)?;
-        let bytes =
-            serde_json::to_vec_pretty(record).map_err(|e| fail(std::io::Error::other(e)))?;
-        let mut tmp = tempfile::NamedTempFile::new_in(parent).map_err(fail)?;
-        std::io::Write::write_all(&mut tmp, &bytes).map_err(fail)?;
-        match tmp.persist_noclobber(&path) {
-            Ok(_) => Ok(record.completion.clone()),
-            Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {
-                match self.get(&record.key) {
-                    Some(stored) => Ok(stored),
-                    // An unreadable record: replace it.
-                    None => {
-                        e.file.persist(&path).map_err(|e| fail(e.error))?;
-                        Ok(record.completion.clone())
+        let lock_path = self.dir.join(LOCK);
+        self.locked(|state, lock_file| {
+            let count = read_count(lock_file);
+            if state.seen_count != Some(count) {
+                state.refresh(&self.dir)?;
+            }
+            state.seen_count = Some(count);
+            if let Some(&loc) = state.index.get(&record.key)
+                && let Some(stored) = state.read(loc).filter(|r| r.key == record.key)
+            {
+                return Ok(stored.completion);
+            }
+            let mut line = serde_json::to_vec(record).map_err(|e| io_error(&lock_path, e))?;
+            line.push(b'\n');
+            let (segment, offset) = {
+                let w = self.writer(state)?;
+                (w.segment, w.len)
+            };
+            let written = match state.writer.as_mut() {
+                Some(w) => w.file.write_all(&line),
+                None => Err(std::io::Error::other("no segment to write")),
+            };
+            if let Err(e) = written {
+                // A partial line may be on disk: a fresh segment next time.
+                state.writer = None;
+                return Err(io_error(&self.dir.join(SEGMENTS), e));
+            }
+            let end = offset + line.len() as u64;
+            if let Some(w) = state.writer.as_mut() {
+                w.len = end;
+            }
+            state.segments[segment as usize].scanned = end;
+            state.index.insert(
+                record.key.clone(),
+                Loc {
+                    segment,
+                    offset,
+                    len: (line.len() - 1) as u32,
+                },
+            );
+            write_count(lock_file, count + 1).map_err(|e| io_error(&lock_path, e))?;
+            state.seen_count = Some(count + 1);
+            Ok(record.completion.clone())
+        })
+    }
+
+    /// This process's segment, created on its first record.
+    fn writer<'s>(&self, state: &'s mut State) -> Result<&'s mut Writer, LlmError> {
+        if state.writer.is_none() {
+            let name = segment_name("");
+            let path = self.dir.join(SEGMENTS).join(&name);
+            let file = std::fs::OpenOptions::new()
+                .append(true)
+                .create_new(true)
+                .open(&path)
+                .map_err(|e| io_error(&path, e))?;
+            let id = state.add_segment(&self.dir.join(SEGMENTS), name)?;
+            state.writer = Some(Writer {
+                segment: id,
+                file,
+                len: 0,
+            });
+        }
+        state
+            .writer
+            .as_mut()
+            .ok_or_else(|| io_error(&self.dir, "no segment to write"))
+    }
+
+    /// Move records of the first layout (`<2 hex>/<64 hex>.json`) into a
+    /// segment, under the lock; remove their files once it is on disk.
+    fn migrate_files(&self) -> Result<(), LlmError> {
+        if legacy_dirs(&self.dir).is_empty() {
+            return Ok(());
+        }
+        let lock_path = self.dir.join(LOCK);
+        self.locked(|state, lock_file| {
+            state.refresh(&self.dir)?;
+            let mut files: Vec<PathBuf> = Vec::new();
+            for d in legacy_dirs(&self.dir) {
+                for e in fs_err::read_dir(&d).map_err(|e| io_error(&d, e))?.flatten() {
+                    if e.path().extension().is_some_and(|x| x == "json") {
+                        files.push(e.path());
                     }
                 }
             }
-            Err(e) => Err(fail(e.error)),
-        }
+            files.sort();
+            let mut out = Vec::new();
+            let mut moved = BTreeSet::new();
+            for f in &files {
+                let Ok(bytes) = fs_err::read(f) else { continue };
+                // Unreadable: dropped, and asked for again.
+                let Ok(record) = serde_json::from_slice::<Record>(&bytes) else {
+                    continue;
+                };
+                if state.index.contains_key(&record.key) || !moved.insert(record.key.clone()) {
+                    continue;
+                }
+                out.extend_from_slice(&serde_json::to_vec(&record).map_err(|e| io_error(f, e))?);
+                out.push(b'\n');
+            }
+            if !out.is_empty() {
+                let path = self.dir.join(SEGMENTS).join(segment_name("-migrated"));
+                let mut file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&path)
+                    .map_err(|e| io_error(&path, e))?;
+                file.write_all(&out).map_err(|e| io_error(&path, e))?;
+                file.sync_all().map_err(|e| io_error(&path, e))?;
+                let count = read_count(lock_file);
+                write_count(lock_file, count + 1).map_err(|e| io_error(&lock_path, e))?;
+            }
+            for f in &files {
+                let _ = fs_err::remove_file(f);
+            }
+            for d in legacy_dirs(&self.dir) {
+                let _ = std::fs::remove_dir(&d);
+            }
+            state.refresh(&self.dir)
+        })
     }
+}
+
+/// `<unix nanos>-<host>-<pid><suffix>.jsonl`: unique per process and host,
+/// ordered by when it was started.
+fn segment_name(suffix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let host = fs_err::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into())
+        .replace(|c: char| !c.is_ascii_alphanumeric() && c != '.', "_");
+    format!("{nanos:020}-{host}-{}{suffix}.jsonl", std::process::id())
+}
+
+/// The first layout's `<2 hex>` directories.
+fn legacy_dirs(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = fs_err::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = entries
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.len() == 2 && name.bytes().all(|b| b.is_ascii_hexdigit()) && e.path().is_dir()
+        })
+        .map(|e| e.path())
+        .collect();
+    out.sort();
+    out
+}
+
+/// The lock file's record count (0 for a new or short file).
+fn read_count(file: &File) -> u64 {
+    let mut buf = [0u8; 8];
+    match file.read_exact_at(&mut buf, 0) {
+        Ok(()) => u64::from_le_bytes(buf),
+        Err(_) => 0,
+    }
+}
+
+fn write_count(file: &File, count: u64) -> std::io::Result<()> {
+    file.write_all_at(&count.to_le_bytes(), 0)
 }
 
 /// What asking cost: calls made, completions replayed, tokens.
@@ -602,11 +1036,26 @@ mod tests {
     fn the_first_completion_stored_under_a_key_wins() {
         let dir = tempfile::tempdir().expect("tempdir");
         let ledger = Ledger::open(dir.path()).expect("ledger");
-        let (request, index) = ask("a", 1, 0);
-        let record = |text: &str| Record {
+        assert_eq!(
+            ledger.put(&record("first", "a")).expect("put").text,
+            "first"
+        );
+        assert_eq!(
+            ledger.put(&record("second", "a")).expect("put").text,
+            "first"
+        );
+        assert_eq!(
+            ledger.get(&record("x", "a").key).expect("stored").text,
+            "first"
+        );
+    }
+
+    fn record(text: &str, prompt: &str) -> Record {
+        let (request, index) = ask(prompt, 1, 0);
+        Record {
             key: Ledger::key("m", &request, index),
             model: "m".into(),
-            request: request.clone(),
+            request,
             index,
             completion: Completion {
                 text: text.into(),
@@ -615,10 +1064,164 @@ mod tests {
                 completion_tokens: 0,
             },
             received_unix: 0,
-        };
-        assert_eq!(ledger.put(&record("first")).expect("put").text, "first");
-        assert_eq!(ledger.put(&record("second")).expect("put").text, "first");
-        assert_eq!(ledger.get(&record("x").key).expect("stored").text, "first");
+        }
+    }
+
+    fn segment_files(dir: &Path) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = fs_err::read_dir(dir.join(SEGMENTS))
+            .expect("segments")
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Two processes, each its own index and segment: the first stored
+    /// completion wins in both, and the key is stored once.
+    #[test]
+    fn across_processes_the_first_completion_stored_wins_and_is_stored_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = Ledger::open_as_another_process(dir.path()).expect("a");
+        let b = Ledger::open_as_another_process(dir.path()).expect("b");
+        assert_eq!(a.put(&record("from a", "p")).expect("a").text, "from a");
+        assert_eq!(b.put(&record("from b", "p")).expect("b").text, "from a");
+        assert_eq!(b.put(&record("b only", "q")).expect("b").text, "b only");
+        assert_eq!(a.put(&record("a late", "q")).expect("a").text, "b only");
+        let c = Ledger::open_as_another_process(dir.path()).expect("c");
+        assert_eq!(c.get(&record("", "p").key).expect("p").text, "from a");
+        assert_eq!(c.get(&record("", "q").key).expect("q").text, "b only");
+        let lines: usize = segment_files(dir.path())
+            .iter()
+            .map(|f| fs_err::read_to_string(f).expect("read").lines().count())
+            .sum();
+        assert_eq!(lines, 2, "each key stored once");
+        assert_eq!(segment_files(dir.path()).len(), 2, "one segment per writer");
+    }
+
+    /// Many writers at once (threads standing in for processes) on
+    /// overlapping keys: every key stored exactly once, all agree.
+    #[test]
+    fn concurrent_writers_store_each_key_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ledgers: Vec<Ledger> = (0..4)
+            .map(|_| Ledger::open_as_another_process(dir.path()).expect("open"))
+            .collect();
+        let got: Vec<Vec<String>> = std::thread::scope(|s| {
+            let handles: Vec<_> = ledgers
+                .iter()
+                .enumerate()
+                .map(|(w, l)| {
+                    s.spawn(move || {
+                        (0..200)
+                            .map(|i| {
+                                l.put(&record(&format!("w{w}"), &format!("p{i}")))
+                                    .expect("put")
+                                    .text
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("join"))
+                .collect()
+        });
+        for w in 1..4 {
+            assert_eq!(got[0], got[w], "writer {w} disagrees");
+        }
+        let fresh = Ledger::open_as_another_process(dir.path()).expect("fresh");
+        let stats = fresh.stats().expect("stats");
+        assert_eq!(stats.records, 200);
+        let lines: usize = segment_files(dir.path())
+            .iter()
+            .map(|f| fs_err::read_to_string(f).expect("read").lines().count())
+            .sum();
+        assert_eq!(lines, 200, "no key stored twice");
+    }
+
+    /// A kill during a write leaves a torn last line: it is skipped when
+    /// read, the complete records before it replay, and the torn one is
+    /// stored again.
+    #[test]
+    fn a_torn_last_line_is_skipped_and_its_completion_stored_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let a = Ledger::open_as_another_process(dir.path()).expect("a");
+            a.put(&record("kept", "p")).expect("put");
+        }
+        let seg = segment_files(dir.path()).remove(0);
+        let torn = serde_json::to_string(&record("torn", "q")).expect("json");
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&seg)
+            .expect("open");
+        f.write_all(&torn.as_bytes()[..torn.len() / 2])
+            .expect("write");
+        drop(f);
+        let b = Ledger::open_as_another_process(dir.path()).expect("b");
+        assert_eq!(b.get(&record("", "p").key).expect("p").text, "kept");
+        assert!(
+            b.get(&record("", "q").key).is_none(),
+            "the torn record is absent"
+        );
+        assert_eq!(b.put(&record("again", "q")).expect("put").text, "again");
+        let c = Ledger::open_as_another_process(dir.path()).expect("c");
+        assert_eq!(c.get(&record("", "q").key).expect("q").text, "again");
+        assert_eq!(c.stats().expect("stats").records, 2);
+    }
+
+    /// The first layout (one pretty-printed file per completion) is moved
+    /// into one segment when opened; unreadable files are dropped.
+    #[test]
+    fn files_of_the_first_layout_are_migrated_into_one_segment() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut keys = Vec::new();
+        for i in 0..50 {
+            let r = record(&format!("old {i}"), &format!("p{i}"));
+            let shard = dir.path().join(&r.key[..2]);
+            fs_err::create_dir_all(&shard).expect("mkdir");
+            fs_err::write(
+                shard.join(format!("{}.json", r.key)),
+                serde_json::to_vec_pretty(&r).expect("json"),
+            )
+            .expect("write");
+            keys.push(r.key);
+        }
+        fs_err::write(
+            dir.path()
+                .join("ab")
+                .join(format!("{}.json", "ab".repeat(32))),
+            b"{broken",
+        )
+        .ok();
+        let l = Ledger::open_as_another_process(dir.path()).expect("open");
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(l.get(k).expect("migrated").text, format!("old {i}"));
+        }
+        assert!(legacy_dirs(dir.path()).is_empty(), "old files removed");
+        assert_eq!(segment_files(dir.path()).len(), 1);
+        assert!(
+            segment_files(dir.path())[0]
+                .to_string_lossy()
+                .ends_with("-migrated.jsonl")
+        );
+        // A second open finds nothing to migrate and the same records.
+        let again = Ledger::open_as_another_process(dir.path()).expect("open");
+        assert_eq!(again.stats().expect("stats").records, 50);
+    }
+
+    /// Segments are JSON Lines with the key first: readable without tw.
+    #[test]
+    fn segments_are_plain_json_lines() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let l = Ledger::open_as_another_process(dir.path()).expect("open");
+        l.put(&record("hello", "p")).expect("put");
+        let text = fs_err::read_to_string(&segment_files(dir.path())[0]).expect("read");
+        let v: serde_json::Value = serde_json::from_str(text.trim_end()).expect("json line");
+        assert_eq!(v["completion"]["text"], "hello");
+        assert!(text.starts_with("{\"key\":\""));
     }
 
     #[test]
