@@ -180,6 +180,33 @@ impl<'a> RunCtx<'a> {
         Ok(())
     }
 
+    /// A stream for output `slot`, written a batch at a time; hand it back
+    /// to [`RunCtx::finish_stream`]. Stages whose rows grow with their input
+    /// (one per candidate and test) write this way to stay flat in memory.
+    pub fn stream_output(&self, slot: &str) -> artifact::TableStream {
+        artifact::TableStream::new(&self.output_path(slot))
+    }
+
+    /// Close a stream from [`RunCtx::stream_output`]; `empty` gives the
+    /// columns when it got no rows.
+    pub fn finish_stream(
+        &mut self,
+        slot: &str,
+        stream: artifact::TableStream,
+        empty: RecordBatch,
+    ) -> Result<(), StageError> {
+        let (rows, columns) = stream.finish(empty)?;
+        self.written.insert(
+            slot.to_string(),
+            WrittenOutput {
+                path: self.output_path(slot),
+                rows,
+                columns,
+            },
+        );
+        Ok(())
+    }
+
     /// Where output `slot` lives inside the staging directory.
     pub fn output_path(&self, slot: &str) -> PathBuf {
         self.out_dir.join(format!("{slot}.parquet"))

@@ -184,10 +184,23 @@ impl Stage for Execute {
     }
 
     fn run(p: &ExecuteParams, ctx: &mut RunCtx<'_>) -> Result<(), StageError> {
-        let candidates = artifact::table_to_json_rows(&ctx.input("candidates")?)?;
+        // The candidates' programs are read a chunk at a time (below); the
+        // plan needs every other column.
+        let table = ctx.input("candidates")?;
+        let keep: Vec<usize> = (0..table.num_columns())
+            .filter(|&c| table.schema().field(c).name() != &p.program)
+            .collect();
+        let candidates = artifact::table_to_json_rows(&table.project(&keep)?)?;
+        if table.schema().index_of(&p.program).is_err() {
+            rows::require_column(
+                &artifact::table_to_json_rows(&table.slice(0, table.num_rows().min(1)))?,
+                "candidates",
+                &p.program,
+                "program",
+            )?;
+        }
         let tests = artifact::table_to_json_rows(&ctx.input("tests")?)?;
         rows::require_column(&candidates, "candidates", &p.problem, "problem")?;
-        rows::require_column(&candidates, "candidates", &p.program, "program")?;
         if let Some(id) = &p.candidate_id {
             rows::require_column(&candidates, "candidates", id, "candidate_id")?;
         }
@@ -234,7 +247,6 @@ impl Stage for Execute {
             .collect();
         let test_ids = TaskIds::new(by_problem.keys().map(String::as_str));
 
-        let mut jobs = Vec::with_capacity(candidates.len());
         let mut planned: Vec<Planned> = Vec::with_capacity(candidates.len());
         let mut gate = Gate::default();
         for (i, row) in candidates.iter().enumerate() {
@@ -264,10 +276,14 @@ impl Stage for Execute {
                 row: i,
                 id: Some(&candidate),
             };
-            let Some(suite) = test_ids.find(&problem).and_then(|id| by_problem.get(id)) else {
+            let Some(suite_id) = test_ids
+                .find(&problem)
+                .filter(|id| by_problem.contains_key(*id))
+            else {
                 gate.no_tests.insert(problem);
                 continue;
             };
+            let suite = &by_problem[suite_id];
             if suite.without_expected > 0 {
                 gate.no_expected
                     .insert(problem, (suite.without_expected, suite.cases.len()));
@@ -277,48 +293,31 @@ impl Stage for Execute {
                 gate.no_tests.insert(problem);
                 continue;
             }
-            let program = rows::text(row, &p.program, &at)?;
-            let calls = if suite.cases.is_empty() {
-                None
+            let entry_point = if !suite.cases.is_empty() && p.mode == ProgramMode::Function {
+                let entry =
+                    rows::optional_text(row, &p.entry_point).or_else(|| suite.entry_point.clone());
+                Some(entry.ok_or_else(|| {
+                    at.error(&p.entry_point, "no entry point: the column is missing or empty in both the candidate and its tests")
+                })?)
             } else {
-                let mut job = Job::new(p.mode.sandbox_mode(), program.clone());
-                if p.mode == ProgramMode::Function {
-                    let entry = rows::optional_text(row, &p.entry_point)
-                        .or_else(|| suite.entry_point.clone());
-                    job.entry_point = Some(entry.ok_or_else(|| {
-                        at.error(&p.entry_point, "no entry point: the column is missing or empty in both the candidate and its tests")
-                    })?);
-                }
-                job.tests = std::sync::Arc::clone(&suite.cases);
-                // The benchmark's comparison where its tests record one.
-                let default = p.mode.default_comparator();
-                suite.rules.apply(&mut job, p.comparator, p.atol, default);
-                job.limits = programs::limits(p.timeout, p.memory_mb);
-                job.stop_at_first_failure = p.stop_at_first_failure;
-                job.keep_output_values = false;
-                job.label = Some(format!("{problem} candidate {candidate}"));
-                jobs.push(job);
-                Some(jobs.len() - 1)
+                None
             };
-            let check = suite.rules.check.as_ref().map(|check| {
-                let mut job = grading::check_job(&program, check, p.timeout, p.memory_mb << 20);
-                job.label = Some(format!(
-                    "{problem} candidate {candidate} (the benchmark's check)"
-                ));
-                jobs.push(job);
-                jobs.len() - 1
-            });
             planned.push(Planned {
+                row: i,
                 candidate,
                 problem,
-                calls,
-                check,
+                suite: suite_id.to_string(),
+                entry_point,
             });
         }
+        // Only the plan is needed from here on.
+        let candidate_count = candidates.len();
+        drop(candidates);
+        drop(tests);
         let skipped = gate.settle(
             p.on_ungradable,
             planned.len(),
-            candidates.len(),
+            candidate_count,
             &test_ids,
             "candidate",
         )?;
@@ -328,65 +327,96 @@ impl Stage for Execute {
         }
 
         let sandbox = programs::open_sandbox(ctx, None)?;
-        ctx.progress().set_total(jobs.len() as u64);
-        let progress = ctx.progress();
-        let reports = sandbox.run_all(&jobs, &|| progress.inc(1))?;
-        programs::note_retries(ctx, &sandbox);
-
-        let mut results: Vec<Row> = Vec::new();
-        let mut summary: Vec<Row> = Vec::with_capacity(planned.len());
+        let total_jobs: usize = planned
+            .iter()
+            .map(|plan| {
+                let suite = &by_problem[&plan.suite];
+                usize::from(!suite.cases.is_empty()) + usize::from(suite.rules.check.is_some())
+            })
+            .sum();
+        ctx.progress().set_total(total_jobs as u64);
+        let mut results_out = ctx.stream_output("results");
+        let mut summary_out = ctx.stream_output("summary");
         let mut verdict_counts: BTreeMap<&'static str, u64> = BTreeMap::new();
         let mut checked = 0u64;
-        for plan in &planned {
-            let tests: Vec<&sandbox::TestReport> = plan
-                .calls
-                .map(|j| reports[j].results.iter().collect())
-                .unwrap_or_default();
-            let check = plan.check.and_then(|j| reports[j].results.first());
-            for r in &tests {
-                *verdict_counts.entry(r.verdict.as_str()).or_default() += 1;
-                let output = match p.mode {
-                    ProgramMode::Function => r.output_repr.clone(),
-                    ProgramMode::Stdio => r.output.as_ref().and_then(Tagged::as_text),
+        // A chunk of candidates at a time: their programs, jobs, reports and
+        // result rows live only while the chunk runs, so memory stays flat
+        // however many (candidate, test) pairs there are.
+        for chunk in planned.chunks(CHUNK) {
+            let (first, last) = (chunk[0].row, chunk[chunk.len() - 1].row);
+            let sources = artifact::table_to_json_rows(&table.slice(first, last - first + 1))?;
+            let mut jobs: Vec<Job> = Vec::with_capacity(chunk.len() * 2);
+            let mut slots: Vec<(Option<usize>, Option<usize>)> = Vec::with_capacity(chunk.len());
+            for plan in chunk {
+                let suite = &by_problem[&plan.suite];
+                let at = At {
+                    slot: "candidates",
+                    row: plan.row,
+                    id: Some(&plan.candidate),
                 };
-                results.push(result_row(p, plan, r.test, r, output));
+                let program = rows::text(&sources[plan.row - first], &p.program, &at)?;
+                let calls = (!suite.cases.is_empty()).then(|| {
+                    let mut job = Job::new(p.mode.sandbox_mode(), program.clone());
+                    job.entry_point = plan.entry_point.clone();
+                    job.tests = std::sync::Arc::clone(&suite.cases);
+                    // The benchmark's comparison where its tests record one.
+                    let default = p.mode.default_comparator();
+                    suite.rules.apply(&mut job, p.comparator, p.atol, default);
+                    job.limits = programs::limits(p.timeout, p.memory_mb);
+                    job.stop_at_first_failure = p.stop_at_first_failure;
+                    job.keep_output_values = false;
+                    job.label = Some(format!("{} candidate {}", plan.problem, plan.candidate));
+                    jobs.push(job);
+                    jobs.len() - 1
+                });
+                let check = suite.rules.check.as_ref().map(|check| {
+                    let mut job = grading::check_job(&program, check, p.timeout, p.memory_mb << 20);
+                    job.label = Some(format!(
+                        "{} candidate {} (the benchmark's check)",
+                        plan.problem, plan.candidate
+                    ));
+                    jobs.push(job);
+                    jobs.len() - 1
+                });
+                slots.push((calls, check));
             }
-            if let Some(c) = check {
-                checked += 1;
-                *verdict_counts.entry(c.verdict.as_str()).or_default() += 1;
-                results.push(result_row(p, plan, tests.len(), c, None));
+            drop(sources);
+            let progress = ctx.progress();
+            let reports = sandbox.run_all(&jobs, &|| progress.inc(1))?;
+            drop(jobs);
+
+            let mut results: Vec<Row> = Vec::new();
+            let mut summary: Vec<Row> = Vec::with_capacity(chunk.len());
+            for (plan, &(calls, check)) in chunk.iter().zip(&slots) {
+                let tests: Vec<&sandbox::TestReport> = calls
+                    .map(|j| reports[j].results.iter().collect())
+                    .unwrap_or_default();
+                let check = check.and_then(|j| reports[j].results.first());
+                for r in &tests {
+                    *verdict_counts.entry(r.verdict.as_str()).or_default() += 1;
+                    let output = match p.mode {
+                        ProgramMode::Function => r.output_repr.clone(),
+                        ProgramMode::Stdio => r.output.as_ref().and_then(Tagged::as_text),
+                    };
+                    results.push(result_row(p, plan, r.test, r, output));
+                }
+                if let Some(c) = check {
+                    checked += 1;
+                    *verdict_counts.entry(c.verdict.as_str()).or_default() += 1;
+                    results.push(result_row(p, plan, tests.len(), c, None));
+                }
+                summary.push(summary_row(p, plan, &tests, check));
             }
-            // Every test as `results` numbers them: the calls, then the check.
-            let all: Vec<&sandbox::TestReport> = tests.iter().copied().chain(check).collect();
-            let first = all.iter().position(|r| r.verdict != Verdict::Pass);
-            let (pass, label) = match check {
-                // The benchmark's check decides, as its harness does.
-                Some(c) => (
-                    c.verdict == Verdict::Pass,
-                    grading::check_label(c.verdict, c.exc_type.as_deref()),
-                ),
-                None => (!tests.is_empty() && first.is_none(), label(&tests)),
-            };
-            let mut row = Map::new();
-            row.insert("candidate".into(), Value::String(plan.candidate.clone()));
-            row.insert(p.problem.clone(), Value::String(plan.problem.clone()));
-            row.insert("tests".into(), Value::from(all.len() as u64));
-            let passed = all.iter().filter(|r| r.verdict == Verdict::Pass).count();
-            row.insert("passed".into(), Value::from(passed as u64));
-            row.insert("pass".into(), Value::Bool(pass));
-            row.insert(
-                "first_failure".into(),
-                first.map_or(Value::Null, |k| Value::from(k as u64)),
-            );
-            row.insert(
-                "first_verdict".into(),
-                first.map_or(Value::Null, |k| {
-                    Value::String(all[k].verdict.as_str().into())
-                }),
-            );
-            row.insert("label".into(), Value::String(label.into()));
-            summary.push(row);
+            results_out.write(artifact::json_rows_to_typed_table(
+                results,
+                empty_result(&p.problem),
+            )?)?;
+            summary_out.write(artifact::json_rows_to_typed_table(
+                summary,
+                empty_summary(&p.problem),
+            )?)?;
         }
+        programs::note_retries(ctx, &sandbox);
         if checked > 0 {
             ctx.note("graded_by_check", checked);
         }
@@ -394,23 +424,66 @@ impl Stage for Execute {
             "verdicts",
             serde_json::to_value(&verdict_counts).unwrap_or(Value::Null),
         );
-        ctx.write_output(
-            "results",
-            &artifact::json_rows_to_typed_table(results, empty_result(&p.problem))?,
-        )?;
-        ctx.write_output(
-            "summary",
-            &artifact::json_rows_to_typed_table(summary, empty_summary(&p.problem))?,
-        )
+        let empty_results =
+            artifact::json_rows_to_typed_table(Vec::new(), empty_result(&p.problem))?;
+        ctx.finish_stream("results", results_out, empty_results)?;
+        let empty_summary =
+            artifact::json_rows_to_typed_table(Vec::new(), empty_summary(&p.problem))?;
+        ctx.finish_stream("summary", summary_out, empty_summary)
     }
 }
 
-/// One candidate's jobs: its per-call tests and its benchmark's check.
+/// Candidates run per chunk: enough jobs to keep every sandbox worker busy,
+/// few enough that a chunk's programs and reports stay small.
+const CHUNK: usize = 2048;
+
+/// A candidate's `summary` row from its per-call results and its check.
+fn summary_row(
+    p: &ExecuteParams,
+    plan: &Planned,
+    tests: &[&sandbox::TestReport],
+    check: Option<&sandbox::TestReport>,
+) -> Row {
+    // Every test as `results` numbers them: the calls, then the check.
+    let all: Vec<&sandbox::TestReport> = tests.iter().copied().chain(check).collect();
+    let first = all.iter().position(|r| r.verdict != Verdict::Pass);
+    let (pass, label) = match check {
+        // The benchmark's check decides, as its harness does.
+        Some(c) => (
+            c.verdict == Verdict::Pass,
+            grading::check_label(c.verdict, c.exc_type.as_deref()),
+        ),
+        None => (!tests.is_empty() && first.is_none(), label(tests)),
+    };
+    let mut row = Map::new();
+    row.insert("candidate".into(), Value::String(plan.candidate.clone()));
+    row.insert(p.problem.clone(), Value::String(plan.problem.clone()));
+    row.insert("tests".into(), Value::from(all.len() as u64));
+    let passed = all.iter().filter(|r| r.verdict == Verdict::Pass).count();
+    row.insert("passed".into(), Value::from(passed as u64));
+    row.insert("pass".into(), Value::Bool(pass));
+    row.insert(
+        "first_failure".into(),
+        first.map_or(Value::Null, |k| Value::from(k as u64)),
+    );
+    row.insert(
+        "first_verdict".into(),
+        first.map_or(Value::Null, |k| {
+            Value::String(all[k].verdict.as_str().into())
+        }),
+    );
+    row.insert("label".into(), Value::String(label.into()));
+    row
+}
+
+/// A candidate to run: its row, ids, suite (a key of the problems' suites)
+/// and entry point (function mode with per-call tests).
 struct Planned {
+    row: usize,
     candidate: String,
     problem: String,
-    calls: Option<usize>,
-    check: Option<usize>,
+    suite: String,
+    entry_point: Option<String>,
 }
 
 fn result_row(
