@@ -332,7 +332,29 @@ pub fn extract_code(reply: &str, language: &str) -> String {
     reply.trim().to_string()
 }
 
-/// Template function: `chat_adapter(signature, values)` -> messages.
+/// The first JSON object in a reply (prose around it, or a `{` that starts
+/// no JSON before it, passed over).
+pub fn first_json_object(reply: &str) -> Option<serde_json::Value> {
+    reply.match_indices('{').find_map(|(start, _)| {
+        serde_json::Deserializer::from_str(&reply[start..])
+            .into_iter::<serde_json::Value>()
+            .next()
+            .and_then(Result::ok)
+            .filter(serde_json::Value::is_object)
+    })
+}
+
+/// The first word of a reply that is `yes` or `no`, any case.
+pub fn first_yes_no(reply: &str) -> Option<&'static str> {
+    reply.split(|c: char| !c.is_alphanumeric()).find_map(|w| {
+        match w.to_ascii_lowercase().as_str() {
+            "yes" => Some("yes"),
+            "no" => Some("no"),
+            _ => None,
+        }
+    })
+}
+
 /// Which CRUXEval task a completion answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CruxTask {
@@ -372,6 +394,7 @@ pub fn cruxeval_answer(reply: &str, task: CruxTask, cot: bool) -> String {
     text.trim().to_string()
 }
 
+/// Template function: `chat_adapter(signature, values)` -> messages.
 pub fn chat_adapter_function(
     signature: minijinja::Value,
     values: minijinja::Value,

@@ -79,6 +79,7 @@ use crate::api::artifact;
 use crate::api::rows::{self, Row, cell_text};
 use crate::api::{InputSlot, Problem, RunCtx, Stage, StageError};
 use crate::bench::grading::{first_failure, script_job};
+use crate::llm::reply::{self, CruxTask};
 use crate::python::programs;
 use crate::python::pyvalue::{self, py_str_repr};
 use crate::text::{cwm, reval};
@@ -311,7 +312,7 @@ fn grade(kind: &str, task: &Row, reply: &str) -> Result<(String, Verdict), Strin
             }
         }
         "coverage" => {
-            let word = first_yes_no(reply);
+            let word = reply::first_yes_no(reply);
             let verdict = match word {
                 None => wrong("no yes or no in the reply"),
                 Some(w) if w == answer => right(),
@@ -322,7 +323,7 @@ fn grade(kind: &str, task: &Row, reply: &str) -> Result<(String, Verdict), Strin
         "next_state" | "debug_step" | "debug_next" | "debug_out" | "debug_break" | "debug_back" => {
             let truth: Value = serde_json::from_str(&answer)
                 .map_err(|e| format!("the answer is not JSON: {e}"))?;
-            match first_json_object(reply) {
+            match reply::first_json_object(reply) {
                 None => (String::new(), wrong("no JSON object in the reply")),
                 Some(got) => {
                     let verdict = if normalise(&got) == normalise(&truth) {
@@ -440,99 +441,27 @@ fn asserted_value(completed: &str, call: &str) -> Result<String, String> {
     Ok(rhs.trim().to_string())
 }
 
-/// The value of an output answer: inside `[ANSWER]` tags or a fenced
-/// block, after the first `==` when it is an assertion.
+/// The value of an output answer, read as CRUXEval reads one (after the
+/// first `==`), from inside `[ANSWER]` tags or a fenced block.
 fn assertion_value(reply: &str) -> String {
-    let text = unfence(reval::answer_text(reply));
-    let line = text
-        .lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("")
-        .trim();
-    match line.split_once("==") {
-        Some((_, rhs)) if line.starts_with("assert") => rhs.trim().to_string(),
-        _ => line.to_string(),
-    }
+    let text = reply::extract_code(reval::answer_text(reply), "python");
+    reply::cruxeval_answer(&text, CruxTask::Output, false)
 }
 
 /// The arguments of an input answer: bare arguments, `f(args)`, or
-/// `assert f(args) == ...`.
+/// `assert f(args) == ...` (CRUXEval's reading, then the call's parentheses).
 fn input_arguments(reply: &str, name: &str) -> String {
-    let text = unfence(reval::answer_text(reply));
-    let mut line = text
-        .lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("")
-        .trim();
-    if let Some(rest) = line.strip_prefix("assert ") {
-        line = rest.rsplit_once("==").map_or(rest, |(lhs, _)| lhs).trim();
-    }
-    match line
+    let text = reply::extract_code(reval::answer_text(reply), "python");
+    let call = reply::cruxeval_answer(&text, CruxTask::Input, false);
+    match call
         .strip_prefix(name)
         .map(str::trim_start)
         .and_then(|r| r.strip_prefix('('))
         .and_then(|r| r.strip_suffix(')'))
     {
         Some(inner) => inner.trim().to_string(),
-        None => line.to_string(),
+        None => call,
     }
-}
-
-/// The body of the first fenced block, or the text itself.
-fn unfence(text: &str) -> String {
-    match text.split_once("```") {
-        Some((_, rest)) => {
-            let body = rest.split_once('\n').map_or(rest, |(_, b)| b);
-            body.split("```").next().unwrap_or(body).trim().to_string()
-        }
-        None => text.trim().to_string(),
-    }
-}
-
-fn first_yes_no(reply: &str) -> Option<&'static str> {
-    reply
-        .split(|c: char| !c.is_alphanumeric())
-        .find_map(|w| match w.to_lowercase().as_str() {
-            "yes" => Some("yes"),
-            "no" => Some("no"),
-            _ => None,
-        })
-}
-
-/// The first balanced `{...}` of the reply that parses as JSON.
-fn first_json_object(reply: &str) -> Option<Value> {
-    let bytes = reply.as_bytes();
-    for (start, _) in reply.match_indices('{') {
-        let (mut depth, mut in_str, mut escaped) = (0i32, false, false);
-        for (k, &b) in bytes[start..].iter().enumerate() {
-            if in_str {
-                match (escaped, b) {
-                    (true, _) => escaped = false,
-                    (false, b'\\') => escaped = true,
-                    (false, b'"') => in_str = false,
-                    _ => {}
-                }
-                continue;
-            }
-            match b {
-                b'"' => in_str = true,
-                b'{' => depth += 1,
-                b'}' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        if let Ok(v @ Value::Object(_)) =
-                            serde_json::from_str::<Value>(&reply[start..start + k + 1])
-                        {
-                            return Some(v);
-                        }
-                        break;
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    None
 }
 
 /// Numbers compared as numbers (`3` and `3.0` alike in a line field).
@@ -742,15 +671,15 @@ mod tests {
         assert_eq!(input_arguments("assert f(1, 'a') == 3", "f"), "1, 'a'");
         assert_eq!(input_arguments("f([1])", "f"), "[1]");
         assert_eq!(input_arguments("[ANSWER]2, 3[/ANSWER]", "f"), "2, 3");
-        assert_eq!(first_yes_no("Yes, it is."), Some("yes"));
-        assert_eq!(first_yes_no("It is not run: NO"), Some("no"));
-        assert_eq!(first_yes_no("maybe"), None);
+        assert_eq!(reply::first_yes_no("Yes, it is."), Some("yes"));
+        assert_eq!(reply::first_yes_no("It is not run: NO"), Some("no"));
+        assert_eq!(reply::first_yes_no("maybe"), None);
         assert_eq!(
-            first_json_object("Sure: {\"line\": 3, \"changed\": {\"s\": \"'}'\"}} done"),
+            reply::first_json_object("Sure: {\"line\": 3, \"changed\": {\"s\": \"'}'\"}} done"),
             Some(serde_json::json!({"line": 3, "changed": {"s": "'}'"}}))
         );
         assert_eq!(
-            first_json_object("{not json} {\"a\": 1}"),
+            reply::first_json_object("{not json} {\"a\": 1}"),
             Some(serde_json::json!({"a": 1}))
         );
         assert_eq!(
