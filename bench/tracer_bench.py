@@ -7,15 +7,20 @@ step created or changed, return values, exceptions, reprs cut at 100
 characters; PySnooper writes its log file, tw serializes its events to JSON
 (what the sandbox sends back). tw also runs with every visible local recorded
 at each step (the CodeExecutor representation needs them), which PySnooper
-cannot do. tw's bounds are lifted so nothing is cut.
+cannot do. tw's bounds are lifted so nothing is cut. The sandbox sends
+locals as changes and tw rebuilds every local at each step when it reads the
+trace: with `--expand` (the `trace_expand` example, built by tracer.sh) that
+read is timed too (`tw read`, JSON text to typed events) and the last column
+counts it.
 
-    PYTHONPATH=<dir with pysnooper> python3 bench/tracer_bench.py [--repeat 3]
+    PYTHONPATH=<dir with pysnooper> python3 bench/tracer_bench.py [--repeat 3] [--expand BIN]
 """
 import argparse
 import importlib.util
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -88,11 +93,13 @@ def timed(fn):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--expand", help="trace_expand binary: time tw's read of each trace")
     opts = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix="tw-tracer-bench-")
     print("python %s, pysnooper %s" % (sys.version.split()[0], pysnooper.__version__))
-    print("%-18s %10s %10s %10s %12s %9s %9s %9s" % (
-        "program", "untraced", "tw", "tw+locals", "pysnooper", "tw/untr", "snoop/tw", "snoop/tw+l"))
+    print("%-18s %9s %9s %9s %9s %10s %8s %8s %10s %10s" % (
+        "program", "untraced", "tw", "tw+locals", "tw read", "pysnooper", "tw/untr", "snoop/tw",
+        "snoop/tw+l", "with read"))
     rows = []
     for label, (source, name, args, depth) in PROGRAMS.items():
         plain = load(source, name, "<plain>")
@@ -109,7 +116,7 @@ def main():
                 t.run(traced, *args)
                 text = json.dumps(t.summary())
                 assert t.truncated is None and len(text) > 0
-                go.events = len(t.events)
+                go.events = t.steps
             return go
 
         log = os.path.join(tmp, label + ".log")
@@ -124,16 +131,33 @@ def main():
         for key, fn in (("untraced", lambda: plain(*args)), ("tw", run_tw(False)),
                         ("tw_locals", run_tw(True)), ("pysnooper", run_snoop)):
             results[key] = statistics.median(timed(fn) for _ in range(opts.repeat))
+        results["expand"] = 0.0
+        if opts.expand:
+            t = tw_tracer.TwTracer(max_steps=0, max_bytes=0, max_repr=100, depth=depth,
+                                   record_locals=True, source=source)
+            t.run(traced, *args)
+            dump = os.path.join(tmp, label + ".json")
+            with open(dump, "w") as f:
+                json.dump(t.summary(), f)
+            out = subprocess.run([opts.expand, dump, "--repeat", str(max(3, opts.repeat))],
+                                 check=True, capture_output=True, text=True).stdout.split()
+            assert int(out[1]) == t.steps, (out, t.steps)
+            results["expand"] = float(out[0])
         lines = sum(1 for _ in open(log))
         row = dict(program=label, **results, snoop_log_lines=lines)
         rows.append(row)
-        print("%-18s %9.4fs %9.4fs %9.4fs %11.4fs %8.0fx %8.1fx %9.1fx" % (
-            label, results["untraced"], results["tw"], results["tw_locals"], results["pysnooper"],
+        print("%-18s %8.4fs %8.4fs %8.4fs %8.4fs %9.4fs %7.0fx %7.1fx %9.1fx %9.1fx" % (
+            label, results["untraced"], results["tw"], results["tw_locals"], results["expand"],
+            results["pysnooper"],
             results["tw"] / results["untraced"], results["pysnooper"] / results["tw"],
-            results["pysnooper"] / results["tw_locals"]))
+            results["pysnooper"] / results["tw_locals"],
+            results["pysnooper"] / (results["tw_locals"] + results["expand"])))
     worst = min(r["pysnooper"] / r["tw"] for r in rows)
     worst_locals = min(r["pysnooper"] / r["tw_locals"] for r in rows)
     print("slowest speedup over PySnooper: %.1fx (same information), %.1fx (with all locals)" % (worst, worst_locals))
+    if opts.expand:
+        worst_read = min(r["pysnooper"] / (r["tw_locals"] + r["expand"]) for r in rows)
+        print("with all locals and tw reading the trace (rebuilding every local at each step): %.1fx" % worst_read)
     json.dump(rows, open(os.path.join(HERE, "..", "target", "tracer_bench.json"), "w"), indent=1)
 
 

@@ -221,8 +221,8 @@ pub fn report_rows(
         e.insert("line".into(), Value::from(event.line));
         e.insert("depth".into(), Value::from(event.depth));
         e.insert("func".into(), Value::String(event.func.clone()));
-        e.insert("changed".into(), map_text(&event.changed));
-        e.insert("locals".into(), map_text(&event.locals));
+        e.insert("changed".into(), map_text(event.changed.as_ref()));
+        e.insert("locals".into(), map_text(event.locals.as_deref()));
         e.insert("value".into(), opt_text(&event.value));
         e.insert("unwound".into(), Value::Bool(event.unwound));
         e.insert("exc_type".into(), opt_text(&event.exc_type));
@@ -242,8 +242,8 @@ fn opt_text(v: &Option<String>) -> Value {
 }
 
 /// A name -> repr map as JSON text (it keeps the program's order).
-fn map_text(v: &Option<Map<String, Value>>) -> Value {
-    v.as_ref().map_or(Value::Null, |m| {
+fn map_text(v: Option<&Map<String, Value>>) -> Value {
+    v.map_or(Value::Null, |m| {
         Value::String(serde_json::to_string(m).unwrap_or_default())
     })
 }

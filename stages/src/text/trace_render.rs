@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 /// How a run is shown, whatever the template: the knobs the trace model and
 /// the templates read. Its defaults are the `represent` kind's.
@@ -101,7 +102,8 @@ pub fn event_from_row(row: &Row) -> Result<TraceEvent, String> {
         changed: super::tracemodel::reprs_cell(row.get("changed"))
             .map_err(|e| format!("`changed`: {e}"))?,
         locals: super::tracemodel::reprs_cell(row.get("locals"))
-            .map_err(|e| format!("`locals`: {e}"))?,
+            .map_err(|e| format!("`locals`: {e}"))?
+            .map(Arc::new),
         value: text("value"),
         unwound: row.get("unwound").and_then(Value::as_bool).unwrap_or(false),
         exc_type: text("exc_type"),

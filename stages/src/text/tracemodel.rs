@@ -247,7 +247,7 @@ fn join_pairs<'a>(pairs: impl IntoIterator<Item = &'a NameValue>) -> String {
 
 fn step_view(e: &TraceEvent, cut: &dyn Fn(&str) -> String) -> Step {
     let changed = pairs(e.changed.as_ref(), cut);
-    let locals = pairs(e.locals.as_ref(), cut);
+    let locals = pairs(e.locals.as_deref(), cut);
     Step {
         step: e.step,
         kind: e.kind.as_str(),
@@ -464,7 +464,7 @@ mod tests {
             depth: 1,
             func: "f".into(),
             changed: changed.as_object().cloned(),
-            locals: locals.as_object().cloned(),
+            locals: locals.as_object().cloned().map(std::sync::Arc::new),
             value: None,
             unwound: false,
             exc_type: None,

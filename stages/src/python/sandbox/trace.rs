@@ -3,6 +3,8 @@
 
 use super::report::TestReport;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Tracer bounds and scope (see `tracer.py`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -71,8 +73,9 @@ pub struct TraceEvent {
     pub func: String,
     #[serde(default)]
     pub changed: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Shared by consecutive events of a frame that changed nothing.
     #[serde(default)]
-    pub locals: Option<serde_json::Map<String, serde_json::Value>>,
+    pub locals: Option<Arc<serde_json::Map<String, serde_json::Value>>>,
     /// `return`: the returned value.
     #[serde(default)]
     pub value: Option<String>,
@@ -91,49 +94,160 @@ impl TestReport {
         let Some(raw) = &self.trace else {
             return Ok(None);
         };
-        let bad = |e: String| format!("malformed trace from the sandbox: {e}");
-        let compact = CompactTrace::deserialize(raw).map_err(|e| bad(e.to_string()))?;
-        compact.expand().map(Some).map_err(bad)
+        Trace::from_wire(raw)
+            .map(Some)
+            .map_err(|e| format!("malformed trace from the sandbox: {e}"))
+    }
+}
+
+impl Trace {
+    /// A trace from the tracer's wire form (`tracer.py`'s `summary()`), with
+    /// every visible local rebuilt at each step when it was asked for.
+    pub fn from_wire(raw: &serde_json::Value) -> Result<Trace, String> {
+        CompactTrace::deserialize(raw)
+            .map_err(|e| e.to_string())?
+            .expand()
     }
 }
 
 type Reprs = serde_json::Map<String, serde_json::Value>;
 
-/// `[kind, line, depth, func, changed, snapshot, extra]`, see `tracer.py`.
-type CompactEvent = (u8, u32, u32, usize, Option<Reprs>, i64, serde_json::Value);
-
-/// The tracer's wire form (`tracer.py`, `summary()`): events as arrays,
-/// function names and locals snapshots stored once and referenced by index.
+/// The tracer's wire form (`tracer.py`, `summary()`): per event four
+/// little-endian `i32` (kind, line, depth, function index) in base64, and
+/// the sparse parts as flat lists: `changed`, triples (step, name, repr) of
+/// what call and line events changed (null: deleted); `extra`, pairs (step,
+/// return value or `[type, message]`); `before`, triples of changes no line
+/// made. With `locals`, every visible local at each step is rebuilt here
+/// from those changes.
 #[derive(Deserialize)]
 struct CompactTrace {
     funcs: Vec<String>,
-    snapshots: Vec<Reprs>,
-    events: Vec<CompactEvent>,
+    events: String,
+    #[serde(default)]
+    changed: Vec<serde_json::Value>,
+    #[serde(default)]
+    extra: Vec<serde_json::Value>,
+    #[serde(default)]
+    before: Vec<serde_json::Value>,
+    #[serde(default)]
+    locals: bool,
     truncated: Option<String>,
+}
+
+/// A flat list of (step, name, value) triples, by step, names in order.
+fn by_step(list: Vec<serde_json::Value>, what: &str) -> Result<HashMap<usize, Reprs>, String> {
+    if !list.len().is_multiple_of(3) {
+        return Err(format!("`{what}` is not (step, name, value) triples"));
+    }
+    let mut out: HashMap<usize, Reprs> = HashMap::new();
+    let mut items = list.into_iter();
+    while let (Some(step), Some(name), Some(value)) = (items.next(), items.next(), items.next()) {
+        let (Some(step), serde_json::Value::String(name)) = (step.as_u64(), name) else {
+            return Err(format!("`{what}` holds a triple without a step and a name"));
+        };
+        out.entry(step as usize).or_default().insert(name, value);
+    }
+    Ok(out)
+}
+
+/// Apply a step's changes to a frame's locals: null removes the name (the
+/// others keep their order), a value sets it (a new name goes last).
+fn apply(scope: &mut Reprs, delta: &Reprs) {
+    for (name, value) in delta {
+        if value.is_null() {
+            scope.shift_remove(name);
+        } else {
+            scope.insert(name.clone(), value.clone());
+        }
+    }
 }
 
 impl CompactTrace {
     fn expand(self) -> Result<Trace, String> {
-        let mut events = Vec::with_capacity(self.events.len());
-        for (step, (kind, line, depth, func, changed, snapshot, extra)) in
-            self.events.into_iter().enumerate()
-        {
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(self.events.as_bytes())
+            .map_err(|e| format!("events are not base64: {e}"))?;
+        if !bytes.len().is_multiple_of(16) {
+            return Err(format!(
+                "events are {} bytes, not four 32-bit integers per event",
+                bytes.len()
+            ));
+        }
+        let count = bytes.len() / 16;
+        let mut changed_at = by_step(self.changed, "changed")?;
+        let mut before_at = by_step(self.before, "before")?;
+        if !self.extra.len().is_multiple_of(2) {
+            return Err("`extra` is not (step, value) pairs".into());
+        }
+        let mut extra_at = HashMap::new();
+        let mut items = self.extra.into_iter();
+        while let (Some(step), Some(value)) = (items.next(), items.next()) {
+            let step = step.as_u64().ok_or("`extra` holds a pair without a step")?;
+            extra_at.insert(step as usize, value);
+        }
+        for (what, steps) in [
+            ("changed", changed_at.keys().max()),
+            ("extra", extra_at.keys().max()),
+            ("before", before_at.keys().max()),
+        ] {
+            if let Some(&step) = steps.filter(|&&s| s >= count) {
+                return Err(format!("`{what}` names step {step} of {count}"));
+            }
+        }
+        let mut events = Vec::with_capacity(count);
+        // The locals of the frame running at each depth (index depth - 1).
+        let mut scopes: Vec<Arc<Reprs>> = Vec::new();
+        for (step, raw) in bytes.chunks_exact(16).enumerate() {
+            let int = |i: usize| {
+                let mut word = [0u8; 4];
+                word.copy_from_slice(&raw[4 * i..4 * i + 4]);
+                i32::from_le_bytes(word)
+            };
+            let (kind, line, depth, func) = (int(0), int(1), int(2), int(3));
+            let (Ok(line), Ok(depth), Ok(func)) = (
+                u32::try_from(line),
+                u32::try_from(depth),
+                usize::try_from(func),
+            ) else {
+                return Err(format!(
+                    "event {step} has a negative line, depth or function"
+                ));
+            };
             let func = self
                 .funcs
                 .get(func)
                 .ok_or_else(|| format!("event {step} names function #{func}, which is not listed"))?
                 .clone();
-            let locals = match usize::try_from(snapshot) {
-                Ok(i) => Some(
-                    self.snapshots
-                        .get(i)
-                        .ok_or_else(|| {
-                            format!("event {step} uses snapshot #{i}, which is missing")
-                        })?
-                        .clone(),
-                ),
-                Err(_) => None,
+            let changed = match kind {
+                0 | 1 => Some(changed_at.remove(&step).unwrap_or_default()),
+                _ => None,
             };
+            let locals = if self.locals {
+                let at = depth.max(1) as usize - 1;
+                if scopes.len() <= at {
+                    scopes.resize_with(at + 1, Default::default);
+                }
+                let scope = &mut scopes[at];
+                if kind == 0 {
+                    *scope = Default::default();
+                }
+                if let Some(before) = before_at.remove(&step) {
+                    apply(Arc::make_mut(scope), &before);
+                }
+                if let Some(changed) = changed.as_ref().filter(|c| !c.is_empty()) {
+                    apply(Arc::make_mut(scope), changed);
+                }
+                (kind != 3).then(|| Arc::clone(scope))
+            } else {
+                None
+            };
+            // A deleted name is not among what a step changed.
+            let changed = changed.map(|mut c| {
+                c.retain(|_, v| !v.is_null());
+                c
+            });
+            let extra = extra_at.remove(&step).unwrap_or(serde_json::Value::Null);
             let text = |v: &serde_json::Value| v.as_str().map(String::from);
             let (kind, value, unwound, exc_type, exc_message) = match kind {
                 0 => (TraceEventKind::Call, None, false, None, None),
@@ -167,5 +281,139 @@ impl CompactTrace {
             events,
             truncated: self.truncated,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+    use serde_json::json;
+
+    fn wire(events: &[[i32; 4]]) -> String {
+        let bytes: Vec<u8> = events
+            .iter()
+            .flatten()
+            .flat_map(|i| i.to_le_bytes())
+            .collect();
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    }
+
+    fn expand(raw: serde_json::Value) -> Result<Trace, String> {
+        CompactTrace::deserialize(raw)
+            .map_err(|e| e.to_string())?
+            .expand()
+    }
+
+    fn names(map: Option<&Reprs>) -> Vec<String> {
+        map.unwrap()
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap()))
+            .collect()
+    }
+
+    /// Locals are rebuilt per frame from call and line changes: a deleted name
+    /// leaves without moving the others, a callee's frame does not touch its
+    /// caller's, changes no line made apply before the event's own, and an
+    /// exception shows none.
+    #[test]
+    fn locals_are_rebuilt_from_changes() {
+        let raw = json!({
+            "funcs": ["main", "helper"],
+            "events": wire(&[
+                [0, 1, 1, 0], [1, 2, 1, 0], [1, 3, 1, 0], [0, 9, 2, 1], [2, 9, 2, 1],
+                [1, 4, 1, 0], [3, 4, 1, 0], [1, 5, 1, 0], [2, 5, 1, 0],
+            ]),
+            "changed": [
+                0, "a", "1", 0, "b", "2",
+                1, "c", "3",
+                3, "x", "7",
+                2, "a", null, 2, "b", "20",
+                5, "a", "9",
+            ],
+            "extra": [4, "7", 6, ["ValueError", "bad"], 8, "None"],
+            "before": [8, "c", "30"],
+            "locals": true,
+            "truncated": null,
+        });
+        let t = expand(raw).unwrap();
+        let ev = &t.events;
+        assert_eq!(names(ev[0].locals.as_deref()), ["a=1", "b=2"]);
+        assert_eq!(names(ev[1].locals.as_deref()), ["a=1", "b=2", "c=3"]);
+        assert_eq!(
+            names(ev[2].locals.as_deref()),
+            ["b=20", "c=3"],
+            "a deleted, b keeps its place"
+        );
+        assert_eq!(
+            names(ev[2].changed.as_ref()),
+            ["b=20"],
+            "a deletion is no change"
+        );
+        assert_eq!(names(ev[3].locals.as_deref()), ["x=7"]);
+        assert_eq!(ev[4].value.as_deref(), Some("7"));
+        assert_eq!(
+            names(ev[5].locals.as_deref()),
+            ["b=20", "c=3", "a=9"],
+            "the caller's frame is intact"
+        );
+        assert_eq!(ev[6].kind, TraceEventKind::Exception);
+        assert!(ev[6].locals.is_none() && ev[6].changed.is_none());
+        assert_eq!(ev[6].exc_type.as_deref(), Some("ValueError"));
+        assert_eq!(
+            names(ev[7].changed.as_ref()),
+            Vec::<String>::new(),
+            "a line without changes: {{}}"
+        );
+        assert_eq!(
+            names(ev[8].locals.as_deref()),
+            ["b=20", "c=30", "a=9"],
+            "`before` applies"
+        );
+        assert!(ev[8].changed.is_none());
+    }
+
+    #[test]
+    fn without_locals_only_changes_are_kept() {
+        let raw = json!({
+            "funcs": ["f"], "events": wire(&[[0, 1, 1, 0], [1, 2, 1, 0], [2, 2, 1, 0]]),
+            "changed": [0, "n", "1", 1, "n", "2"], "extra": [2, "2"],
+            "locals": false, "truncated": "max_steps",
+        });
+        let t = expand(raw).unwrap();
+        assert!(t.events.iter().all(|e| e.locals.is_none()));
+        assert_eq!(names(t.events[1].changed.as_ref()), ["n=2"]);
+        assert_eq!(t.truncated.as_deref(), Some("max_steps"));
+    }
+
+    #[test]
+    fn malformed_wire_forms_are_named() {
+        let base = || json!({"funcs": ["f"], "events": wire(&[[0, 1, 1, 0]]), "truncated": null});
+        let cases = [
+            ("events", json!("not base64!"), "not base64"),
+            ("events", json!("AAAA"), "not four 32-bit integers"),
+            ("events", json!(wire(&[[0, 1, 1, 3]])), "function #3"),
+            ("events", json!(wire(&[[7, 1, 1, 0]])), "unknown kind 7"),
+            ("events", json!(wire(&[[1, -1, 1, 0]])), "negative"),
+            (
+                "changed",
+                json!([5, "a", "1"]),
+                "`changed` names step 5 of 1",
+            ),
+            (
+                "changed",
+                json!([0, "a"]),
+                "not (step, name, value) triples",
+            ),
+            ("changed", json!([0, 1, "a"]), "without a step and a name"),
+            ("extra", json!([1, "x"]), "`extra` names step 1 of 1"),
+            ("extra", json!(["x", "y"]), "without a step"),
+        ];
+        for (field, value, want) in cases {
+            let mut raw = base();
+            raw[field] = value;
+            let err = expand(raw).unwrap_err();
+            assert!(err.contains(want), "{field}: {err}");
+        }
     }
 }

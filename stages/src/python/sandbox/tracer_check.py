@@ -1,6 +1,10 @@
 # Property checks of tracer.py's shortcuts, run by `cargo test` (sandbox
-# tests): every cut repr equals cutting the full repr, and the values the
-# tracer reports for a list mutated in place equal a naive full-repr replay.
+# tests): every cut repr equals cutting the full repr; the values the tracer
+# reports for a list mutated in place equal a naive full-repr replay; and on
+# programs written to trip the still-line shortcut (aliases, defaultdicts,
+# lazy maps, shadowed builtins, context managers, generators, deletions),
+# every event equals both the tracer with its shortcuts off and a naive
+# tracer that reprs every local at every event.
 import random
 import sys
 
@@ -66,4 +70,299 @@ for trial in range(200):
         if text != want[-1]:
             want.append(text)
     assert got == want, (trial, got, want)
+
+TRICKY = [
+    # (name, source, entry or None for a module-level program)
+    ("aliases", """
+def main():
+    a = [1, 2]
+    b = a
+    c = [a, 5]
+    b.append(3)
+    n = 0
+    n += 1
+    a += [4]
+    x = a[0]
+    return c
+""", "main"),
+    ("defaultdict", """
+from collections import defaultdict, Counter
+def main():
+    d = defaultdict(list)
+    k = 3
+    x = d[k]
+    y = d[4]
+    c = Counter()
+    z = c[1]
+    if k in d:
+        k = 5
+    return len(d)
+""", "main"),
+    ("lazy_maps", """
+def main():
+    acc = []
+    it = map(acc.append, [1, 2, 3])
+    for _ in it:
+        pass
+    it2 = map(acc.append, [4, 5])
+    found = 9 in it2
+    xs = list(range(3))
+    for v in xs:
+        w = v * 2
+    return acc
+""", "main"),
+    ("shadowed_builtins", """
+def main():
+    acc = []
+    total = 0
+    for i in range(3):
+        total += i
+    range = acc.append
+    range(7)
+    len = acc.append
+    n = len(5)
+    return acc
+""", "main"),
+    ("context_and_exceptions", """
+import threading
+def main():
+    lock = threading.Lock()
+    out = []
+    with lock:
+        held = 1
+    try:
+        v = [1][5]
+    except IndexError as e:
+        msg = 2
+    m = msg
+    del m
+    m = 3
+    try:
+        q = undefined_name
+    except NameError:
+        pass
+    return out
+""", "main"),
+    ("generators", """
+def gen(xs):
+    total = 0
+    for x in xs:
+        total += x
+        yield total
+    items = [total]
+    yield items
+def main():
+    got = []
+    for v in gen([1, 2, 3]):
+        got.append(v)
+    g = gen([4])
+    first = next(g)
+    return got
+""", "main"),
+    ("closures_and_walrus", """
+def main():
+    count = 0
+    seen = []
+    def bump():
+        nonlocal count
+        count += 1
+        seen.append(count)
+    bump()
+    y = count
+    if (z := y + 1) > 1:
+        w = z
+    f = lambda q=y: q + 1
+    r = f()
+    a = 1; b = a + 1
+    total = (a +
+             b +
+             y)
+    return total
+""", "main"),
+    ("user_objects", """
+LOG = []
+class Box:
+    def __init__(self, v):
+        self.v = v
+    def __repr__(self):
+        return 'Box(%r)' % (self.v,)
+    def __eq__(self, other):
+        LOG.append(1)
+        return isinstance(other, Box) and other.v == self.v
+    def __hash__(self):
+        return 1
+def main():
+    log = LOG
+    b = Box(1)
+    c = Box(1)
+    same = b == c
+    d = {b: 1}
+    again = c in d
+    b.v = 2
+    lst = [b]
+    b.v = 3
+    return log
+""", "main"),
+    ("containers", """
+def main(n):
+    xs = list(range(n))
+    ys = xs
+    for i in range(n):
+        if xs[i] % 7 == 0:
+            xs[i] = -xs[i]
+    d = {i: i for i in range(n)}
+    for k in range(0, n, 9):
+        d[k] = None
+    s = set(xs[:5])
+    t = tuple(xs)
+    s.add(99)
+    return len(t)
+""", "main"),
+    ("module_program", """
+import sys
+total = 0
+items = []
+def add(v):
+    global total
+    total += v
+    items.append(v)
+for i in range(5):
+    add(i)
+    j = i * 2
+range = items.append
+range(9)
+del j
+__all__ = ['x']
+class K:
+    a = 1
+    b = a + 1
+    c = [a, b]
+res = sorted(items)
+""", None),
+]
+
+
+def reference(source, entry, args):
+    # A tracer that reprs every visible local at every event of the
+    # program's frames: the state a line left behind is what the frame's next
+    # event sees. (No shortcuts, no bounds.)
+    full = lambda v: tracer._tw_cut(tracer._tw_clean(repr(v)), 100)
+
+    def reprs(frame):
+        skip = frame.f_code.co_name == "<module>" or not frame.f_code.co_varnames
+        out = {}
+        for name, value in frame.f_locals.items():
+            if skip and name.startswith("__") and name.endswith("__"):
+                continue
+            try:
+                out[name] = full(value)
+            except BaseException:
+                out[name] = "REPR FAILED"
+        return out
+
+    events, frames, depth_of = [], {}, {}
+
+    def settle(frame):
+        # The frame's state now: ends its pending line, or changes no line made.
+        st = frames[frame]
+        now = reprs(frame)
+        if st["pending"] is not None:
+            ev = st["pending"]
+            ev["changed"] = {k: v for k, v in now.items() if st["last"].get(k) != v}
+            ev["locals"] = dict(now)
+            st["pending"] = None
+        st["last"] = now
+        return now
+
+    def local(frame, event, arg):
+        if frame not in frames:
+            return None
+        st = frames[frame]
+        now = settle(frame)
+        base = {"kind": event, "line": frame.f_lineno, "depth": depth_of[frame],
+                "func": frame.f_code.co_qualname}
+        if event == "line":
+            st["pending"] = base
+            st["exc"] = False
+        elif event == "return":
+            if st["exc"] and tracer._tw_left_by_exception(frame):
+                base.update(unwound=True, locals=dict(now))
+            else:
+                base.update(value=full(arg), locals=dict(now))
+            del frames[frame]
+            del depth_of[frame]  # no reference left: a generator it holds closes now
+        elif event == "exception":
+            try:
+                message = str(arg[1])
+            except BaseException:
+                message = "<unprintable>"
+            base.update(exc_type=arg[0].__name__,
+                        exc_message=tracer._tw_cut(tracer._tw_clean(message), 200))
+            st["exc"] = True
+        else:
+            return local
+        events.append(base)
+        return local if event != "return" else None
+
+    def global_(frame, event, arg):
+        if event != "call" or frame.f_code.co_filename != "<program>":
+            return None
+        parent = frame.f_back
+        while parent is not None and parent not in depth_of:
+            parent = parent.f_back
+        depth_of[frame] = depth_of[parent] + 1 if parent is not None else 1
+        now = reprs(frame)
+        frames[frame] = {"pending": None, "last": now, "exc": False}
+        events.append({"kind": "call", "line": frame.f_code.co_firstlineno, "depth": depth_of[frame],
+                       "func": frame.f_code.co_qualname, "changed": dict(now), "locals": dict(now)})
+        return local
+
+    g = {"__name__": "__tw_program__"}
+    code = compile(source, "<program>", "exec")
+    if entry:
+        exec(code, g)
+    sys.settrace(global_)
+    try:
+        if entry:
+            g[entry](*args)
+        else:
+            exec(code, g)
+    except BaseException:
+        pass
+    finally:
+        sys.settrace(None)
+    return events
+
+
+def traced(source, entry, args, shortcuts):
+    t = tracer.TwTracer(max_steps=0, max_bytes=0, max_repr=100, depth=0, source=source,
+                        shortcuts=shortcuts)
+    g = {"__name__": "__tw_program__"}
+    code = compile(source, "<program>", "exec")
+    try:
+        if entry:
+            exec(code, g)
+            t.run(g[entry], *args)
+        else:
+            t.run(exec, code, g)
+    except BaseException:
+        pass
+    out = t.expanded()["events"]
+    for ev in out:
+        del ev["step"]
+    return out
+
+
+for name, source, entry in TRICKY:
+    args = (40,) if name == "containers" else ()
+    fast = traced(source, entry, args, True)
+    slow = traced(source, entry, args, False)
+    want = reference(source, entry, args)
+    # Scopes with `with` / `try` have no still lines by design; every other
+    # program must have some, or the check would prove nothing.
+    assert bool(tracer._tw_still_lines(source)) is (name != "context_and_exceptions"), name
+    for label, got in (("shortcuts off", slow), ("naive", want)):
+        for i, (a, b) in enumerate(zip(fast, got)):
+            assert a == b, (name, label, i, a, b)
+        assert len(fast) == len(got), (name, label, len(fast), len(got))
 print("ok")

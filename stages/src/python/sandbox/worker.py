@@ -721,7 +721,21 @@ class _Taint:
                 return {k: walk(x) for k, x in v.items()}
             return v
 
-        return walk(report)
+        # A trace's `events` are integers in base64, holding no value, and
+        # its `changed` / `before` are (step, name, repr) triples: only the
+        # reprs are masked, so a look-alike corrupts neither steps nor names.
+        trace = report.get("trace")
+        if not isinstance(trace, dict):
+            return walk(report)
+        kept = {key: trace.pop(key) for key in ("events", "changed", "before") if key in trace}
+        masked = walk(report)
+        trace.update(kept)
+        for key, value in kept.items():
+            if key != "events":
+                value = list(value)
+                value[2::3] = [walk(v) for v in value[2::3]]
+            masked["trace"][key] = value
+        return masked
 
 
 class _TaintedFile:
