@@ -20,13 +20,12 @@ fn benchmark(p: &Project, n: usize) {
     p.write("samples.jsonl", &format!("{sample}\n").repeat(n));
 }
 
-/// `tw [before] score ... --json` on that benchmark.
-fn score_with(p: &Project, before: &[&str], env: &[(&str, &str)]) -> Ran {
-    let mut args = before.to_vec();
-    args.extend([
+/// `score ... --json` on `problems.jsonl` and `samples.jsonl`.
+fn score_args<'a>(benchmark: &'a str, workers: &'a str) -> [&'a str; 14] {
+    [
         "score",
         "--benchmark",
-        "humaneval",
+        benchmark,
         "--problems",
         "problems.jsonl",
         "--samples",
@@ -36,9 +35,15 @@ fn score_with(p: &Project, before: &[&str], env: &[(&str, &str)]) -> Ran {
         "--timeout",
         "0.5",
         "-j",
-        "1",
+        workers,
         "--json",
-    ]);
+    ]
+}
+
+/// `tw [before] score ... --json` on that benchmark.
+fn score_with(p: &Project, before: &[&str], env: &[(&str, &str)]) -> Ran {
+    let mut args = before.to_vec();
+    args.extend(score_args("humaneval", "1"));
     p.tw_env(&args, env)
 }
 
@@ -83,6 +88,51 @@ fn a_sandbox_that_keeps_failing_fails_the_run_and_names_the_worker_and_the_job()
         );
         assert!(ran.stdout.is_empty(), "no score from a broken sandbox");
     }
+}
+
+/// HumanEval+ scoring hands out its jobs as they become ready (references,
+/// then samples, plus suites after passing base suites): a sandbox that keeps
+/// failing still ends the run, naming the job, and does not hang it.
+#[test]
+fn a_failing_sandbox_ends_an_evalplus_run_too() {
+    let p = Project::new();
+    let problem = json!({
+        "task_id": "Inc/0", "prompt": "def inc(x):\n", "entry_point": "inc",
+        "canonical_solution": "    return x + 1\n",
+        "test": "def check(candidate):\n    assert candidate(1) == 2\n",
+        "base_input": [[1]], "plus_input": [[2], [3]], "atol": 0,
+    });
+    p.write("problems.jsonl", &format!("{problem}\n"));
+    let sample = json!({"task_id": "Inc/0", "completion": "    return x + 1\n"});
+    p.write("samples.jsonl", &format!("{sample}\n").repeat(3));
+    let args = score_args("humaneval-plus", "2");
+    let ran = p.tw_env(&args, &[]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let v: Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(
+        (v["passed"].clone(), v["passed_plus"].clone()),
+        (json!(3), json!(3)),
+        "{v}"
+    );
+    // Every worker dies on its third job: references and samples are retried
+    // on fresh workers and the run still scores everything.
+    let ran = p.tw_env(&args, &[("TW_FAILPOINT", "sandbox_worker:exit:3")]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let v: Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(v["passed_plus"], json!(3), "{v}");
+    assert!(v["sandbox_retries"].as_u64().unwrap() >= 1, "{v}");
+    // Every worker dies on its first job: the first reference fails twice.
+    let started = std::time::Instant::now();
+    let ran = p.tw_env(&args, &[("TW_FAILPOINT", "sandbox_worker:exit:1")]);
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    assert!(
+        ran.stderr
+            .contains("(canonical solution) and again on a retry"),
+        "{}",
+        ran.stderr
+    );
+    assert!(ran.stdout.is_empty(), "no score from a broken sandbox");
+    assert!(started.elapsed().as_secs() < 60, "the run ended");
 }
 
 #[test]

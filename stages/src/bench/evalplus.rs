@@ -22,7 +22,8 @@ use crate::python::sandbox::{
     Comparator, Job, JobReport, Mode, Sandbox, Tagged, TestCase, Verdict,
 };
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 /// `mbpp`: MBPP+ (loaded, not graded); else HumanEval+.
@@ -140,6 +141,7 @@ fn reference_job(problem: &Problem, inputs: &[Value], settings: &ScoreSettings) 
             })
             .collect(),
     );
+    job.repr_passing_outputs = false;
     job.label = Some(format!("{} (canonical solution)", problem.task_id));
     job
 }
@@ -193,6 +195,7 @@ fn sample_job(
     // EvalPlus scores with fast_check: a suite stops at its first failure.
     job.stop_at_first_failure = true;
     job.keep_output_values = false;
+    job.repr_passing_outputs = false;
     job.label = Some(format!(
         "{} sample {} ({name})",
         sample.task_id, sample.index
@@ -202,8 +205,12 @@ fn sample_job(
 
 /// Grade `samples`: expected outputs come from running the canonical
 /// solution here, with its time per input setting the per-test limits.
-/// Each problem's suites are built once; sample jobs are made as workers
-/// free up and reduced to a verdict as they finish, so memory stays flat.
+/// Jobs are handed out as they become ready (`Sandbox::run_dynamic`): every
+/// reference first, a problem's samples as soon as its base suite is built
+/// (so no worker waits for the slowest reference), and a sample's plus suite
+/// only once its base suite passed (plus_pass needs both, and a base failure
+/// is the sample's detail): four in five plus jobs are never forked here.
+/// Memory stays flat: one small outcome per sample.
 fn grade(
     problems: &[Problem],
     samples: &[Sample],
@@ -211,62 +218,116 @@ fn grade(
     sandbox: &Sandbox,
     progress: &(dyn Fn() + Sync),
 ) -> Result<Graded, StageError> {
-    let mut suites: Vec<[Option<Arc<Vec<TestCase>>>; 2]> = vec![[None, None]; problems.len()];
-    let mut failed = vec![false; problems.len()];
-    let reference_jobs = problems.iter().flat_map(|p| {
-        [
-            reference_job(p, &p.base_input, settings),
-            reference_job(p, &p.plus_input, settings),
-        ]
+    #[derive(Clone, Copy)]
+    enum Task {
+        /// The canonical solution of a problem on suite 0 (base) or 1 (plus).
+        Reference(usize, usize),
+        /// A sample on suite 0 or 1.
+        Sample(usize, usize),
+    }
+    struct State {
+        ready: VecDeque<Task>,
+        handed: Vec<Task>,
+        suites: Vec<[Option<Arc<Vec<TestCase>>>; 2]>,
+        failed: Vec<bool>,
+        /// Samples whose base suite passed before their plus suite was built.
+        waiting: Vec<Vec<usize>>,
+        outcomes: Vec<[Option<SuiteOutcome>; 2]>,
+    }
+    let index: BTreeMap<&str, usize> = problems
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.task_id.as_str(), i))
+        .collect();
+    let problem_of: Vec<usize> = samples.iter().map(|s| index[s.task_id.as_str()]).collect();
+    let mut samples_of = vec![Vec::new(); problems.len()];
+    for (s, &p) in problem_of.iter().enumerate() {
+        samples_of[p].push(s);
+    }
+    let state = RefCell::new(State {
+        ready: (0..problems.len())
+            .flat_map(|p| [Task::Reference(p, 0), Task::Reference(p, 1)])
+            .collect(),
+        handed: Vec::new(),
+        suites: vec![[None, None]; problems.len()],
+        failed: vec![false; problems.len()],
+        waiting: vec![Vec::new(); problems.len()],
+        outcomes: vec![[None, None]; samples.len()],
     });
-    let mut summary = sandbox.run_each(reference_jobs, &mut |i, report| {
-        let p = &problems[i / 2];
-        let inputs = if i % 2 == 0 {
-            &p.base_input
-        } else {
-            &p.plus_input
-        };
-        let (tests, passed) = suite_tests(inputs, report, settings);
-        failed[i / 2] |= !passed;
-        suites[i / 2][i % 2] = Some(Arc::new(tests));
-    })?;
+    let summary = sandbox.run_dynamic(
+        &mut || {
+            let mut st = state.borrow_mut();
+            let task = st.ready.pop_front()?;
+            st.handed.push(task);
+            Some(match task {
+                Task::Reference(p, k) => {
+                    let inputs = [&problems[p].base_input, &problems[p].plus_input][k];
+                    reference_job(&problems[p], inputs, settings)
+                }
+                Task::Sample(s, k) => {
+                    let p = problem_of[s];
+                    let suite = st.suites[p][k].as_ref().expect("suite built");
+                    sample_job(
+                        &problems[p],
+                        &samples[s],
+                        suite,
+                        ["base", "plus"][k],
+                        settings,
+                    )
+                }
+            })
+        },
+        &mut |i, report| {
+            let mut guard = state.borrow_mut();
+            let st = &mut *guard;
+            match st.handed[i] {
+                Task::Reference(p, k) => {
+                    let inputs = [&problems[p].base_input, &problems[p].plus_input][k];
+                    let (tests, passed) = suite_tests(inputs, report, settings);
+                    st.failed[p] |= !passed;
+                    st.suites[p][k] = Some(Arc::new(tests));
+                    let now_ready: Vec<usize> = if k == 0 {
+                        samples_of[p].clone()
+                    } else {
+                        std::mem::take(&mut st.waiting[p])
+                    };
+                    st.ready
+                        .extend(now_ready.into_iter().map(|s| Task::Sample(s, k)));
+                }
+                Task::Sample(s, k) => {
+                    let passed = report.passed();
+                    st.outcomes[s][k] = Some((passed, first_failure(&report)));
+                    let p = problem_of[s];
+                    if k == 1 || !passed {
+                        progress();
+                    } else if st.suites[p][1].is_some() {
+                        // Plus jobs first: they finish the samples begun.
+                        st.ready.push_front(Task::Sample(s, 1));
+                    } else {
+                        st.waiting[p].push(s);
+                    }
+                }
+            }
+        },
+    )?;
+    let State {
+        failed,
+        mut outcomes,
+        ..
+    } = state.into_inner();
     let reference_failures = problems
         .iter()
         .zip(&failed)
         .filter(|(_, f)| **f)
         .map(|(p, _)| p.task_id.clone())
         .collect();
-    let index: BTreeMap<&str, usize> = problems
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (p.task_id.as_str(), i))
-        .collect();
-    let jobs = samples.iter().flat_map(|s| {
-        let i = index[s.task_id.as_str()];
-        let [base, plus] = &suites[i];
-        let p = &problems[i];
-        [
-            sample_job(p, s, base.as_ref().expect("base suite"), "base", settings),
-            sample_job(p, s, plus.as_ref().expect("plus suite"), "plus", settings),
-        ]
-    });
-    // Per job: passed, and the first failure.
-    let mut outcomes: Vec<Option<SuiteOutcome>> = vec![None; samples.len() * 2];
-    let mut done = vec![0u8; samples.len()];
-    let run = sandbox.run_each(jobs, &mut |i, report| {
-        outcomes[i] = Some((report.passed(), first_failure(&report)));
-        done[i / 2] += 1;
-        if done[i / 2] == 2 {
-            progress();
-        }
-    })?;
-    summary.retries += run.retries;
     let results = samples
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            let (base_pass, base_failure) = outcomes[2 * i].take().expect("base graded");
-            let (plus_passed, plus_failure) = outcomes[2 * i + 1].take().expect("plus graded");
+            let [base, plus] = &mut outcomes[i];
+            let (base_pass, base_failure) = base.take().expect("base graded");
+            let (plus_passed, plus_failure) = plus.take().unwrap_or((false, None));
             let plus_pass = base_pass && plus_passed;
             let (verdict, detail) = base_failure
                 .map(|(v, d)| (v, format!("base {d}")))

@@ -281,6 +281,7 @@ fn io_job(
     // Both harnesses count a sample as passing only if every test passes.
     job.stop_at_first_failure = true;
     job.keep_output_values = false;
+    job.repr_passing_outputs = false;
     job
 }
 

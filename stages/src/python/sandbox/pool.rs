@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -279,31 +279,44 @@ impl Sandbox {
     /// Fails, after one retry, when the sandbox itself fails on a job.
     pub fn run_each<I>(
         &self,
-        jobs: I,
+        mut jobs: I,
         on_report: &mut dyn FnMut(usize, JobReport),
     ) -> Result<RunSummary, SandboxError>
     where
-        I: Iterator<Item = Job> + Send,
+        I: Iterator<Item = Job>,
     {
-        let source = Mutex::new(jobs.enumerate());
-        let failed = AtomicBool::new(false);
+        self.run_dynamic(&mut || jobs.next(), on_report)
+    }
+
+    /// Run jobs that become ready as earlier ones report: `next_job` (called
+    /// on this thread) gives a job that can run now, or None when none can;
+    /// each report goes to `on_report` with the index of its job in the order
+    /// handed out, after which `next_job` is asked again. Ends when nothing
+    /// runs and `next_job` has nothing: the caller's jobs wait on nothing
+    /// else. Workers never idle while a ready job waits, which lets a
+    /// benchmark start grading a problem's samples as soon as its reference
+    /// outputs are in, while other references still run.
+    pub fn run_dynamic(
+        &self,
+        next_job: &mut dyn FnMut() -> Option<Job>,
+        on_report: &mut dyn FnMut(usize, JobReport),
+    ) -> Result<RunSummary, SandboxError> {
+        let (job_tx, job_rx) = channel::<(usize, Job)>();
+        let job_rx = Mutex::new(job_rx);
         let retries = AtomicUsize::new(0);
         let (tx, rx) = channel::<Result<(usize, JobReport), SandboxError>>();
         let mut first_error = None;
         std::thread::scope(|scope| {
             for index in 0..self.workers {
                 let tx = tx.clone();
-                let (source, failed, retries) = (&source, &failed, &retries);
+                let (job_rx, retries) = (&job_rx, &retries);
                 scope.spawn(move || {
                     let mut worker: Option<Worker> = None;
-                    while !failed.load(Ordering::Relaxed) {
-                        let Some((i, job)) = source.lock().expect("job source").next() else {
+                    loop {
+                        let Ok((i, job)) = job_rx.lock().expect("job queue").recv() else {
                             break;
                         };
                         let result = self.run_one(index, &mut worker, &job, i as u64, retries);
-                        if result.is_err() {
-                            failed.store(true, Ordering::Relaxed);
-                        }
                         if tx.send(result.map(|r| (i, r))).is_err() {
                             break;
                         }
@@ -311,16 +324,36 @@ impl Sandbox {
                 });
             }
             drop(tx);
-            for message in rx {
+            let mut handed = 0usize;
+            let mut in_flight = 0usize;
+            let mut refill = |handed: &mut usize, in_flight: &mut usize| {
+                while *in_flight < self.workers {
+                    let Some(job) = next_job() else { break };
+                    if job_tx.send((*handed, job)).is_err() {
+                        break;
+                    }
+                    *handed += 1;
+                    *in_flight += 1;
+                }
+            };
+            refill(&mut handed, &mut in_flight);
+            while in_flight > 0 {
+                let Ok(message) = rx.recv() else { break };
+                in_flight -= 1;
                 match message {
-                    Ok((i, report)) => on_report(i, report),
-                    Err(e) => {
+                    Ok((i, report)) => {
+                        on_report(i, report);
                         if first_error.is_none() {
-                            first_error = Some(e);
+                            refill(&mut handed, &mut in_flight);
                         }
+                    }
+                    // Hand out nothing more; wait for what runs.
+                    Err(e) => {
+                        first_error.get_or_insert(e);
                     }
                 }
             }
+            drop(job_tx);
         });
         let retries = retries.into_inner();
         self.retries.fetch_add(retries, Ordering::Relaxed);

@@ -405,6 +405,40 @@ fn many_jobs_spread_over_workers_in_order() {
     assert!(reports.iter().all(JobReport::passed));
 }
 
+/// `run_dynamic` hands out a job as soon as an earlier report makes it
+/// ready, maps every report to its job, and ends when nothing runs and
+/// nothing is ready: here each report of x readies 2x and 2x + 1, below 16.
+#[test]
+fn dynamic_runs_hand_out_jobs_as_reports_make_them_ready() {
+    let sb = sandbox();
+    let ready = std::cell::RefCell::new(std::collections::VecDeque::from([1i64]));
+    let handed = std::cell::RefCell::new(Vec::new());
+    let mut seen = Vec::new();
+    sb.run_dynamic(
+        &mut || {
+            let x = ready.borrow_mut().pop_front()?;
+            handed.borrow_mut().push(x);
+            Some(function_job(
+                "def f(x):\n    return x * 3\n",
+                "f",
+                vec![(json!([x]), json!(x * 3))],
+            ))
+        },
+        &mut |i, report| {
+            assert!(report.passed(), "{report:?}");
+            let x = handed.borrow()[i];
+            seen.push(x);
+            if x < 8 {
+                ready.borrow_mut().extend([2 * x, 2 * x + 1]);
+            }
+        },
+    )
+    .expect("the sandbox runs");
+    seen.sort_unstable();
+    assert_eq!(seen, (1..16).collect::<Vec<_>>());
+    assert_eq!(handed.into_inner().len(), 15, "each job handed out once");
+}
+
 // ---- the tracer -------------------------------------------------------------
 
 fn traced(

@@ -132,9 +132,33 @@ class _BoundedText(io.TextIOBase):
 
 # ---- values: a tagged JSON encoding that keeps Python types exact ----------
 
+_INT64 = (-(1 << 63), 1 << 63)
+# JSON's own scalars: a list of these is its own tagged JSON (floats finite).
+_JSON_SCALARS = frozenset((int, float, str, bool, type(None)))
+_TEXT_SCALARS = frozenset((str, bool, type(None)))
+
+
+def _plain_list(v):
+    """A copy of `v`, a list, when it is its own tagged JSON (every item a
+    string, bool, None, 64-bit int or finite float; checked at C speed);
+    else None. Lists of numbers and strings are most outputs and inputs."""
+    kinds = set(map(type, v))
+    if kinds <= _TEXT_SCALARS:
+        return list(v)
+    if kinds == {int}:
+        return list(v) if _INT64[0] <= min(v) and max(v) < _INT64[1] else None
+    if kinds == {float}:
+        return list(v) if all(map(math.isfinite, v)) else None
+    return None
+
+
 def encode(v, depth=0, handles=None):
     """Tagged JSON for `v`; with `handles` (calls mode), values JSON cannot
     carry are kept in that list and sent as a handle the judge can pass back."""
+    if type(v) is list and depth < 100:
+        plain = _plain_list(v)
+        if plain is not None:
+            return plain
     if depth > 100:
         return {"repr": "<too deep>", "type": type(v).__name__}
     if v is None or isinstance(v, (bool, str)):
@@ -257,6 +281,8 @@ def decode(v, handles=None):
     """The value of tagged JSON; handles resolve through `handles` (the
     program's side) or become `Handle`s (the judge's)."""
     if isinstance(v, list):
+        if _JSON_SCALARS.issuperset(map(type, v)):
+            return list(v)  # no tags inside: the list is its own value
         return [decode(x, handles) for x in v]
     if isinstance(v, dict):
         if "tuple" in v:
@@ -1374,10 +1400,14 @@ _NO_EXPECTATION = object()
 
 
 def _expected(test):
-    """A test's expected output: tagged-JSON text (parsed here, per test, so a
-    kept suite costs its text), plain JSON or a Python literal."""
+    """A test's expected output: tagged-JSON text (parsed here once per kept
+    suite, the value kept beside the text for the suite's next samples;
+    comparators never change it), plain JSON or a Python literal."""
     if "expected_text" in test:
-        return decode(json.loads(test["expected_text"]))
+        exp = test.get("_expected")
+        if exp is None:
+            exp = test["_expected"] = (decode(json.loads(test["expected_text"])),)
+        return exp[0]
     if "expected_json" in test:
         return test["expected_json"]
     if "expected_literal" in test:
@@ -1393,6 +1423,7 @@ def _finish(rep, test, job):
         exp, exp_error = _NO_EXPECTATION, e
     if job.get("trace") and job["mode"] == "function" and exp is not _NO_EXPECTATION:
         rep["expected"] = encode(exp)
+    out = _NO_EXPECTATION
     if rep.get("verdict") == "ok":
         try:
             if exp_error is not None:
@@ -1408,9 +1439,10 @@ def _finish(rep, test, job):
             ok = False
             rep["exc_type"], rep["exc_message"] = "ComparatorError", "%s: %s" % _exc(e)
         rep["verdict"] = "pass" if ok else "wrong_answer"
-    if job["mode"] == "function" and "output" in rep:
+    if job["mode"] == "function" and "output" in rep and (
+            rep["verdict"] != "pass" or job.get("repr_passing_outputs", True)):
         try:
-            rep["output_repr"] = short_repr(decode(rep["output"]))
+            rep["output_repr"] = short_repr(decode(rep["output"]) if out is _NO_EXPECTATION else out)
         except BaseException:
             rep["output_repr"] = "<undecodable>"
         if not job.get("keep_output_values", True):
@@ -1437,6 +1469,7 @@ class Channel:
         self.nonce = nonce
         self.nested = nested
         self.pending = bytearray()
+        self.scanned = 0  # `pending` has no newline before this offset
         self.eof = False
         self.exit = None  # (wait status, reason) once the zygote says so
         self.kill_reason = None
@@ -1488,7 +1521,7 @@ class Channel:
             data = os.read(self.report_r, 1 << 16)
             if data:
                 self.pending.extend(data)
-                if len(self.pending) > MAX_REPORT and b"\n" not in self.pending:
+                if len(self.pending) > MAX_REPORT and self.pending.find(b"\n", self.scanned) < 0:
                     raise Violation("a report of more than %d bytes" % MAX_REPORT)
             else:
                 self.eof = True
@@ -1514,10 +1547,15 @@ class Channel:
         """The next report frame, or None once the program has ended and
         nothing more can come. Raises Violation for anything malformed."""
         while True:
-            nl = self.pending.find(b"\n")
-            if nl >= 0:
+            # Only what arrived since the last look: a large report comes in
+            # many reads, and scanning it whole after each was quadratic.
+            nl = self.pending.find(b"\n", self.scanned)
+            if nl < 0:
+                self.scanned = len(self.pending)
+            else:
                 line = bytes(self.pending[:nl])
                 del self.pending[:nl + 1]
+                self.scanned = 0
                 try:
                     frame = json.loads(line)
                 except ValueError:
@@ -1549,6 +1587,13 @@ class Channel:
                 self.deadline = min(self.deadline, time.monotonic() + 2.0)
 
 
+class _JsonText:
+    """A value already written as JSON text (spliced in, not re-encoded)."""
+
+    def __init__(self, text):
+        self.text = text
+
+
 class ZygoteLost(Exception):
     """A zygote without job namespaces was killed (by a program)."""
 
@@ -1557,6 +1602,7 @@ class Judge:
     def __init__(self, worker_file):
         self.worker_file = worker_file
         self.suites = {}  # suite id -> tests, the last few tw sent whole
+        self.child_tests = {}  # suite id -> its inputs as the program reads them (JSON text)
         self.unfinished = None  # the last job's channel, until the zygote reports its end
         self.zygote, self.nested, self.nested_why = start_zygote(worker_file)
 
@@ -1582,9 +1628,13 @@ class Judge:
         except (OSError, EOFError) as e:
             raise Infra("the zygote is gone (%s: %s)" % _exc(e))
         job_w, report_r, request_w = fds
+        tests = child_job.pop("tests", None)
+        text = json.dumps(child_job)
+        if tests is not None:
+            text = text[:-1] + ', "tests": ' + tests.text + "}"
         try:
             with os.fdopen(job_w, "wb") as f:
-                f.write(json.dumps(child_job).encode())
+                f.write(text.encode())
         except OSError:
             # The program's process died before it read its job: its report
             # channel says the rest.
@@ -1600,6 +1650,7 @@ class Judge:
             if suite is not None:
                 # Re-sent suites move to the back, as in tw's list.
                 self.suites.pop(suite, None)
+                self.child_tests.pop(suite, None)
                 self.suites[suite] = job["tests"]
                 while len(self.suites) > 8:
                     self.suites.pop(next(iter(self.suites)))
@@ -1631,10 +1682,19 @@ class Judge:
             child_job["names"] = sorted(_free_names(check_code))
             child_job["setup_timeout"] = job.get("timeout", 3.0)
         else:
-            # Inputs only: expected values stay here.
-            child_job["tests"] = [
-                {k: v for k, v in t.items() if k in ("args", "args_json", "args_literal", "stdin", "timeout")}
-                for t in tests]
+            # Inputs only: expected values stay here. A kept suite's inputs
+            # are written as JSON once, not once per sample.
+            suite = job.get("suite")
+            text = self.child_tests.get(suite) if suite is not None else None
+            if text is None:
+                text = json.dumps([
+                    {k: v for k, v in t.items() if k in ("args", "args_json", "args_literal", "stdin", "timeout")}
+                    for t in tests])
+                if suite is not None and suite in self.suites:
+                    self.child_tests[suite] = text
+                    for old in [k for k in self.child_tests if k not in self.suites]:
+                        del self.child_tests[old]
+            child_job["tests"] = _JsonText(text)
         if self.unfinished is not None:
             # The last job's program was stopped; take the zygote's word on it.
             unfinished, self.unfinished = self.unfinished, None
