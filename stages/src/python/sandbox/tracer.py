@@ -51,7 +51,6 @@ _TW_PLAIN_SET = frozenset((int, float, bool, type(None)))
 _TW_UNCHANGING_SET = _TW_SCALAR_SET | frozenset((
     type, type(len), type(_tw_sys), type(lambda: None)))
 _TW_EVENT_OVERHEAD = 64
-_TW_NOTHING = {}  # shared by every event that changed nothing; never mutated
 _TW_RESCAN = object()  # `quick` could not tell: look at every local
 
 
@@ -257,12 +256,16 @@ def _tw_still_lines(source):
         def stmt(self, s):
             kind = type(s)
             if kind is ast.Assign:
-                unpacks = any(type(t) in (Tuple, List) for t in s.targets)
-                if unpacks and not (self.iterable(s.value) or (
-                        type(s.value) is Call and type(s.value.func) is Name
-                        and s.value.func.id == "divmod" and self.expr(s.value))):
-                    return False
-                return all(self.target(t) for t in s.targets) and self.expr(s.value)
+                if any(type(t) in (Tuple, List) for t in s.targets):
+                    # Unpacking iterates the value: a safe container, a
+                    # fresh one, or divmod's tuple.
+                    value = s.value
+                    read = self.iterable(value) or (
+                        type(value) is Call and type(value.func) is Name
+                        and value.func.id == "divmod" and self.expr(value))
+                else:
+                    read = self.expr(s.value)
+                return read and all(self.target(t) for t in s.targets)
             if kind is ast.AugAssign:
                 if type(s.target) is not Name:
                     return False
@@ -457,7 +460,6 @@ class TwTracer:
         plain_types = _TW_PLAIN_SET
         unchanging = _TW_UNCHANGING_SET
         repr_value = self.repr
-        nothing = _TW_NOTHING
         overhead = _TW_EVENT_OVERHEAD
         cut = _tw_cut
         clean = _tw_clean

@@ -1587,13 +1587,6 @@ class Channel:
                 self.deadline = min(self.deadline, time.monotonic() + 2.0)
 
 
-class _JsonText:
-    """A value already written as JSON text (spliced in, not re-encoded)."""
-
-    def __init__(self, text):
-        self.text = text
-
-
 class ZygoteLost(Exception):
     """A zygote without job namespaces was killed (by a program)."""
 
@@ -1602,7 +1595,7 @@ class Judge:
     def __init__(self, worker_file):
         self.worker_file = worker_file
         self.suites = {}  # suite id -> tests, the last few tw sent whole
-        self.child_tests = {}  # suite id -> its inputs as the program reads them (JSON text)
+        self.child_tests = {}  # kept suite id -> its inputs as the program reads them (JSON text)
         self.unfinished = None  # the last job's channel, until the zygote reports its end
         self.zygote, self.nested, self.nested_why = start_zygote(worker_file)
 
@@ -1612,9 +1605,10 @@ class Judge:
         _reap_everything(wait=False)
         self.zygote, _ = start_flat_zygote(self.worker_file)
 
-    def launch(self, child_job):
-        """Have the zygote fork the program's process, and hand it its job:
-        (report_r, request_w)."""
+    def launch(self, child_job, tests_text=None):
+        """Have the zygote fork the program's process, and hand it its job
+        (`tests_text`: its tests, already JSON, spliced in): (report_r,
+        request_w)."""
         try:
             self.zygote.sendall(b"S")
             msg, fds, _, _ = socket.recv_fds(self.zygote, 1, 4)
@@ -1628,10 +1622,9 @@ class Judge:
         except (OSError, EOFError) as e:
             raise Infra("the zygote is gone (%s: %s)" % _exc(e))
         job_w, report_r, request_w = fds
-        tests = child_job.pop("tests", None)
         text = json.dumps(child_job)
-        if tests is not None:
-            text = text[:-1] + ', "tests": ' + tests.text + "}"
+        if tests_text is not None:
+            text = text[:-1] + ', "tests": ' + tests_text + "}"
         try:
             with os.fdopen(job_w, "wb") as f:
                 f.write(text.encode())
@@ -1653,7 +1646,9 @@ class Judge:
                 self.child_tests.pop(suite, None)
                 self.suites[suite] = job["tests"]
                 while len(self.suites) > 8:
-                    self.suites.pop(next(iter(self.suites)))
+                    oldest = next(iter(self.suites))
+                    del self.suites[oldest]
+                    self.child_tests.pop(oldest, None)
             return job["tests"]
         if suite not in self.suites:
             raise Infra("tw referred to test suite %r, which this worker does not hold" % (suite,))
@@ -1671,6 +1666,7 @@ class Judge:
         child_job = {k: v for k, v in job.items() if k not in ("tests", "check", "suite")}
         child_job["nonce"] = nonce
         child_job["backstop"] = backstop
+        tests_text = None
         if job["mode"] == "calls":
             try:
                 check_code = compile(job["check"], "<check>", "exec")
@@ -1685,16 +1681,13 @@ class Judge:
             # Inputs only: expected values stay here. A kept suite's inputs
             # are written as JSON once, not once per sample.
             suite = job.get("suite")
-            text = self.child_tests.get(suite) if suite is not None else None
-            if text is None:
-                text = json.dumps([
+            tests_text = self.child_tests.get(suite)
+            if tests_text is None:
+                tests_text = json.dumps([
                     {k: v for k, v in t.items() if k in ("args", "args_json", "args_literal", "stdin", "timeout")}
                     for t in tests])
-                if suite is not None and suite in self.suites:
-                    self.child_tests[suite] = text
-                    for old in [k for k in self.child_tests if k not in self.suites]:
-                        del self.child_tests[old]
-            child_job["tests"] = _JsonText(text)
+                if suite in self.suites:
+                    self.child_tests[suite] = tests_text
         if self.unfinished is not None:
             # The last job's program was stopped; take the zygote's word on it.
             unfinished, self.unfinished = self.unfinished, None
@@ -1702,7 +1695,7 @@ class Judge:
                 unfinished.finish()
             except ZygoteLost:
                 self.restart_flat_zygote()
-        report_r, request_w = self.launch(child_job)
+        report_r, request_w = self.launch(child_job, tests_text)
         chan = Channel(report_r, self.zygote, request_w, nonce, backstop, self.nested)
         try:
             try:
