@@ -65,7 +65,7 @@ def _tw_cut(text, limit):
 def _tw_long_str(value, limit):
     # repr(value) cut to `limit`, from reprs of its two ends: a long string's
     # quote is chosen from the whole string, escapes are per character.
-    if " at 0x" in value:
+    if " " in value and " at 0x" in value:  # the first test is a fast memchr
         # Cleaning could reach across the cut: use the full repr. (Line
         # breaks need no look: a string's repr escapes them.)
         return None
@@ -76,7 +76,8 @@ def _tw_long_str(value, limit):
     tail = repr(value[-(right + 1):])
     if head[0] != quote or tail[0] != quote:
         return None
-    return head[:-1][:left] + "..." + (tail[1:][-right:] if right else "")
+    # Each holds its quotes and more characters than it shows.
+    return head[:left] + "..." + (tail[-right:] if right else "")
 
 
 def _tw_flat_list(value, ends):
@@ -84,6 +85,51 @@ def _tw_flat_list(value, ends):
     # end its cut repr shows (0: all), and those at the end.
     items = tuple(value)
     return (items, ends, items[-ends:] if ends else None)
+
+
+def _tw_shown_items(text, n, limit):
+    # How many items at each end of a container (n items, cleaned repr
+    # `text` longer than `limit`) its cut repr shows, or 0 if those overlap.
+    # Every item that starts in the first `left` + 2 characters (or ends in
+    # the last `right` + 2) follows (precedes) a ", " there: the count is at
+    # least theirs, more only where a string holds ", ". Items beyond are not
+    # shown, and with one or more of them between the ends the text stays
+    # longer than `limit` whatever they become, so the cut repr depends on
+    # these items alone.
+    left = (limit - 3) // 2
+    right = limit - 3 - left
+    if left < 1:
+        return 0  # a cut too short to show an item (tw asks for 8 or more)
+    ends = max(text.count(", ", 0, left + 2), text.count(", ", len(text) - right - 2)) + 1
+    return ends if 2 * ends < n else 0
+
+
+def _tw_rebuilt_ends(head, tail, shown, limit):
+    # The cut repr of a container of scalars whose cut repr `shown` showed
+    # `_tw_shown_items` items at each end, after some of those were replaced:
+    # `head` and `tail` are the reprs of the items at an end that changed (a
+    # container of them alone), None for an end that did not (kept from
+    # `shown`). None if a rebuilt end no longer fills its side of the cut
+    # (its items got shorter): the whole repr is needed.
+    left = (limit - 3) // 2
+    right = limit - 3 - left
+    if head is None:
+        head = shown[:left]
+    else:
+        head = _tw_clean(head)
+        if len(head) - 1 < left:
+            return None
+        head = head[:left]
+    if not right:
+        tail = ""
+    elif tail is None:
+        tail = shown[-right:]
+    else:
+        tail = _tw_clean(tail)
+        if len(tail) - 1 < right:
+            return None
+        tail = tail[-right:]
+    return head + "..." + tail
 
 
 def _tw_clean(text):
@@ -113,8 +159,8 @@ _TW_REAL_BUILTINS = {name: getattr(_tw_builtins, name) for name in _TW_PLAIN_CAL
 
 def _tw_still_lines(source):
     """Lines whose code cannot change any object in place, and what they may
-    rebind: {line: (checks of what it reads, names it may bind, names whose
-    value must be immutable after it)}. After such a line (and no Python code
+    rebind: {line: (builtins it calls, containers it reads, names it may
+    bind, names whose value must be immutable after it)}. After such a line (and no Python code
     run since), the tracer looks only at the names it may rebind and the
     number of locals, not at every local, once the checks hold: a container
     it reads is of a safe type, a builtin it calls is the real one, and an
@@ -334,9 +380,10 @@ def _tw_still_lines(source):
     found = {}
     for n, line in info.items():
         if n not in bad:
-            reads = tuple(dict.fromkeys(c for c in line.checks if c[1] != _TW_CHECK_UNCHANGING))
-            results = tuple(dict.fromkeys(name for name, what in line.checks if what == _TW_CHECK_UNCHANGING))
-            found[n] = (reads, tuple(dict.fromkeys(line.names)), results)
+            checked = {what: tuple(dict.fromkeys(name for name, kind in line.checks if kind == what))
+                       for what in (_TW_CHECK_BUILTIN, _TW_CHECK_SAFE, _TW_CHECK_UNCHANGING)}
+            found[n] = (checked[_TW_CHECK_BUILTIN], checked[_TW_CHECK_SAFE], tuple(dict.fromkeys(line.names)),
+                        checked[_TW_CHECK_UNCHANGING])
     _TW_STILL_CACHE[source] = found
     return found
 
@@ -356,7 +403,9 @@ class TwTracer:
         self.record_locals = record_locals
         self.abort_types = tuple(abort_types)
         self.def_lines = _tw_def_lines(source) if source else {}
-        self.events = _tw_array.array("i")  # kind, line, depth, func per event
+        # kind, line, depth, func per event: a flat list (extending an
+        # array from a tuple costs four times as much), packed by `summary`.
+        self.events = []
         self.changes = []  # step, name, repr (None: deleted), ...
         self.extras = []  # step, return value or [type, message], ...
         self.befores = []  # step, name, repr, ...: changes no line made
@@ -390,7 +439,12 @@ class TwTracer:
             if self.abort_types and isinstance(e, self.abort_types):
                 raise
             return "REPR FAILED"
-        return _tw_cut(_tw_clean(text), limit)
+        text = _tw_clean(text)
+        if limit and len(text) > limit:
+            if kind is list or kind is tuple or kind is dict:
+                self.shown_ends = _tw_shown_items(text, len(value), limit)
+            return _tw_cut(text, limit)
+        return text
 
     def _head_tail(self, value, kind, limit):
         # The first and last characters of repr(value), from the reprs of a
@@ -460,6 +514,9 @@ class TwTracer:
         plain_types = _TW_PLAIN_SET
         unchanging = _TW_UNCHANGING_SET
         repr_value = self.repr
+        long_str = _tw_long_str
+        rebuilt_ends = _tw_rebuilt_ends
+        address = _TW_ADDRESS
         overhead = _TW_EVENT_OVERHEAD
         cut = _tw_cut
         clean = _tw_clean
@@ -474,17 +531,20 @@ class TwTracer:
         still_lines = _tw_still_lines(self.source) if self.source and shortcuts else {}
         safe_types = _TW_SAFE_SET
         real_builtins = _TW_REAL_BUILTINS
-        check_safe = _TW_CHECK_SAFE
-        check_builtin = _TW_CHECK_BUILTIN
         rescan = _TW_RESCAN
         # Counts calls of Python code (and reprs that may run some) while
         # tracing: a frame's objects can change in place between two of its
         # events only through code of its line, or Python code that ran.
         ran = [0]
 
-        def describe(value, kind, hit):
-            # The cache entry for a value: (object, repr, flat items or None);
-            # `hit` is the name's previous entry (or None).
+        def describe(value, kind, hit, moved=None):
+            # The cache entry for a value: (object, repr, flat or None). A
+            # container of scalars is flat, its repr known from its items'
+            # identities: a list's `_tw_flat_list`, () for a tuple, a dict's
+            # (keys, values, items shown at each end (`_tw_shown_items`),
+            # reprs of those items or None). `hit` is the name's previous
+            # entry (or None); `moved`: where the values of hit's flat dict,
+            # its keys the very same objects, were replaced (None: not known).
             if kind in plain_types:
                 try:
                     text = repr(value)
@@ -493,20 +553,80 @@ class TwTracer:
                 if limit and len(text) > limit:
                     text = cut(text, limit)
                 return (value, text, None)
-            text = repr_value(value)
-            flat = None
+            if kind is str:
+                if limit and len(value) > 2 * limit + 8:
+                    text = long_str(value, limit)
+                    if text is not None:
+                        return (value, text, None)
+                text = repr(value)  # never has a line break: escaped
+                if " at 0x" in text:
+                    text = address.sub("", text)
+                return (value, cut(text, limit) if limit and len(text) > limit else text, None)
+            if moved is None and kind is dict and hit is not None and hit[0] is value and hit[2] is not None \
+                    and len(hit[2][0]) == len(value) and all(map(same, value, hit[2][0])):
+                moved = list(compress(range(len(value)), map(not_same, value.values(), hit[2][1])))
+            if moved:
+                # The same keys: only the values that were replaced need
+                # checking, and none at all in the middle of a long dict,
+                # which its cut repr does not show.
+                keys, old_values, ends, items = hit[2]
+                values = tuple(value.values())
+                if scalar_types.issuperset(map(type, map(values.__getitem__, moved))):
+                    if ends:
+                        tail_at = len(values) - ends
+                        if ends <= moved[0] and moved[-1] < tail_at:
+                            return (value, hit[1], (keys, values, ends, items))
+                        # The ends rebuilt from the reprs of their items
+                        # ("key: value", as a dict's repr has them), kept
+                        # from one change to the next: only those replaced
+                        # are made again.
+                        try:
+                            if items is None:
+                                head = ["%r: %r" % item for item in zip(keys[:ends], values[:ends])]
+                                tail = ["%r: %r" % item for item in zip(keys[tail_at:], values[tail_at:])]
+                            else:
+                                head, tail = items[0][:], items[1][:]
+                                for at in moved:
+                                    if at < ends:
+                                        head[at] = "%r: %r" % (keys[at], values[at])
+                                    elif at >= tail_at:
+                                        tail[at - tail_at] = "%r: %r" % (keys[at], values[at])
+                        except ValueError:  # an int beyond the digit limit
+                            text = None
+                        else:
+                            text = rebuilt_ends("{" + ", ".join(head) + "}" if moved[0] < ends else None,
+                                                "{" + ", ".join(tail) + "}" if moved[-1] >= tail_at else None,
+                                                hit[1], limit)
+                        if text is not None:
+                            return (value, text, (keys, values, ends, (head, tail)))
+                    return (value, repr_value(value), (keys, values, tracer.shown_ends, None))
             if kind is list and hit is not None and hit[0] is value and hit[2] is not None \
                     and len(hit[2][0]) == len(value):
-                # Mutated in place: only the items that were replaced need checking.
-                if scalar_types.issuperset(map(type, compress(value, map(not_same, value, hit[2][0])))):
-                    flat = _tw_flat_list(value, tracer.shown_ends)
-            elif (kind is list or kind is tuple) and len(value) <= 100000 \
+                # Mutated in place: only the items that were replaced need
+                # checking, and only the ends that changed a new repr.
+                old, ends, old_tail = hit[2]
+                if scalar_types.issuperset(map(type, compress(value, map(not_same, value, old)))):
+                    if ends:
+                        try:
+                            text = rebuilt_ends(
+                                None if all(map(same, value[:ends], old)) else repr(value[:ends]),
+                                None if all(map(same, value[-ends:], old_tail)) else repr(value[-ends:]),
+                                hit[1], limit)
+                        except ValueError:  # an int beyond the digit limit
+                            text = None
+                        if text is not None:
+                            return (value, text, _tw_flat_list(value, ends))
+                    text = repr_value(value)
+                    return (value, text, _tw_flat_list(value, tracer.shown_ends))
+            text = repr_value(value)
+            flat = None
+            if (kind is list or kind is tuple) and len(value) <= 100000 \
                     and scalar_types.issuperset(map(type, value)):
                 flat = _tw_flat_list(value, tracer.shown_ends) if kind is list else ()
             elif kind is dict and len(value) <= 100000 \
                     and scalar_types.issuperset(map(type, value)) \
                     and scalar_types.issuperset(map(type, value.values())):
-                flat = (tuple(value), tuple(value.values()))
+                flat = (tuple(value), tuple(value.values()), tracer.shown_ends, None)
             elif kind not in unchanging:
                 ran[0] += 1  # its repr may have run the program's code
             return (value, text, flat)
@@ -527,6 +647,7 @@ class TwTracer:
                 seen += 1
                 hit = cache.get(name)
                 kind = type(value)
+                moved = None
                 if hit is not None and hit[0] is value:
                     if kind in unchanging:
                         continue
@@ -547,9 +668,11 @@ class TwTracer:
                                 elif all(map(same, value[:ends], old)) and \
                                         all(map(same, value[-ends:], flat[2])):
                                     continue
-                            elif all(map(same, value, old)) and all(map(same, value.values(), flat[1])):
-                                continue
-                entry = cache[name] = describe(value, kind, hit)
+                            elif all(map(same, value, old)):
+                                moved = list(compress(range(len(old)), map(not_same, value.values(), flat[1])))
+                                if not moved:
+                                    continue
+                entry = cache[name] = describe(value, kind, hit, moved)
                 text = entry[1]
                 if hit is None:
                     size += len(name) + len(text)
@@ -644,6 +767,7 @@ class TwTracer:
             if state is None:
                 return None  # tracing stopped
             pending = state[2]
+            size = overhead
             changed = rescan
             still = still_lines.get(state[10]) if pending >= 0 and state[8] == ran[0] else None
             if still is not None:
@@ -653,21 +777,23 @@ class TwTracer:
                 # checks of what it read are made on the objects the names
                 # held before it (the cache), so a line that binds nothing
                 # does not even read the locals.
-                reads, names, results = still
+                builtins_read, containers_read, names, results = still
                 cache = state[3]
                 changed = None
-                for name, what in reads:
-                    if what == check_builtin:
-                        if name in cache or name in frame.f_globals \
-                                or frame.f_builtins.get(name) is not real_builtins[name]:
-                            changed = rescan
-                            break
-                    elif type(cache[name][0] if name in cache else frame.f_globals.get(name, rescan)) \
-                            not in safe_types:
+                for name in builtins_read:
+                    if name in cache or name in frame.f_globals \
+                            or frame.f_builtins.get(name) is not real_builtins[name]:
                         changed = rescan
                         break
+                else:
+                    for name in containers_read:
+                        if type(cache[name][0] if name in cache else frame.f_globals.get(name, rescan)) \
+                                not in safe_types:
+                            changed = rescan
+                            break
                 if names and changed is None:
                     f_locals = frame.f_locals
+                    # A name newly bound adds an entry; a still line unbinds none.
                     if len(f_locals) != state[9]:
                         changed = rescan
                     else:
@@ -675,14 +801,9 @@ class TwTracer:
                             if type(f_locals.get(name, rescan)) not in unchanging:
                                 changed = rescan  # an augmented assignment may have changed it in place
                                 break
-                        else:
-                            for name in names:
-                                if (name in cache) is not (name in f_locals) and not (
-                                        state[5] and name.startswith("__") and name.endswith("__")):
-                                    changed = rescan  # newly bound (or gone)
-                                    break
                     if changed is None:
-                        size = state[6]
+                        shown_size = state[6]
+                        first = None  # the one name changed, logged below; more: `changed`
                         for name in names:
                             hit = cache.get(name)
                             if hit is None:
@@ -693,20 +814,26 @@ class TwTracer:
                             entry = cache[name] = describe(value, type(value), hit)
                             text = entry[1]
                             if hit[1] != text:
-                                size += len(text) - len(hit[1])
-                                if changed is None:
-                                    changed = {name: text}
-                                elif name not in changed:
+                                shown_size += len(text) - len(hit[1])
+                                if first is None:
+                                    first = name
+                                    first_text = text
+                                else:
+                                    if changed is None:
+                                        changed = {first: first_text}
                                     changed[name] = text
-                                    # In the order of the locals, as `changes` lists them.
-                                    changed = {n: changed[n] for n in f_locals if n in changed}
-                        if changed is not None:
-                            state[6] = size
+                        if first is not None:
+                            state[6] = shown_size
                             state[7] = True
+                            if changed is None:
+                                log_change((pending, first, first_text))
+                                size += len(first) + len(first_text)
+                            else:
+                                # In the order of the locals, as `changes` lists them.
+                                changed = {n: changed[n] for n in f_locals if n in changed}
             if changed is rescan:
                 changed = changes(frame.f_locals, state)
             state[8] = ran[0]
-            size = overhead
             orphan = None
             if pending >= 0:
                 # The state this frame's previous line left behind.
@@ -726,11 +853,22 @@ class TwTracer:
                 orphan = changed
             if count >= max_steps:
                 return full("max_steps")
-            extra = None
-            if event == "line":
-                kind = 1
+            if event == "line":  # the common case, on its own
                 state[4] = False
-            elif event == "return":
+                recorded += size
+                if recorded > max_bytes:
+                    return full("max_bytes")
+                line = frame.f_lineno
+                record((1, line, state[0], state[1]))
+                state[2] = count
+                state[10] = line
+                if orphan is not None:
+                    for name, text in orphan.items():
+                        log_before((count, name, text))
+                count += 1
+                return local_trace
+            extra = None
+            if event == "return":
                 del frames[frame]
                 depth_of.pop(frame, None)
                 if record_locals:
@@ -759,12 +897,8 @@ class TwTracer:
             recorded += size
             if recorded > max_bytes:
                 return full("max_bytes")
-            line = frame.f_lineno
-            record((kind, line, state[0], state[1]))
-            if kind == 1:
-                state[2] = count
-                state[10] = line
-            elif extra is not None:
+            record((kind, frame.f_lineno, state[0], state[1]))
+            if extra is not None:
                 log_extra((count, extra))
             if orphan is not None:
                 for name, text in orphan.items():
@@ -841,9 +975,8 @@ class TwTracer:
         changes seen at an event that no line made. Flat lists: a third of
         the cost of nested objects to write as JSON."""
         import binascii
-        steps = self.events
+        steps = _tw_array.array("i", self.events)
         if _tw_sys.byteorder == "big":
-            steps = _tw_array.array("i", steps)
             steps.byteswap()
         return {"funcs": self.funcs,
                 "events": binascii.b2a_base64(steps.tobytes(), newline=False).decode("ascii"),

@@ -1,12 +1,14 @@
 # Property checks of tracer.py's shortcuts, run by `cargo test` (sandbox
-# tests): every cut repr equals cutting the full repr; the values the tracer
-# reports for a list mutated in place equal a naive full-repr replay; and on
-# programs written to trip the still-line shortcut (aliases, defaultdicts,
-# lazy maps, shadowed builtins, context managers, generators, deletions),
-# every event equals both the tracer with its shortcuts off and a naive
-# tracer that reprs every local at every event.
+# tests): every cut repr equals cutting the full repr; the items a container's
+# cut repr shows at its ends decide it, whatever the items between become;
+# the values the tracer reports for a list and a dict changed in place equal
+# a naive full-repr replay; and on programs written to trip the still-line
+# shortcut (aliases, defaultdicts, lazy maps, shadowed builtins, context
+# managers, generators, deletions), every event equals both the tracer with
+# its shortcuts off and a naive tracer that reprs every local at every event.
 import random
 import sys
+import textwrap
 
 sys.path.insert(0, sys.argv[1])
 import tracer  # noqa: E402
@@ -26,6 +28,17 @@ for limit in (7, 10, 11, 40, 100, 101):
             v = kind(elems) if kind is not dict else {i: e for i, e in enumerate(elems)}
         want = tracer._tw_cut(tracer._tw_clean(repr(v)), limit)
         assert t.repr(v) == want, (limit, kind, t.repr(v), want)
+
+
+def shown_values(t, name):
+    # The successive values a trace shows for local `name` (repeats dropped).
+    got = []
+    for e in t.expanded()["events"]:
+        shown = (e.get("locals") or {}).get(name)
+        if shown is not None and (not got or shown != got[-1]):
+            got.append(shown)
+    return got
+
 
 SOURCE = """
 def run(ops, n):
@@ -49,12 +62,7 @@ for trial in range(200):
             random.choice([1, 1.0, True, "s", None, 7, -0.0, 0.0])) for _ in range(60)]
     t = tracer.TwTracer(max_steps=0, max_bytes=0, max_repr=random.choice([20, 100]))
     t.run(g["run"], ops, n)
-    got, last = [], None
-    for e in t.expanded()["events"]:
-        shown = (e.get("locals") or {}).get("xs")
-        if shown is not None and shown != last:
-            got.append(shown)
-            last = shown
+    got = shown_values(t, "xs")
     xs = list(range(n))
     want = [tracer._tw_cut(repr(xs), t.max_repr)]
     for op, i, v in ops:
@@ -69,6 +77,92 @@ for trial in range(200):
         text = tracer._tw_cut(tracer._tw_clean(repr(xs)), t.max_repr)
         if text != want[-1]:
             want.append(text)
+    assert got == want, (trial, got, want)
+
+class Blank:
+    # A value whose repr is empty: the least a changed middle item can show.
+    def __repr__(self):
+        return ""
+
+
+# A container whose cut repr shows only its ends (`_tw_shown_items`): items
+# between them may become anything without changing it.
+middles = [lambda: 10 ** 40, lambda: "", lambda: "a, b, c", lambda: "x at 0x1234abcd", lambda: Blank(),
+           lambda: [1, 2], lambda: "\n" * 30, lambda: 0.0, lambda: None]
+for limit in (7, 20, 40, 100, 101):
+    for _ in range(400):
+        n = random.randint(2, 64)
+        kind = random.choice([list, tuple, dict])
+        short = random.random() < 0.3  # one-character items: the tightest fit
+        elems = [random.randint(0, 9) if short else random.choice(items + middles)() for _ in range(n)]
+        v = kind(elems) if kind is not dict else {random.choice([i, str(i), "k, %d" % i]): e for i, e in enumerate(elems)}
+        t = tracer.TwTracer(max_repr=limit)
+        before = t.repr(v)
+        assert before == tracer._tw_cut(tracer._tw_clean(repr(v)), limit), (limit, v)
+        ends = t.shown_ends
+        if not ends:
+            continue
+        assert 2 * ends < len(v)
+        # Every middle item replaced: at random, or all by the shortest repr.
+        shortest = random.random() < 0.5
+        for i in range(ends, len(v) - ends):
+            if kind is dict:
+                v[list(v)[i]] = Blank() if shortest else random.choice(middles)()
+            else:
+                elems[i] = Blank() if shortest else random.choice(middles)()
+        after = v if kind is dict else kind(elems)
+        assert tracer._tw_cut(tracer._tw_clean(repr(after)), limit) == before, (limit, before, after)
+
+# The tightest fits, every one: equal short items, the middle made empty.
+for limit in range(7, 60):
+    for n in range(2, 40):
+        for width in (1, 2, 3):
+            xs = [10 ** (width - 1)] * n
+            t = tracer.TwTracer(max_repr=limit)
+            before = t.repr(xs)
+            ends = t.shown_ends
+            if ends:
+                ys = xs[:ends] + [Blank()] * (n - 2 * ends) + xs[n - ends:]
+                assert tracer._tw_cut(tracer._tw_clean(repr(ys)), limit) == before, (limit, n, width)
+
+# Dicts changed in place (values replaced at the ends or in the middle, keys
+# added and removed, lists in them grown): the values the tracer reports
+# equal a naive replay of the same operations.
+DICT_OPS = """
+if op == 0:
+    d[k] = v
+elif op == 1:
+    d[k] = d.get(k, v)
+elif op == 2:
+    d.pop(k, None)
+elif op == 3:
+    d[k] = [v]
+elif op == 4:
+    d[k] = d[k] + 1 if type(d.get(k)) is int else 0
+elif op == 6:
+    d[k].append(v) if type(d.get(k)) is list else d.pop(k, None)
+else:
+    d[-k - 1] = v
+"""
+ops_body = textwrap.indent(DICT_OPS.strip("\n"), " " * 8)
+g = {}
+exec(compile("def run(ops, start):\n    d = dict(start)\n    for op, k, v in ops:\n" + ops_body
+             + "\n    return len(d)\n", "<program>", "exec"), g)
+exec("def replay(ops, start, shown):\n    d = dict(start)\n    want = [shown(d)]\n    for op, k, v in ops:\n"
+     + ops_body + "\n        if shown(d) != want[-1]:\n            want.append(shown(d))\n    return want\n", g)
+for trial in range(400):
+    n = random.choice([3, 12, 26, 70])
+    # Lopsided: short values at one end, long at the other, so that either
+    # end may be the one that decides how many items the cut repr shows.
+    short_head = random.random() < 0.5
+    start = {k: (k % 10 if (k < n // 2) == short_head else 10 ** random.randint(5, 12) + k) for k in range(n)}
+    ops = [(random.choice([0, 0, 1, 4, 4, 4, 2, 3, 5, 6, 6]), random.randrange(n),
+            random.choice([1, 1.0, True, "s", None, 7, -0.0, 0.0, "a, b", 10 ** 30, "p at 0xdeadbeef", 0, 3]))
+           for _ in range(60)]
+    t = tracer.TwTracer(max_steps=0, max_bytes=0, max_repr=random.choice([20, 60, 100]))
+    t.run(g["run"], ops, start)
+    got = shown_values(t, "d")
+    want = g["replay"](ops, start, lambda d: tracer._tw_cut(tracer._tw_clean(repr(d)), t.max_repr))
     assert got == want, (trial, got, want)
 
 TRICKY = [
