@@ -40,6 +40,12 @@ fn score_args<'a>(benchmark: &'a str, workers: &'a str) -> [&'a str; 14] {
     ]
 }
 
+/// The `--json` summary of a run that must have succeeded.
+fn scored(ran: &Ran) -> Value {
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    serde_json::from_str(&ran.stdout).unwrap()
+}
+
 /// `tw [before] score ... --json` on that benchmark.
 fn score_with(p: &Project, before: &[&str], env: &[(&str, &str)]) -> Ran {
     let mut args = before.to_vec();
@@ -58,8 +64,7 @@ fn a_worker_that_dies_once_is_replaced_and_the_job_retried_and_counted() {
     let p = Project::new();
     benchmark(&p, 2);
     let ran = score(&p, &[("TW_FAILPOINT", "sandbox_worker:exit:2")]);
-    assert_eq!(ran.code, 0, "{}", ran.stderr);
-    let v: Value = serde_json::from_str(&ran.stdout).unwrap();
+    let v = scored(&ran);
     assert_eq!(v["passed"], json!(2), "no sample pays for the sandbox: {v}");
     assert_eq!(v["sandbox_retries"], json!(1), "{v}");
 }
@@ -107,8 +112,7 @@ fn a_failing_sandbox_ends_an_evalplus_run_too() {
     p.write("samples.jsonl", &format!("{sample}\n").repeat(3));
     let args = score_args("humaneval-plus", "2");
     let ran = p.tw_env(&args, &[]);
-    assert_eq!(ran.code, 0, "{}", ran.stderr);
-    let v: Value = serde_json::from_str(&ran.stdout).unwrap();
+    let v = scored(&ran);
     assert_eq!(
         (v["passed"].clone(), v["passed_plus"].clone()),
         (json!(3), json!(3)),
@@ -117,8 +121,7 @@ fn a_failing_sandbox_ends_an_evalplus_run_too() {
     // Every worker dies on its third job: references and samples are retried
     // on fresh workers and the run still scores everything.
     let ran = p.tw_env(&args, &[("TW_FAILPOINT", "sandbox_worker:exit:3")]);
-    assert_eq!(ran.code, 0, "{}", ran.stderr);
-    let v: Value = serde_json::from_str(&ran.stdout).unwrap();
+    let v = scored(&ran);
     assert_eq!(v["passed_plus"], json!(3), "{v}");
     assert!(v["sandbox_retries"].as_u64().unwrap() >= 1, "{v}");
     // Every worker dies on its first job: the first reference fails twice.

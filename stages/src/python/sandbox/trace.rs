@@ -299,12 +299,6 @@ mod tests {
         base64::engine::general_purpose::STANDARD.encode(bytes)
     }
 
-    fn expand(raw: serde_json::Value) -> Result<Trace, String> {
-        CompactTrace::deserialize(raw)
-            .map_err(|e| e.to_string())?
-            .expand()
-    }
-
     fn names(map: Option<&Reprs>) -> Vec<String> {
         map.unwrap()
             .iter()
@@ -336,7 +330,7 @@ mod tests {
             "locals": true,
             "truncated": null,
         });
-        let t = expand(raw).unwrap();
+        let t = Trace::from_wire(&raw).unwrap();
         let ev = &t.events;
         assert_eq!(names(ev[0].locals.as_deref()), ["a=1", "b=2"]);
         assert_eq!(names(ev[1].locals.as_deref()), ["a=1", "b=2", "c=3"]);
@@ -380,7 +374,7 @@ mod tests {
             "changed": [0, "n", "1", 1, "n", "2"], "extra": [2, "2"],
             "locals": false, "truncated": "max_steps",
         });
-        let t = expand(raw).unwrap();
+        let t = Trace::from_wire(&raw).unwrap();
         assert!(t.events.iter().all(|e| e.locals.is_none()));
         assert_eq!(names(t.events[1].changed.as_ref()), ["n=2"]);
         assert_eq!(t.truncated.as_deref(), Some("max_steps"));
@@ -412,7 +406,7 @@ mod tests {
         for (field, value, want) in cases {
             let mut raw = base();
             raw[field] = value;
-            let err = expand(raw).unwrap_err();
+            let err = Trace::from_wire(&raw).unwrap_err();
             assert!(err.contains(want), "{field}: {err}");
         }
     }

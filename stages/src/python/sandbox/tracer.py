@@ -458,16 +458,15 @@ class TwTracer:
                 return _tw_cut(_tw_clean(repr(value)), limit)
             if kind is dict:
                 # Only the 2k items at the ends, not a list of all of them.
-                head = _tw_clean(repr(dict(_tw_itertools.islice(value.items(), k))))[:-1]
-                last = list(_tw_itertools.islice(reversed(value.items()), k))
-                tail = _tw_clean(repr(dict(reversed(last))))[1:]
+                head = repr(dict(_tw_itertools.islice(value.items(), k)))
+                tail = repr(dict(reversed(list(_tw_itertools.islice(reversed(value.items()), k)))))
             else:
-                head = _tw_clean(repr(value[:k]))[:-1]
-                tail = _tw_clean(repr(value[-k:]))[1:]
-            if len(head) >= left and len(tail) >= right:
+                head, tail = repr(value[:k]), repr(value[-k:])
+            text = _tw_rebuilt_ends(head, tail, None, limit)
+            if text is not None:
                 # The cut text depends on these k items at each end only.
                 self.shown_ends = k
-                return head[:left] + "..." + (tail[-right:] if right else "")
+                return text
             k *= 4
 
     # -- events ------------------------------------------------------------
@@ -562,9 +561,6 @@ class TwTracer:
                 if " at 0x" in text:
                     text = address.sub("", text)
                 return (value, cut(text, limit) if limit and len(text) > limit else text, None)
-            if moved is None and kind is dict and hit is not None and hit[0] is value and hit[2] is not None \
-                    and len(hit[2][0]) == len(value) and all(map(same, value, hit[2][0])):
-                moved = list(compress(range(len(value)), map(not_same, value.values(), hit[2][1])))
             if moved:
                 # The same keys: only the values that were replaced need
                 # checking, and none at all in the middle of a long dict,
