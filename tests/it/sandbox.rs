@@ -20,10 +20,13 @@ fn benchmark(p: &Project, n: usize) {
     p.write("samples.jsonl", &format!("{sample}\n").repeat(n));
 }
 
-/// `score ... --json` on `problems.jsonl` and `samples.jsonl`.
-fn score_args<'a>(benchmark: &'a str, workers: &'a str) -> [&'a str; 14] {
+/// `score ... --json` on `problems.jsonl` and `samples.jsonl`, every sample
+/// its own job (`--run-duplicates`: these tests count jobs, and their samples
+/// repeat one program).
+fn score_args<'a>(benchmark: &'a str, workers: &'a str) -> [&'a str; 15] {
     [
         "score",
+        "--run-duplicates",
         "--benchmark",
         benchmark,
         "--problems",
@@ -162,9 +165,10 @@ fn a_hung_worker_is_killed_by_the_watchdog_and_the_run_ends() {
 fn retries_and_the_isolation_in_force_are_in_the_manifest() {
     let p = Project::new();
     benchmark(&p, 2);
+    // The two samples repeat one program: `run_duplicates` makes each a job.
     p.write(
         "s.yaml",
-        "experiment: sandboxed\nstages:\n  problems: { kind: load, params: { path: problems.jsonl } }\n  samples: { kind: load, params: { path: samples.jsonl } }\n  score:\n    kind: score\n    inputs: { problems: problems.rows, samples: samples.rows }\n    params: { benchmark: humaneval, k: [1], timeout: 0.5, bootstrap: 0, workers: 1 }\n",
+        "experiment: sandboxed\nstages:\n  problems: { kind: load, params: { path: problems.jsonl } }\n  samples: { kind: load, params: { path: samples.jsonl } }\n  score:\n    kind: score\n    inputs: { problems: problems.rows, samples: samples.rows }\n    params: { benchmark: humaneval, k: [1], timeout: 0.5, bootstrap: 0, workers: 1, run_duplicates: true }\n",
     );
     let ran = p.tw_env(
         &["run", "s.yaml"],

@@ -402,6 +402,83 @@ fn score_stage_in_a_spec_caches_and_reports_pass_at_k() {
     assert_eq!(plan[2].3, vec!["params.timeout: 0.5 -> 0.25".to_string()]);
 }
 
+#[test]
+fn a_repeated_program_runs_once_and_shares_its_verdict_unless_asked_to_run_each() {
+    // T/0's coin flip passes or fails at random (`os.urandom`, which no seed
+    // fixes): its 40 copies share one run's verdict by default, and with
+    // --run-duplicates each flips its own coin (all 40 alike: p = 2^-39).
+    // `return True` is a program of T/0 and of T/1: the same text under
+    // another problem is graded there, against that problem's test.
+    let p = Project::new();
+    p.write(
+        "problems.jsonl",
+        concat!(
+            r#"{"task_id": "T/0", "prompt": "def f():\n", "entry_point": "f", "canonical_solution": "    return True\n", "test": "def check(f):\n    assert f()\n"}"#,
+            "\n",
+            r#"{"task_id": "T/1", "prompt": "def f():\n", "entry_point": "f", "canonical_solution": "    return False\n", "test": "def check(f):\n    assert not f()\n"}"#,
+            "\n"
+        ),
+    );
+    let coin =
+        r#"{"task_id": "T/0", "completion": "    import os\n    return os.urandom(1)[0] < 128\n"}"#;
+    let mut samples = format!("{coin}\n").repeat(40);
+    samples.push_str(concat!(
+        r#"{"task_id": "T/0", "completion": "    return True\n"}"#,
+        "\n",
+        r#"{"task_id": "T/1", "completion": "    return True\n"}"#,
+        "\n",
+        r#"{"task_id": "T/1", "completion": "    return True\n"}"#,
+        "\n",
+        r#"{"task_id": "T/1", "completion": "    return False\n"}"#,
+        "\n",
+    ));
+    p.write("samples.jsonl", &samples);
+    let rest = [
+        "--samples",
+        "samples.jsonl",
+        "--allow-partial",
+        "--timeout",
+        "2",
+        "--details",
+        "d.jsonl",
+    ];
+    let shared = score_json(&p, "humaneval", "problems.jsonl", &rest);
+    // 39 coins and one `return True` of T/1 repeat an earlier sample.
+    assert_eq!(shared["duplicates"], 40, "{shared}");
+    let verdicts = detail_verdicts(&p, "d.jsonl");
+    assert_eq!(verdicts.len(), 44);
+    let coins = &verdicts[..40];
+    assert!(coins.iter().all(|v| v == &coins[0]), "{coins:?}");
+    assert_eq!(
+        &verdicts[40..],
+        ["pass", "runtime_error", "runtime_error", "pass"]
+    );
+    let indices: Vec<u64> = p
+        .read("d.jsonl")
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["index"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    let expected: Vec<u64> = (0..41).chain(0..3).collect();
+    assert_eq!(indices, expected, "every sample keeps its own index");
+
+    let mut each = rest.to_vec();
+    each.push("--run-duplicates");
+    let own = score_json(&p, "humaneval", "problems.jsonl", &each);
+    assert_eq!(own["duplicates"], 0, "{own}");
+    let verdicts = detail_verdicts(&p, "d.jsonl");
+    let coins = &verdicts[..40];
+    assert!(coins.contains(&"pass".to_string()), "{coins:?}");
+    assert!(coins.iter().any(|v| v != "pass"), "{coins:?}");
+    assert_eq!(
+        &verdicts[40..],
+        ["pass", "runtime_error", "runtime_error", "pass"]
+    );
+}
+
 fn fixture(rel: &str) -> String {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/it/fixtures")

@@ -112,7 +112,7 @@ pub trait Family: Sync {
         _samples: &[super::problem::Sample],
         _settings: &ScoreSettings,
         _sandbox: &crate::python::sandbox::Sandbox,
-        _progress: &(dyn Fn() + Sync),
+        _progress: &(dyn Fn(&super::problem::Sample) + Sync),
     ) -> Option<Result<super::grading::Graded, StageError>> {
         None
     }

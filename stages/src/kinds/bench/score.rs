@@ -19,6 +19,11 @@
 //! - `memory_mb` (default 4096), `workers` (default: cores), `bootstrap` (default 1000), `seed` (default 0).
 //! - `start_date`, `end_date` (`YYYY-MM-DD`): LiveCodeBench's contest-date window.
 //! - `allow_partial` (default false): score samples that cover only some problems.
+//! - `run_duplicates` (default false): run every sample. By default a sample
+//!   whose program is the same as an earlier sample's for the same problem
+//!   takes that run's verdict (programs run with a fixed hash seed; only a
+//!   program that draws random numbers, reads the clock or races its limit
+//!   could come out otherwise); the manifest's `duplicates` counts them.
 //!
 //! # Inputs
 //! - `problems`: benchmark rows as published (`load` them from the JSONL).
@@ -113,6 +118,7 @@ impl Stage for Score {
         programs::note_retries(ctx, &sandbox);
         ctx.note("problems", report.problems);
         ctx.note("problems_scored", report.problems_scored);
+        ctx.note("duplicates", report.duplicates);
         if !report.reference_failures.is_empty() {
             ctx.note("reference_failures", report.reference_failures.join(", "));
         }
