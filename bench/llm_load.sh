@@ -13,6 +13,13 @@
 #      segments, built once into ~/.cache/tw-bench-v1): fill time, replay time
 #      (from a cold page cache where this user may drop it, as on a fresh
 #      node), peak memory, files, bytes.
+#   d. a fleet (one vLLM server per GPU): FLEET servers at 1-second latency,
+#      FLEET_CONC in flight each, FLEET_N completions, twice side by side:
+#      every server healthy, then with faults (the second server answers 503
+#      to every 10th request; the fifth is killed with SIGKILL KILL_AT seconds
+#      in, its requests in flight dropped, and started again on its port at
+#      RESTART_AT): the rate against the fleet's ceiling, what each endpoint
+#      served and failed, and whether every completion arrived.
 #
 #   bench/llm_load.sh                                    # N=100000, CONC="64 256", LEDGER_N=500000
 #   N=20000 LEDGER_N=50000 PARTS=ac bench/llm_load.sh    # smaller, some parts
@@ -24,7 +31,12 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 N=${N:-100000}
 CONC=${CONC:-"64 256"}
 LEDGER_N=${LEDGER_N:-500000}
-PARTS=${PARTS:-abc}
+PARTS=${PARTS:-abcd}
+FLEET=${FLEET:-8}
+FLEET_CONC=${FLEET_CONC:-32}
+FLEET_N=${FLEET_N:-10000}
+KILL_AT=${KILL_AT:-10}
+RESTART_AT=${RESTART_AT:-25}
 SEQ_N=${SEQ_N:-8}
 SEQ_ROUNDS=${SEQ_ROUNDS:-2}
 baseline_commit=${BASELINE:-0879f25}
@@ -54,7 +66,12 @@ if [[ $PARTS == *c* ]]; then old=$(baseline_tw "$baseline_commit"); fi
 
 work=$(mktemp -d)
 server_pid=
-cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$work"; }
+fleet_pids=()
+cleanup() {
+  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null
+  for pid in "${fleet_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
 trap cleanup EXIT
 measures=$work/measures.jsonl
 : > "$measures"
@@ -67,8 +84,9 @@ start_server() { # delay_ms -> sets url, server_pid
   url=$(head -1 "$work/server.out")
 }
 
-spec() { # file n concurrency with_seq
+spec() { # n concurrency with_seq [model_line]
   local n=$1 c=$2 seq=$3
+  local model=${4:-"{ backend: openai, base_url: \"$url\", name: load, concurrency: $c, retries: 2 }"}
   cat <<EOF
 experiment: llm_load
 stages:
@@ -79,7 +97,7 @@ stages:
     kind: generate
     inputs: { problems: humaneval.problems }
     params:
-      model: { backend: openai, base_url: "$url", name: load, concurrency: $c, retries: 2 }
+      model: $model
       template: "$root/templates/prompts/nl2code.j2"
       strategy: sample
       n: $n
@@ -166,17 +184,79 @@ if [[ $PARTS == *c* ]]; then
   done
 fi
 
-"$python" - "$measures" "$completions" $(( (256 * 20 / 164 + 1) * 164 )) <<'PY'
+if [[ $PARTS == *d* ]]; then
+  start_fleet_server() { # index port extra-flags...
+    local i=$1 port=$2
+    shift 2
+    "$server_bin" --port "$port" --delay-ms 1000 "$@" > "$work/fleet$i.out" &
+    fleet_pids[i]=$!
+    for _ in $(seq 100); do [ -s "$work/fleet$i.out" ] && break; sleep 0.05; done
+    fleet_urls[i]=$(head -1 "$work/fleet$i.out")
+  }
+  fleet_per_problem=$(( (FLEET_N + 163) / 164 ))
+  for run in clean faults; do
+    fleet_urls=()
+    for i in $(seq 0 $(( FLEET - 1 ))); do
+      if [ $run = faults ] && [ "$i" = 1 ]; then
+        start_fleet_server "$i" 0 --error-every 10 --error-status 503
+      else
+        start_fleet_server "$i" 0
+      fi
+    done
+    items=$(for u in "${fleet_urls[@]}"; do printf '{ url: "%s" }, ' "$u"; done)
+    d=$work/d$run; mkdir -p "$d"
+    spec "$fleet_per_problem" "$FLEET_CONC" 0 \
+      "{ backend: openai, base_url: [ ${items%, } ], name: load, concurrency: $FLEET_CONC }" > "$d/spec.yaml"
+    if [ $run = faults ] && [ "$FLEET" -ge 5 ]; then
+      victim_port=${fleet_urls[4]##*:}
+      victim_port=${victim_port%%/*}
+      (sleep "$KILL_AT"; kill -9 "${fleet_pids[4]}"
+       sleep $(( RESTART_AT - KILL_AT ))
+       "$server_bin" --port "$victim_port" --delay-ms 1000 > "$work/fleet4.again" &
+       echo $! > "$work/fleet4.pid"; wait) &
+      chaos=$!
+    fi
+    run_tw "tw-fleet-$run" "$tw" "$d"
+    if [ $run = faults ] && [ "$FLEET" -ge 5 ]; then
+      # The run may end before the restart: wait for it, then stop the server.
+      while [ ! -s "$work/fleet4.pid" ] && kill -0 "$chaos" 2>/dev/null; do sleep 0.2; done
+      kill "$(cat "$work/fleet4.pid" 2>/dev/null)" 2>/dev/null || true
+      wait "$chaos" 2>/dev/null || true
+    fi
+    # What each endpoint served and failed (the generate stage's manifest), and
+    # the rows of its table: the run fails if any completion is missing.
+    "$python" - "$d/cache" "tw-fleet-$run" "$(( fleet_per_problem * 164 ))" >> "$measures" <<'PY'
+import glob, json, sys
+cache, label, asked = sys.argv[1], sys.argv[2], int(sys.argv[3])
+for path in glob.glob(cache + "/v1/obj/**/manifest.json", recursive=True):
+    m = json.load(open(path))
+    notes = m.get("notes", m)
+    ends = notes.get("llm_endpoints") if isinstance(notes, dict) else None
+    if ends:
+        rows = sum(o.get("rows", 0) for o in m.get("outputs", {}).values()) if isinstance(m.get("outputs"), dict) else None
+        print(json.dumps({"label": label + "-endpoints", "asked": asked, "table_rows": rows,
+                          "served": [e["served"] for e in ends.values()],
+                          "failed": [e["failed"] for e in ends.values()]}))
+PY
+    for pid in "${fleet_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait "${fleet_pids[@]}" 2>/dev/null || true
+    fleet_pids=()
+    rm -rf "$d"
+  done
+  echo "  fleet: $FLEET servers x $FLEET_CONC in flight at 1 s: the ceiling is $(( FLEET * FLEET_CONC )) completions/s"
+fi
+
+"$python" - "$measures" "$completions" $(( (256 * 20 / 164 + 1) * 164 )) $(( (FLEET_N + 163) / 164 * 164 )) <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-n, nb = int(sys.argv[2]), int(sys.argv[3])
+n, nb, nf = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 stage = {(r["label"], r["stage"]): r["stage_s"] for r in rows if "stage" in r}
 for r in rows:
     if "stage" in r:
         continue
     label = r.get("label", "")
-    if label.startswith(("tw-gen", "tw-replay", "tw-latency")):
-        done = nb if "latency" in label else n
+    if label.startswith(("tw-gen", "tw-replay", "tw-latency")) or label in ("tw-fleet-clean", "tw-fleet-faults"):
+        done = nb if "latency" in label else nf if "fleet" in label else n
         gen_s = stage.get((label, "samples"), r["wall_s"])
         r.update(completions=done, generate_s=gen_s, rate_per_s=round(done / gen_s, 1),
                  cpu_ms_per_completion=round(1000 * r["cpu_s"] / done, 3))

@@ -11,6 +11,10 @@
 //! killed; one thread per connection (HTTP/1.1 keep-alive). The reply's
 //! program defines the first function the request names (`def <name>(`),
 //! returning `None`: a real program, wrong on almost every test.
+//!
+//! `--error-every N --error-status S` makes every Nth completion request
+//! fail with HTTP status S (503 by default) after the same delay, as an
+//! overloaded vLLM server does; the fleet part of the benchmark uses it.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -18,18 +22,35 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 static SERVED: AtomicU64 = AtomicU64::new(0);
+static COMPLETION_REQUESTS: AtomicU64 = AtomicU64::new(0);
+
+/// How the server answers completion requests.
+#[derive(Clone, Copy)]
+struct Behaviour {
+    delay: Duration,
+    /// Every `error_every`th completion request fails (0: none does).
+    error_every: u64,
+    error_status: u16,
+}
 
 fn main() {
     let mut port = 0u16;
     let mut delay_ms = 0u64;
+    let mut error_every = 0u64;
+    let mut error_status = 503u16;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let value = args.next().unwrap_or_default();
         match a.as_str() {
             "--port" => port = value.parse().unwrap_or(0),
             "--delay-ms" => delay_ms = value.parse().unwrap_or(0),
+            "--error-every" => error_every = value.parse().unwrap_or(0),
+            "--error-status" => error_status = value.parse().unwrap_or(503),
             other => {
-                eprintln!("load_server: unknown flag {other} (use --port, --delay-ms)");
+                eprintln!(
+                    "load_server: unknown flag {other} (use --port, --delay-ms, --error-every, \
+                     --error-status)"
+                );
                 std::process::exit(2);
             }
         }
@@ -44,15 +65,19 @@ fn main() {
     let addr = listener.local_addr().map(|a| a.port()).unwrap_or(port);
     println!("http://127.0.0.1:{addr}/v1");
     let _ = std::io::stdout().flush();
-    let delay = Duration::from_millis(delay_ms);
+    let behaviour = Behaviour {
+        delay: Duration::from_millis(delay_ms),
+        error_every,
+        error_status,
+    };
     for stream in listener.incoming().flatten() {
         let _ = stream.set_nodelay(true);
-        std::thread::spawn(move || serve(stream, delay));
+        std::thread::spawn(move || serve(stream, behaviour));
     }
 }
 
 /// Requests on one connection until the client closes it.
-fn serve(stream: TcpStream, delay: Duration) {
+fn serve(stream: TcpStream, behaviour: Behaviour) {
     let Ok(write_half) = stream.try_clone() else {
         return;
     };
@@ -84,19 +109,28 @@ fn serve(stream: TcpStream, delay: Duration) {
             return;
         }
         let path = request_line.split_whitespace().nth(1).unwrap_or("/");
+        let mut status = 200u16;
         let reply = if path.ends_with("/models") {
             r#"{"object":"list","data":[{"id":"load","object":"model"}]}"#.to_string()
         } else if path.ends_with("/completions") {
-            if !delay.is_zero() {
-                std::thread::sleep(delay);
+            if !behaviour.delay.is_zero() {
+                std::thread::sleep(behaviour.delay);
             }
-            completion(path.ends_with("/chat/completions"), &body)
+            let nth = COMPLETION_REQUESTS.fetch_add(1, Ordering::Relaxed) + 1;
+            if behaviour.error_every > 0 && nth.is_multiple_of(behaviour.error_every) {
+                status = behaviour.error_status;
+                r#"{"error":{"message":"the load server refuses this one","type":"overloaded"}}"#
+                    .to_string()
+            } else {
+                SERVED.fetch_add(1, Ordering::Relaxed);
+                completion(path.ends_with("/chat/completions"), &body)
+            }
         } else {
             r#"{"status":"ok"}"#.to_string()
         };
-        SERVED.fetch_add(1, Ordering::Relaxed);
         let head = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: keep-alive\r\n\r\n",
+            "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: keep-alive\r\n\r\n",
+            if status == 200 { "OK" } else { "Error" },
             reply.len()
         );
         if out.write_all(head.as_bytes()).is_err() || out.write_all(reply.as_bytes()).is_err() {
