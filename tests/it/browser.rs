@@ -44,6 +44,10 @@ pub struct Driver {
     child: Child,
     port: u16,
     session: String,
+    /// Chromium's `TMPDIR`: it leaves scoped directories behind in the temp
+    /// directory even after its session is closed; this one goes with the
+    /// driver (fields drop after `drop` has stopped the driver).
+    _tmp: tempfile::TempDir,
 }
 
 fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> Result<Value, String> {
@@ -128,8 +132,13 @@ impl Driver {
             .local_addr()
             .unwrap()
             .port();
+        let tmp = tempfile::Builder::new()
+            .prefix("tw-chromium-")
+            .tempdir()
+            .expect("a temp directory for Chromium");
         let child = Command::new(driver)
             .arg(format!("--port={port}"))
+            .env("TMPDIR", tmp.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -159,6 +168,7 @@ impl Driver {
             child,
             port,
             session: session["sessionId"].as_str().unwrap().to_string(),
+            _tmp: tmp,
         }
     }
 
