@@ -230,10 +230,9 @@ import glob, json, sys
 cache, label, asked = sys.argv[1], sys.argv[2], int(sys.argv[3])
 for path in glob.glob(cache + "/v1/obj/**/manifest.json", recursive=True):
     m = json.load(open(path))
-    notes = m.get("notes", m)
-    ends = notes.get("llm_endpoints") if isinstance(notes, dict) else None
+    ends = m["notes"].get("llm_endpoints")
     if ends:
-        rows = sum(o.get("rows", 0) for o in m.get("outputs", {}).values()) if isinstance(m.get("outputs"), dict) else None
+        rows = sum(o["rows"] for o in m["outputs"].values())
         print(json.dumps({"label": label + "-endpoints", "asked": asked, "table_rows": rows,
                           "served": [e["served"] for e in ends.values()],
                           "failed": [e["failed"] for e in ends.values()]}))

@@ -115,7 +115,7 @@ impl Family for EvalPlusFamily {
         samples: &[Sample],
         settings: &ScoreSettings,
         sandbox: &Sandbox,
-        progress: &(dyn Fn(&Sample) + Sync),
+        progress: &(dyn Fn(usize) + Sync),
     ) -> Option<Result<Graded, StageError>> {
         Some(grade(problems, samples, settings, sandbox, progress))
     }
@@ -216,7 +216,7 @@ fn grade(
     samples: &[Sample],
     settings: &ScoreSettings,
     sandbox: &Sandbox,
-    progress: &(dyn Fn(&Sample) + Sync),
+    progress: &(dyn Fn(usize) + Sync),
 ) -> Result<Graded, StageError> {
     #[derive(Clone, Copy)]
     enum Task {
@@ -299,7 +299,7 @@ fn grade(
                     st.outcomes[s][k] = Some((passed, first_failure(&report)));
                     let p = problem_of[s];
                     if k == 1 || !passed {
-                        progress(&samples[s]);
+                        progress(s);
                     } else if st.suites[p][1].is_some() {
                         // Plus jobs first: they finish the samples begun.
                         st.ready.push_front(Task::Sample(s, 1));

@@ -105,14 +105,15 @@ pub trait Family: Sync {
     }
 
     /// EvalPlus grading: the samples graded against outputs of the canonical
-    /// solution run here (see [`super::evalplus`]).
+    /// solution run here (see [`super::evalplus`]); `progress` is told the
+    /// position of each sample as it is graded.
     fn grade_with_reference(
         &self,
         _problems: &[Problem],
         _samples: &[super::problem::Sample],
         _settings: &ScoreSettings,
         _sandbox: &crate::python::sandbox::Sandbox,
-        _progress: &(dyn Fn(&super::problem::Sample) + Sync),
+        _progress: &(dyn Fn(usize) + Sync),
     ) -> Option<Result<super::grading::Graded, StageError>> {
         None
     }

@@ -250,9 +250,9 @@ struct Distinct<'a> {
     /// For each sample, the position in `graded` of the one that grades it;
     /// empty when every sample is graded.
     twin: Vec<usize>,
-    /// How many samples each graded one stands for, by (task, index); empty
-    /// when every sample is graded.
-    weight: std::collections::HashMap<(String, usize), usize>,
+    /// How many samples each graded one stands for; empty when every sample
+    /// is graded.
+    weight: Vec<usize>,
 }
 
 impl<'a> Distinct<'a> {
@@ -260,7 +260,7 @@ impl<'a> Distinct<'a> {
         let every = Distinct {
             graded: std::borrow::Cow::Borrowed(samples),
             twin: Vec::new(),
-            weight: Default::default(),
+            weight: Vec::new(),
         };
         if run_duplicates {
             return every;
@@ -280,15 +280,10 @@ impl<'a> Distinct<'a> {
         if graded.len() == samples.len() {
             return every;
         }
-        let mut counts = vec![0usize; graded.len()];
+        let mut weight = vec![0usize; graded.len()];
         for &t in &twin {
-            counts[t] += 1;
+            weight[t] += 1;
         }
-        let weight = graded
-            .iter()
-            .zip(counts)
-            .map(|(s, n)| ((s.task_id.clone(), s.index), n))
-            .collect();
         Distinct {
             graded: std::borrow::Cow::Owned(graded.into_iter().cloned().collect()),
             twin,
@@ -301,15 +296,9 @@ impl<'a> Distinct<'a> {
         self.twin.len().saturating_sub(self.graded.len())
     }
 
-    /// How many samples the graded `sample` stands for.
-    fn weight_of(&self, sample: &Sample) -> usize {
-        if self.twin.is_empty() {
-            return 1;
-        }
-        self.weight
-            .get(&(sample.task_id.clone(), sample.index))
-            .copied()
-            .unwrap_or(1)
+    /// How many samples the graded sample at position `i` stands for.
+    fn weight_of(&self, i: usize) -> usize {
+        self.weight.get(i).copied().unwrap_or(1)
     }
 
     /// Every sample's result, from the results of the graded ones.
@@ -393,7 +382,7 @@ pub fn grade_each<'a>(
     samples: &'a [Sample],
     job_of: impl Fn(&'a Sample) -> Job + Send + Sync,
     grade: impl Fn(&Sample, &JobReport) -> SampleResult,
-    progress: &(dyn Fn(&Sample) + Sync),
+    progress: &(dyn Fn(usize) + Sync),
 ) -> Result<(Vec<SampleResult>, RunSummary), StageError> {
     let mut results: Vec<Option<SampleResult>> = vec![None; samples.len()];
     let jobs = samples.iter().map(|s| {
@@ -403,7 +392,7 @@ pub fn grade_each<'a>(
     });
     let summary = sandbox.run_each(jobs, &mut |i, report| {
         results[i] = Some(grade(&samples[i], &report));
-        progress(&samples[i]);
+        progress(i);
     })?;
     Ok((
         results
@@ -497,8 +486,8 @@ pub fn score(
     let distinct = Distinct::of(samples, settings.run_duplicates);
     let all_samples = samples;
     let samples: &[Sample] = &distinct.graded;
-    let progress = &|s: &Sample| {
-        for _ in 0..distinct.weight_of(s) {
+    let progress = &|i: usize| {
+        for _ in 0..distinct.weight_of(i) {
             progress();
         }
     };
@@ -717,7 +706,7 @@ mod tests {
             .collect();
         assert_eq!(graded, [("A", 0), ("A", 1), ("B", 0)]);
         assert_eq!(d.duplicates(), 3);
-        let weights: Vec<usize> = d.graded.iter().map(|s| d.weight_of(s)).collect();
+        let weights: Vec<usize> = (0..d.graded.len()).map(|i| d.weight_of(i)).collect();
         assert_eq!(weights, [3, 1, 2]);
         let results: Vec<SampleResult> = d
             .graded
@@ -755,7 +744,7 @@ mod tests {
         let unique = [sample("A", 0, "x"), sample("A", 1, "y")];
         let d = Distinct::of(&unique, false);
         assert!(matches!(d.graded, std::borrow::Cow::Borrowed(_)));
-        assert_eq!((d.duplicates(), d.weight_of(&unique[1])), (0, 1));
+        assert_eq!((d.duplicates(), d.weight_of(1)), (0, 1));
     }
 
     #[test]
